@@ -1,0 +1,1 @@
+"""Amaranth HDL of the S2FP8 decode-multiply-accumulate datapath and the GEMM array."""
