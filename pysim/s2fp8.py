@@ -209,10 +209,11 @@ def decode_table(alpha, beta, mant_bits: int = FP32.precision) -> np.ndarray:
 
 
 def apply_sign(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """FP32 bits of codes decoded through ``table``: table[code & 0x7F] with the code's sign."""
+    """FP32 bits of codes decoded through ``table``: table[code & 0x7F], its sign bit
+    flipped by the code's sign bit (tables from :func:`decode_table` are all positive)."""
     codes = np.asarray(codes, dtype=np.uint8)
     sign = (codes >> np.uint8(E5M2.width - 1)).astype(np.uint32) << np.uint32(FP32.width - 1)
-    return np.asarray(table, dtype=np.uint32)[codes & np.uint8(E5M2.magnitude_mask)] | sign
+    return np.asarray(table, dtype=np.uint32)[codes & np.uint8(E5M2.magnitude_mask)] ^ sign
 
 
 def decode(t: S2FP8Tensor, mant_bits: int = FP32.precision) -> np.ndarray:
