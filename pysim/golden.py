@@ -60,12 +60,16 @@ def mac(table_a, table_b, codes_a, codes_b, init=None, lengths=None) -> np.ndarr
         raise ValueError(f"codes_a and codes_b must both be [S, L], got "
                          f"{list(codes_a.shape)} and {list(codes_b.shape)}")
     seqs, steps = codes_a.shape
-    acc = np.zeros(seqs, np.uint32) if init is None else np.array(init, dtype=np.uint32)
+    acc = np.zeros(seqs, np.uint32) if init is None else np.asarray(init)
+    if acc.dtype != np.uint32:
+        raise TypeError(f"init must hold uint32 FP32 bit patterns, got dtype {acc.dtype}")
     if acc.shape != (seqs,):
-        raise ValueError(f"init must be uint32[{seqs}], got shape {list(acc.shape)}")
+        raise ValueError(f"init must have shape [{seqs}], got {list(acc.shape)}")
     lengths = np.full(seqs, steps) if lengths is None else np.asarray(lengths)
-    if lengths.shape != (seqs,) or (lengths < 0).any() or (lengths > steps).any():
-        raise ValueError(f"lengths must be {seqs} integers in 0..{steps}")
+    if (not np.issubdtype(lengths.dtype, np.integer) or lengths.shape != (seqs,)
+            or (lengths < 0).any() or (lengths > steps).any()):
+        raise ValueError(f"lengths must be {seqs} integers in 0..{steps}, "
+                         f"got {lengths.dtype}{list(lengths.shape)}")
     a = fp32_from_bits(apply_sign(codes_a, table_a))
     b = fp32_from_bits(apply_sign(codes_b, table_b))
     acc = fp32_from_bits(acc).copy()

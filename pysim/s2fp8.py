@@ -103,33 +103,36 @@ def _map_blocks(work, size: int) -> list:
 def _log2_and_moments(x: np.ndarray):
     """log2|x| (float64, zeros give -inf) and (count, sum, min, max) over the nonzero entries.
 
-    The sum is accumulated block by block in a fixed order, so it is deterministic.
+    The sum is numpy's pairwise sum over the nonzero log-magnitudes in element order, so
+    it depends on the nonzero entries alone: zeros added anywhere leave it unchanged.
     """
     flat = x.reshape(-1)
     log2_mag = np.empty(flat.shape, np.float64)
 
-    def block_moments(block):
+    def block_range(block):
         with np.errstate(divide="ignore"):
             values = np.log2(np.abs(flat[block]), out=log2_mag[block])
         if values.min() == -np.inf:
             values = values[values != -np.inf]
         if not values.size:
-            return 0, 0.0, np.inf, -np.inf
-        return values.size, float(values.sum()), float(values.min()), float(values.max())
+            return 0, np.inf, -np.inf
+        return values.size, float(values.min()), float(values.max())
 
-    count, total, low, high = 0, 0.0, np.inf, -np.inf
-    for n, block_sum, block_low, block_high in _map_blocks(block_moments, flat.size):
-        count, total = count + n, total + block_sum
-        low, high = min(low, block_low), max(high, block_high)
-    return log2_mag.reshape(x.shape), (count, total, low, high)
+    count, low, high = 0, np.inf, -np.inf
+    for n, block_low, block_high in _map_blocks(block_range, flat.size):
+        count, low, high = count + n, min(low, block_low), max(high, block_high)
+    nonzero = log2_mag if count == flat.size else log2_mag[log2_mag != -np.inf]
+    return log2_mag.reshape(x.shape), (count, float(np.sum(nonzero)), low, high)
 
 
 def _stats_from_moments(count: int, total: float, low: float, high: float):
     if count == 0:
         return float("nan"), float("nan"), 1.0, 0.0
-    if low == high:  # every nonzero entry has the same magnitude
+    # The rounded mean can land on or above the max when the magnitudes differ by an ulp:
+    # that is the equal-magnitude case too (it would give alpha <= 0 or a huge alpha).
+    mu = min(total / count, high)
+    if low == high or mu == high:
         return high, high, 1.0, S2FP8_TARGET_MEAN_LOG2 - high
-    mu = total / count
     alpha = (S2FP8_TARGET_MAX_LOG2 - S2FP8_TARGET_MEAN_LOG2) / (high - mu)
     beta = S2FP8_TARGET_MEAN_LOG2 - alpha * mu
     return mu, high, alpha, beta
@@ -139,7 +142,8 @@ def stats(x) -> tuple[float, float, float, float]:
     """``(mu, m, alpha, beta)`` of ``x``, all float64, over its nonzero entries only.
 
     mu = mean log2|x|, m = max log2|x|, alpha = 15 / (m - mu), beta = -alpha * mu.
-    No nonzero entry: (nan, nan, 1, 0). All nonzero magnitudes equal: (m, m, 1, -m).
+    No nonzero entry: (nan, nan, 1, 0). All nonzero magnitudes equal, or so close that
+    the rounded mean reaches the max: (m, m, 1, -m).
     NaN or Inf in ``x`` raises ValueError.
     """
     return _stats_from_moments(*_log2_and_moments(_as_checked_float64(x))[1])
@@ -153,7 +157,8 @@ def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np
     def block_codes(block):
         scaled = np.multiply(flat_log2[block], alpha)
         scaled += beta
-        np.exp2(scaled, out=scaled)  # zeros: exp2(-inf) = 0
+        with np.errstate(over="ignore"):  # beyond float64: Inf, which saturates
+            np.exp2(scaled, out=scaled)  # zeros: exp2(-inf) = 0
         codes[block] = magnitude_codes_e5m2(scaled, overwrite=True)
         codes[block] |= np.signbit(flat_x[block]).view(np.uint8) << np.uint8(E5M2.width - 1)
 
