@@ -27,10 +27,11 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from .arch import ARRAY_DIM_MAX, ARRAY_DIM_MIN
 from .layers import Gemm, ShapeError
 
 #: largest array side the simulator supports
-MAX_ARRAY_DIM = 64
+MAX_ARRAY_DIM = ARRAY_DIM_MAX
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ def _is_int(value) -> bool:
 def check_array(rows, cols) -> tuple[int, int]:
     """Validate an array size: ``rows`` and ``cols`` integers in ``1..MAX_ARRAY_DIM``."""
     for name, value in (("rows", rows), ("cols", cols)):
-        if not _is_int(value) or not 1 <= value <= MAX_ARRAY_DIM:
-            raise ShapeError(f"array {name} must be an integer in 1..{MAX_ARRAY_DIM}, "
+        if not _is_int(value) or not ARRAY_DIM_MIN <= value <= MAX_ARRAY_DIM:
+            raise ShapeError(f"array {name} must be an integer in {ARRAY_DIM_MIN}..{MAX_ARRAY_DIM}, "
                              f"got {value!r}")
     return int(rows), int(cols)
 
@@ -186,3 +187,39 @@ def gemm_arrays(gemms: Iterable[Gemm]) -> GemmArrays:
     data = np.array([(g.m, g.k, g.n, g.count) for g in gemms], dtype=np.int64)
     data = data.reshape(len(gemms), 4)
     return GemmArrays(data[:, 0], data[:, 1], data[:, 2], data[:, 3])
+
+
+def operand_beats(a_codes: np.ndarray, b_codes: np.ndarray, rows: int, cols: int):
+    """The beats the array consumes for C = A @ B: ``(a_beats, b_beats)``.
+
+    ``a_codes`` (M, K) and ``b_codes`` (K, N) are uint8 code matrices. Tiles run in
+    :func:`tiles` order; tile t's K beats are rows ``t*K .. t*K + K-1``: ``a_beats``
+    uint8[T*K, rows] holds A[row0 : row0+rows, k] and ``b_beats`` uint8[T*K, cols] holds
+    B[k, col0 : col0+cols], both zero-padded past a ragged edge.
+    """
+    rows, cols = check_array(rows, cols)
+    m, k_dim = a_codes.shape
+    n = b_codes.shape[1]
+    row_tiles, col_tiles = -(-m // rows), -(-n // cols)
+    a_pad = np.zeros((row_tiles * rows, k_dim), np.uint8)
+    a_pad[:m] = a_codes
+    b_pad = np.zeros((k_dim, col_tiles * cols), np.uint8)
+    b_pad[:, :n] = b_codes
+    # (row_tiles, K, rows) repeated over column tiles, and (col_tiles, K, cols) over row tiles
+    a_tiles = a_pad.reshape(row_tiles, rows, k_dim).transpose(0, 2, 1)
+    b_tiles = b_pad.reshape(k_dim, col_tiles, cols).transpose(1, 0, 2)
+    a_beats = np.repeat(a_tiles, col_tiles, axis=0).reshape(-1, rows)
+    b_beats = np.tile(b_tiles, (row_tiles, 1, 1)).reshape(-1, cols)
+    return a_beats, b_beats
+
+
+def place_results(row_beats: np.ndarray, m: int, n: int, rows: int, cols: int) -> np.ndarray:
+    """Assemble the array's result rows into C (M, N).
+
+    ``row_beats`` [T*rows, cols] holds, tile after tile in :func:`tiles` order, each
+    tile's ``rows`` result rows; padding rows and columns are dropped.
+    """
+    rows, cols = check_array(rows, cols)
+    row_tiles, col_tiles = -(-m // rows), -(-n // cols)
+    grid = np.asarray(row_beats).reshape(row_tiles, col_tiles, rows, cols)
+    return grid.transpose(0, 2, 1, 3).reshape(row_tiles * rows, col_tiles * cols)[:m, :n]

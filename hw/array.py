@@ -1,0 +1,273 @@
+"""Output-stationary R x C systolic array of S2FP8 MAC processing elements.
+
+::
+
+                 b stream (C codes per beat)
+                       │
+               ┌───────┴────────┐
+               │ C decoders (B) │  table B, decoded once at the edge
+               └───────┬────────┘
+                 skew: column j delayed j cycles
+                       ▼
+   a stream ─► R decoders (A) ─► skew: row i delayed i ─► PE(i,0) ► PE(i,1) ► ... ► PE(i,C-1)
+   (R codes)                                                │         │                │
+                                                            ▼  b flows down the columns ▼
+                                                         PE(i+1,0) ...
+   PE(i, C-1) done ─► row i of results ─► result FIFO ─► c stream (C values per beat)
+
+Every beat pairs one column of an A tile (R codes, A[i0:i0+R, k]) with one row of a B
+tile (C codes, B[k, j0:j0+C]); K consecutive beats make one output tile (``k`` input,
+held for the whole GEMM). Operands are decoded once, at the edges, and the decoded FP32
+values move one PE per cycle: a to the right along its row, b down its column, so
+PE(i, j) sees the pair of beat t at cycle t + DECODE_LATENCY + i + j. The control bits
+(valid, first, last) travel with a. Each PE multiplies (FPMul) and accumulates into its
+own register (one combinational FPAdd, as in the MAC); the `last` product of a tile also
+loads the PE's result register.
+
+Draining overlaps the next tile completely: results sit in per-PE result registers while
+the accumulators start on the next tile. Row i is read (all C values, one beat) the cycle
+after PE(i, C-1) took its result, so rows leave in order 0..R-1 on consecutive cycles.
+Two rules keep that safe, enforced by holding ``ready`` low on the beat that would be the
+last of a tile:
+- the last beats of consecutive tiles are at least ``max(R, C)`` cycles apart (a result
+  register is read before the next tile overwrites it, and the rows of two tiles never
+  need the output in the same cycle);
+- the result FIFO has room for the tile's R rows (credits), so a consumer that
+  back-pressures ``c`` stalls the array instead of losing results.
+With K >= max(R, C) and a consumer that is always ready, beats are accepted every cycle.
+Ragged tiles are padded by the driver (zero codes); every tile drains all R rows.
+"""
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from pysim import arch
+from pysim.formats import FP32, check_mant_bits
+
+from .decoder import OperandDecoder, TableWriteSignature
+from .fp32 import FPAdd, FPMul
+from .layouts import CodeLayout, FP32Layout
+
+#: Control bits that travel with the A operand along a row.
+ControlLayout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+
+
+def _check_dim(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int in {arch.ARRAY_DIM_MIN}..{arch.ARRAY_DIM_MAX}, "
+                        f"not {value!r}")
+    if not arch.ARRAY_DIM_MIN <= value <= arch.ARRAY_DIM_MAX:
+        raise ValueError(f"{name} must be in {arch.ARRAY_DIM_MIN}..{arch.ARRAY_DIM_MAX}, "
+                         f"not {value}")
+    return value
+
+
+class ProcessingElement(wiring.Component):
+    """One PE: multiply the passing a and b, accumulate, keep the tile's result.
+
+    Ports: ``a_in``, ``b_in``, ``ctl_in`` (from the left / above); ``a_out``, ``b_out``,
+    ``ctl_out`` (the same, one cycle later, to the right / below); ``result`` (the last
+    finished tile's sum) and ``done`` (high the one cycle after ``result`` was loaded).
+    """
+
+    a_in: In(FP32Layout)
+    b_in: In(FP32Layout)
+    ctl_in: In(ControlLayout)
+    a_out: Out(FP32Layout)
+    b_out: Out(FP32Layout)
+    ctl_out: Out(ControlLayout)
+    result: Out(FP32Layout)
+    done: Out(1)
+
+    def __init__(self, *, mant_bits: int = FP32.precision):
+        self._mant_bits = check_mant_bits(mant_bits)
+        super().__init__()
+
+    @property
+    def mant_bits(self) -> int:
+        return self._mant_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.multiply = multiply = FPMul(sig_bits=self._mant_bits)
+        m.submodules.add = add = FPAdd()
+
+        # --- pass the operands on -------------------------------------------------------
+        m.d.sync += [
+            self.a_out.eq(self.a_in),
+            self.b_out.eq(self.b_in),
+            self.ctl_out.eq(self.ctl_in),
+        ]
+
+        # --- multiply (ctl delayed alongside) -------------------------------------------
+        m.d.comb += [
+            multiply.a.eq(self.a_in),
+            multiply.b.eq(self.b_in),
+            multiply.valid_in.eq(self.ctl_in.valid),
+        ]
+        ctl = self.ctl_in
+        for stage in range(multiply.latency):
+            delayed = Signal(ControlLayout, name=f"ctl_m{stage + 1}")
+            m.d.sync += delayed.eq(ctl)
+            ctl = delayed
+
+        # --- accumulate: a tile's first product starts from +0 ---------------------------
+        acc = Signal(FP32Layout)
+        m.d.comb += [
+            add.a.eq(Mux(ctl.first, 0, acc)),
+            add.b.eq(multiply.result),
+        ]
+        m.d.sync += self.done.eq(ctl.valid & ctl.last)
+        with m.If(ctl.valid):
+            m.d.sync += acc.eq(add.result)
+            with m.If(ctl.last):
+                m.d.sync += self.result.eq(add.result)
+        return m
+
+
+class S2FP8Array(wiring.Component):
+    """R x C output-stationary systolic array of S2FP8 MACs (see the module docstring).
+
+    Parameters (keyword-only): ``rows`` R and ``cols`` C (1..64), ``mant_bits`` W (1..24).
+
+    Ports:
+    - ``table_a``, ``table_b``: decode-table write ports, broadcast to the R (A) and C (B)
+      edge decoders. Load them while no beat is in flight; beats are refused meanwhile.
+    - ``k``: beats per output tile (the GEMM's K, >= 1), held for the whole GEMM.
+    - ``a``: stream of R codes (one column of the A tile) per beat.
+    - ``b``: stream of C codes (one row of the B tile) per beat; a beat moves when both
+      ``a`` and ``b`` are valid and the array is ready.
+    - ``c``: stream of result rows: ``row`` index and the C FP32 values, R beats per tile.
+    """
+
+    def __init__(self, *, rows: int, cols: int, mant_bits: int = FP32.precision):
+        self._rows = _check_dim("rows", rows)
+        self._cols = _check_dim("cols", cols)
+        self._mant_bits = check_mant_bits(mant_bits)
+        self._row_layout = data.StructLayout({
+            "row": range(rows),
+            "values": data.ArrayLayout(FP32Layout, cols),
+        })
+        super().__init__({
+            "table_a": In(TableWriteSignature()),
+            "table_b": In(TableWriteSignature()),
+            "k": In(arch.K_BITS),
+            "a": In(stream.Signature(data.ArrayLayout(CodeLayout, rows))),
+            "b": In(stream.Signature(data.ArrayLayout(CodeLayout, cols))),
+            "c": Out(stream.Signature(self._row_layout)),
+        })
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    @property
+    def mant_bits(self) -> int:
+        return self._mant_bits
+
+    @property
+    def tile_spacing(self) -> int:
+        """Minimum cycles between the last beats of consecutive tiles."""
+        return max(self._rows, self._cols)
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Rows the result FIFO holds: enough that a consumer that is always ready never
+        stalls the array. A tile holds R credits from its last beat until its last row
+        leaves, RESULT_DRAIN_CYCLES(R, C) later, and last beats are >= tile_spacing apart."""
+        return self._rows * (arch.result_drain_cycles(self._rows, self._cols)
+                             // self.tile_spacing + 2)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self._rows, self._cols
+
+        # --- beat bookkeeping: position in the tile, spacing, result credits -------------
+        beat = Signal(arch.K_BITS)
+        last_beat = beat == self.k - 1
+        since_last = Signal(range(self.tile_spacing + 1), init=self.tile_spacing)
+        credits = Signal(range(self.result_fifo_depth + 1), init=self.result_fifo_depth)
+        writing = self.table_a.en | self.table_b.en
+        ready = ~writing & ~(last_beat & ((since_last < self.tile_spacing) | (credits < rows)))
+        accept = self.a.valid & self.b.valid & ready
+        m.d.comb += [
+            self.a.ready.eq(ready & self.b.valid),
+            self.b.ready.eq(ready & self.a.valid),
+        ]
+        with m.If(accept):
+            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+        with m.If(accept & last_beat):
+            m.d.sync += since_last.eq(1)
+        with m.Elif(since_last < self.tile_spacing):
+            m.d.sync += since_last.eq(since_last + 1)
+        popped = self.c.valid & self.c.ready
+        m.d.sync += credits.eq(credits + popped - Mux(accept & last_beat, rows, 0))
+
+        # --- edge decoders ----------------------------------------------------------------
+        def decoders(prefix, table, codes, count):
+            values = []
+            for index in range(count):
+                decoder = OperandDecoder()
+                m.submodules[f"{prefix}{index}"] = decoder
+                wiring.connect(m, wiring.flipped(table), decoder.table)
+                m.d.comb += [decoder.code.eq(codes[index]), decoder.code_valid.eq(accept)]
+                values.append(decoder.value)
+            return values
+
+        a_values = decoders("decode_a", self.table_a, self.a.payload, rows)
+        b_values = decoders("decode_b", self.table_b, self.b.payload, cols)
+        control = Signal(ControlLayout)  # aligned with the decoded values
+        m.d.sync += [
+            control.valid.eq(accept),
+            control.first.eq(beat == 0),
+            control.last.eq(last_beat),
+        ]
+
+        # --- skew: row i and column j enter i and j cycles late ---------------------------
+        def delayed(value, cycles, name):
+            for stage in range(cycles):
+                register = Signal.like(value, name=f"{name}_skew{stage}")
+                m.d.sync += register.eq(value)
+                value = register
+            return value
+
+        # --- the PE grid ------------------------------------------------------------------
+        pes = [[ProcessingElement(mant_bits=self._mant_bits) for _ in range(cols)]
+               for _ in range(rows)]
+        for i in range(rows):
+            for j in range(cols):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                if j == 0:
+                    m.d.comb += [pe.a_in.eq(delayed(a_values[i], i, f"a{i}")),
+                                 pe.ctl_in.eq(delayed(control, i, f"ctl{i}"))]
+                else:
+                    m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out),
+                                 pe.ctl_in.eq(pes[i][j - 1].ctl_out)]
+                if i == 0:
+                    m.d.comb += pe.b_in.eq(delayed(b_values[j], j, f"b{j}"))
+                else:
+                    m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
+
+        # --- drain: row i leaves when its last PE is done --------------------------------
+        m.submodules.results = results = fifo.SyncFIFO(width=self._row_layout.size,
+                                                      depth=self.result_fifo_depth)
+        row_out = Signal(self._row_layout)
+        for i in range(rows):
+            with m.If(pes[i][cols - 1].done):
+                m.d.comb += [
+                    row_out.row.eq(i),
+                    row_out.values.eq(Cat(pe.result for pe in pes[i])),
+                ]
+        m.d.comb += [
+            results.w_en.eq(Cat(pes[i][cols - 1].done for i in range(rows)).any()),
+            results.w_data.eq(row_out),
+            self.c.valid.eq(results.r_rdy),
+            self.c.payload.eq(results.r_data),
+            results.r_en.eq(self.c.ready),
+        ]
+        return m
