@@ -12,6 +12,10 @@ import sys
 #: command name -> module implementing it
 COMMANDS = {
     "demo": "pysim.demo",
+    "verilog": "hw.verilog",
+    "regress": "hw.regress",
+    "cycles": "pysim.cmd_cycles",
+    "trace": "pysim.cmd_trace",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2

@@ -1,0 +1,106 @@
+"""``s2fp8 regress``: the RTL regression (cocotb benches under Verilator) with a summary.
+
+Runs every check of ``hw.tb.checks.CHECKS`` at the chosen level (quick: a few thousand
+vectors each, full: >= 50,000 for the FP32 operators), prints one table row per check
+(test, vectors, mismatches, seconds), the first mismatch of each failing check and the
+seed. Exit code 1 on any mismatch or failed run, 0 otherwise.
+
+Reusable pieces for other commands (e.g. a ``--vectors FILE.npz`` mode): ``run_checks``
+(runs a list of checks, turning build/simulation failures into failed Reports) and
+``format_summary`` / ``print_summary`` (the table).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable
+
+HELP = "run the RTL regression (cocotb + Verilator) and print a summary table"
+DEFAULT_SEED = 1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--level", choices=("quick", "full"), default="quick",
+                        help="quick: ~5k vectors per check (default); full: >= 50k for the "
+                             "FP32 operators")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"seed of the vectors and idle gaps (default {DEFAULT_SEED})")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these checks (names as in the table)")
+
+
+def run_checks(checks: Iterable, level: str, seed: int, *, progress=None) -> list:
+    """Run each check at ``level``; a check that cannot build or run becomes a failed
+    Report (its error text as first mismatch) instead of stopping the regression."""
+    from hw.tb.scoreboard import Report
+    reports = []
+    for check in checks:
+        n = check.vectors(level)
+        if progress:
+            progress(f"{check.name}: {n} vectors ...")
+        start = time.monotonic()
+        try:
+            report = check.run(n, seed)
+            report.name = check.name
+            report.seconds = time.monotonic() - start   # wall time, build included
+        except Exception as error:   # build/sim failure: report it, keep going
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            report = Report(check.name, vectors=n, seconds=time.monotonic() - start,
+                            errors=[f"{type(error).__name__}: {first}"])
+            report.notes.append(str(error))
+        reports.append(report)
+    return reports
+
+
+def format_summary(reports, seed: int, title: str = "RTL regression") -> str:
+    width = max([len("test")] + [len(r.name) for r in reports])
+    lines = [f"{title} (seed {seed})",
+             f"  {'test':<{width}}  {'vectors':>9}  {'mismatches':>10}  {'seconds':>8}  status"]
+    for r in reports:
+        status = "ok" if r.ok else ("ERROR" if r.errors and not r.mismatches else "FAIL")
+        lines.append(f"  {r.name:<{width}}  {r.vectors:>9,}  {r.mismatches:>10,}  "
+                     f"{r.seconds:>8.1f}  {status}")
+    total_v = sum(r.vectors for r in reports)
+    total_m = sum(r.mismatches for r in reports)
+    total_s = sum(r.seconds for r in reports)
+    lines.append(f"  {'total':<{width}}  {total_v:>9,}  {total_m:>10,}  {total_s:>8.1f}")
+    for r in reports:
+        if r.notes and r.ok:
+            lines.append(f"  {r.name}: " + "; ".join(r.notes))
+    for r in reports:
+        if not r.ok:
+            lines.append(f"  {r.name}: first failure: {r.first_mismatch}")
+            for extra in r.errors[1:]:
+                lines.append(f"  {' ' * len(r.name)}  {extra}")
+    return "\n".join(lines)
+
+
+def print_summary(reports, seed: int, title: str = "RTL regression", file=None) -> int:
+    """Print the table; return the exit code (0 all ok, 1 otherwise)."""
+    print(format_summary(reports, seed, title), file=file or sys.stdout)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def run(args) -> int:
+    from pysim.cli import BadInput
+    from hw.tb.checks import CHECKS
+    from hw.toolchain import ToolchainError, ensure_verilator
+    checks = list(CHECKS)
+    if args.only:
+        known = {c.name for c in checks}
+        unknown = [name for name in args.only if name not in known]
+        if unknown:
+            raise BadInput(f"--only: unknown check {unknown[0]!r} "
+                           f"(known: {', '.join(sorted(known))})")
+        checks = [c for c in checks if c.name in args.only]
+    if args.seed < 0:
+        raise BadInput(f"--seed must be >= 0, got {args.seed}")
+    try:
+        info = ensure_verilator()
+    except ToolchainError as error:
+        raise BadInput(str(error)) from None
+    print(f"s2fp8 regress: level {args.level}, seed {args.seed}, verilator "
+          f"{info.version_text} ({info.source})", flush=True)
+    reports = run_checks(checks, args.level, args.seed,
+                         progress=lambda text: print(f"  {text}", flush=True))
+    return print_summary(reports, args.seed)

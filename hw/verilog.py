@@ -1,0 +1,233 @@
+"""The one place that turns Amaranth components into Verilog, and ``s2fp8 verilog``.
+
+Every top-level block the project simulates or hands to a synthesis flow is listed in
+``TOPS``: a module-name template and a constructor. A template containing ``{W}`` is
+emitted once per decoded-significand width W (the requested widths, plus any
+``always`` widths); a template without it is emitted once. Adding a block is one line::
+
+    Top("s2fp8_mac_w{W}", lambda W: _mac().S2FP8MAC(mant_bits=W))
+
+Output is deterministic: the ``src`` attributes Amaranth attaches (file:line of the
+Python that built each signal) are made relative to the repository root (project files)
+or to site-packages (library files), so the text does not depend on where the checkout
+or the virtualenv lives. Files are written atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from pysim.formats import FP32, check_mant_bits
+
+HELP = "generate Verilog for every top-level block (FP32 mul/add, ...) into a directory"
+
+#: Repository root (this file is hw/verilog.py).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Default widths W emitted by ``s2fp8 verilog``.
+DEFAULT_MANT_BITS = (FP32.precision, 8)
+DEFAULT_OUT_DIR = "rtl_out"
+#: Verilator control file with the documented lint waivers (see docs/verilog.md).
+LINT_WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
+
+
+def _fp32():
+    return importlib.import_module("hw.fp32")
+
+
+@dataclass(frozen=True)
+class Top:
+    """One top-level block: ``template`` ("fp32_mul_w{W}" or "fp32_add") and ``build(W)``."""
+
+    template: str
+    build: Callable[[int], object]
+    #: widths always emitted for a ``{W}`` template, whatever is requested
+    always: tuple[int, ...] = field(default=())
+
+    @property
+    def parametric(self) -> bool:
+        return "{W}" in self.template
+
+    def names(self, mant_bits_list: Sequence[int]) -> list[tuple[str, int]]:
+        """(module name, W) pairs this block emits for the requested widths."""
+        if not self.parametric:
+            return [(self.template, FP32.precision)]
+        widths = list(dict.fromkeys([*self.always, *mant_bits_list]))
+        return [(self.template.format(W=w), w) for w in widths]
+
+
+#: Registry of every top-level block. Constructors import lazily: hw.fp32 / hw.mac load
+#: only when Verilog is actually generated.
+TOPS: list[Top] = [
+    Top("fp32_mul_w{W}", lambda W: _fp32().FPMul(sig_bits=W), always=(FP32.precision,)),
+    Top("fp32_add", lambda W: _fp32().FPAddUnit()),
+]
+
+
+def module_names(mant_bits_list: Sequence[int] = DEFAULT_MANT_BITS) -> list[str]:
+    return [name for top in TOPS for name, _ in top.names(mant_bits_list)]
+
+
+def _find_top(name: str) -> tuple[Top, int]:
+    for top in TOPS:
+        if not top.parametric:
+            if name == top.template:
+                return top, FP32.precision
+            continue
+        prefix, _, suffix = top.template.partition("{W}")
+        if name.startswith(prefix) and name.endswith(suffix):
+            digits = name[len(prefix):len(name) - len(suffix)]
+            if digits.isdigit():
+                return top, check_mant_bits(int(digits))
+    known = ", ".join(top.template for top in TOPS)
+    raise KeyError(f"no top-level block named {name!r} (known: {known})")
+
+
+_SRC_ATTR = re.compile(r'(\(\* src = ")([^"]*)(" \*\))')
+
+
+def _path_prefixes() -> list[str]:
+    """Absolute path prefixes stripped from ``src`` attributes, longest first."""
+    prefixes = {str(REPO_ROOT) + os.sep}
+    for entry in sys.path:
+        if entry and entry.rstrip(os.sep).endswith(("site-packages", "dist-packages")):
+            prefixes.add(str(Path(entry).resolve()) + os.sep)
+            prefixes.add(entry.rstrip(os.sep) + os.sep)
+    import amaranth
+    prefixes.add(str(Path(amaranth.__file__).resolve().parent.parent) + os.sep)
+    return sorted(prefixes, key=len, reverse=True)
+
+
+def _relativize_src(text: str) -> str:
+    prefixes = _path_prefixes()
+
+    def fix(match: re.Match) -> str:
+        value = match.group(2)
+        for prefix in prefixes:
+            value = value.replace(prefix, "")
+        return match.group(1) + value + match.group(3)
+
+    return _SRC_ATTR.sub(fix, text)
+
+
+def verilog_text(name: str) -> str:
+    """The Verilog of the registered top-level block ``name`` (e.g. "fp32_mul_w24")."""
+    from amaranth.back import verilog
+    top, width = _find_top(name)
+    component = top.build(width)
+    text = verilog.convert(component, name=name)
+    return _relativize_src(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def generate_one(name: str, out_dir) -> Path:
+    """Write ``<out_dir>/<name>.v``; returns its path. Unchanged files are not rewritten."""
+    return _write_if_changed(Path(out_dir) / f"{name}.v", verilog_text(name))
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        write_atomic(path, text)
+    return path
+
+
+def generate(mant_bits_list: Iterable[int] = DEFAULT_MANT_BITS, out_dir=DEFAULT_OUT_DIR
+             ) -> list[Path]:
+    """Write every top-level block (each ``{W}`` block once per width) into ``out_dir``,
+    plus a copy of the lint waivers (``lint_waivers.vlt``). Returns the .v paths."""
+    widths = [check_mant_bits(w) for w in mant_bits_list]
+    paths = [generate_one(name, out_dir) for name in module_names(widths)]
+    _write_if_changed(Path(out_dir) / LINT_WAIVERS.name, LINT_WAIVERS.read_text())
+    return paths
+
+
+def lint(paths: Iterable[Path]) -> tuple[bool, str]:
+    """``verilator --lint-only -Wall`` with the waivers on each file: (all clean, output).
+    Clean means exit code 0 and no %Warning/%Error line."""
+    import subprocess
+    from hw.toolchain import ensure_verilator
+    info = ensure_verilator()
+    clean, output = True, []
+    for path in paths:
+        done = subprocess.run([str(info.path), "--lint-only", "-Wall", str(LINT_WAIVERS),
+                               str(path)], capture_output=True, text=True)
+        text = done.stdout + done.stderr
+        problems = [line for line in text.splitlines() if line.startswith(("%Warning", "%Error"))]
+        if done.returncode != 0 or problems:
+            clean = False
+            output.append(f"{path}: exit {done.returncode}\n" + text)
+    return clean, "\n".join(output)
+
+
+# --- s2fp8 verilog ---------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--mant-bits", "-W", type=int, nargs="+", metavar="W",
+                        default=list(DEFAULT_MANT_BITS),
+                        help="decoded-significand widths for the {W} blocks "
+                             f"(default: {' '.join(map(str, DEFAULT_MANT_BITS))}; "
+                             f"W={FP32.precision} is always emitted for the FP32 multiplier)")
+    parser.add_argument("-o", "--out-dir", default=DEFAULT_OUT_DIR,
+                        help=f"output directory (default: {DEFAULT_OUT_DIR}, relative to the "
+                             "current directory)")
+    parser.add_argument("--lint", action="store_true",
+                        help="then run verilator --lint-only -Wall (with the waivers) on each "
+                             "file; exit 1 on any warning")
+
+
+def run(args) -> int:
+    from pysim.cli import BadInput
+    widths = []
+    for w in args.mant_bits:
+        try:
+            widths.append(check_mant_bits(w))
+        except (TypeError, ValueError) as error:
+            raise BadInput(f"--mant-bits: {error}") from None
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out-dir {out_dir} exists and is not a directory")
+    try:
+        paths = generate(widths, out_dir)
+    except OSError as error:
+        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    for path in paths:
+        print(path)
+    if args.lint:
+        from hw.toolchain import ToolchainError
+        try:
+            clean, output = lint(paths)
+        except ToolchainError as error:
+            raise BadInput(str(error)) from None
+        if not clean:
+            print(output, file=sys.stderr)
+            return 1
+        print(f"lint: {len(paths)} files clean (verilator -Wall, waivers {LINT_WAIVERS.name})")
+    return 0
