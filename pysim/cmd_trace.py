@@ -68,7 +68,7 @@ class ImportCommand:
 #: sub-command name -> object or module name with HELP, add_arguments, run
 SUBCOMMANDS: dict[str, object] = {
     "import": ImportCommand,
-    # "capture": "pysim.trace_capture",   # hook: added by the capture work
+    "capture": "pysim.cmd_capture",
 }
 
 
