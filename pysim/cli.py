@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: command name -> module implementing it
@@ -16,6 +17,7 @@ COMMANDS = {
     "regress": "hw.regress",
     "cycles": "pysim.cmd_cycles",
     "trace": "pysim.cmd_trace",
+    "accuracy": "pysim.cmd_accuracy",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -48,6 +50,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"s2fp8 {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("S2FP8_DEBUG"):
+            raise
+        print(f"s2fp8 {args.command}: internal error: {type(error).__name__}: {error} "
+              f"(set S2FP8_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
