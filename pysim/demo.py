@@ -1,56 +1,58 @@
-"""``s2fp8 demo``: encode two random tensors, run the golden GEMM, report the errors.
+"""``s2fp8 demo``: the main job on built-in defaults.
 
-A small end-to-end look at the numerics: S2FP8 against plain E5M2 (no scaling) on
-tensors whose magnitudes sit far from 1, the case S2FP8 was made for.
+1. Cycles of one ResNet-50 training step (batch 32, 224x224; forward, dgrad and wgrad of
+   every convolution and the FC layer) on a 16x16 S2FP8 systolic array (the cycle model,
+   which equals the RTL: docs/array.md).
+2. Accuracy of the captured digits-CNN training step (traces/digits_cnn, real tensors):
+   every GEMM through the bit-exact S2FP8 golden model against FP64, beside plain E5M2
+   and E4M3 without scaling.
+Writes both plots into ``--out-dir`` (default ``s2fp8_demo/``).
 """
 from __future__ import annotations
 
-import numpy as np
+import time
+from pathlib import Path
 
-from . import fp8, golden, s2fp8
+HELP = "ResNet-50 training-step cycles on a 16x16 array + digits-CNN accuracy report, with plots"
 
-HELP = "encode a tensor, run a golden S2FP8 GEMM, print errors against FP64"
+#: The captured digits-CNN trace shipped with the repository.
+DIGITS_TRACE = Path(__file__).resolve().parent.parent / "traces" / "digits_cnn" / "digits_cnn.json"
+DEFAULT_MODEL, DEFAULT_ROWS, DEFAULT_COLS = "resnet50", 16, 16
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--size", type=int, default=256, help="M = K = N (default 256)")
-    parser.add_argument("--scale", type=float, default=2.0 ** -20,
-                        help="magnitude scale of the random tensors (default 2^-20)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _errors(approx: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
-    """(median elementwise relative error, relative Frobenius-norm error)."""
-    diff = approx.astype(np.float64) - exact
-    elementwise = np.abs(diff) / np.maximum(np.abs(exact), np.finfo(float).tiny)
-    return float(np.median(elementwise)), float(np.linalg.norm(diff) / np.linalg.norm(exact))
+    parser.add_argument("--out-dir", default="s2fp8_demo",
+                        help="where the plots go (default: s2fp8_demo/)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="totals and summaries only, no per-GEMM tables")
 
 
 def run(args) -> int:
-    from .cli import BadInput
-    if args.size < 1:
-        raise BadInput(f"--size must be >= 1, got {args.size}")
-    if not (np.isfinite(args.scale) and args.scale > 0):
-        raise BadInput(f"--scale must be finite and > 0, got {args.scale}")
-    rng = np.random.default_rng(args.seed)
-    n = args.size
-    a = (rng.standard_normal((n, n)) * args.scale).astype(np.float32)
-    b = (rng.standard_normal((n, n)) * args.scale).astype(np.float32)
-    exact = a.astype(np.float64) @ b.astype(np.float64)
+    from . import accuracy, report
+    from .models import build_model, training_step_gemms
+    from .trace import atomic_write_many, load_trace
 
-    ta, tb = s2fp8.encode(a), s2fp8.encode(b)
-    print(f"S2FP8 demo: {n}x{n} @ {n}x{n}, N(0, 1) * {args.scale:g}, seed {args.seed}")
-    print(f"  A: alpha = {float(ta.alpha):.6g}, beta = {float(ta.beta):.6g}")
-    print(f"  B: alpha = {float(tb.alpha):.6g}, beta = {float(tb.beta):.6g}")
-    rows = [("operand A round trip", *_errors(s2fp8.decode(ta), a.astype(np.float64))),
-            ("S2FP8 GEMM (W=24)", *_errors(golden.gemm(ta, tb), exact)),
-            ("S2FP8 GEMM (W=8)", *_errors(golden.gemm(ta, tb, mant_bits=8), exact))]
-    # Plain E5M2 without scaling (accumulated in FP64: its error is all in the operands).
-    a8, b8 = fp8.e5m2_decode(fp8.e5m2_encode(a)), fp8.e5m2_decode(fp8.e5m2_encode(b))
-    flushed = int((a8 == 0).sum() - (a == 0).sum() + (b8 == 0).sum() - (b == 0).sum())
-    rows.append(("plain E5M2 GEMM", *_errors(a8.astype(np.float64) @ b8, exact)))
-    print(f"  {'':24s} {'median rel err':>15s} {'norm rel err':>13s}")
-    for name, median, worst in rows:
-        print(f"  {name:24s} {median:15.3e} {worst:13.3e}")
-    print(f"  plain E5M2 flushed {flushed} of {2 * n * n} operands to zero")
+    start = time.perf_counter()
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        from .cli import BadInput
+        raise BadInput(f"--out-dir: {out_dir} exists and is not a directory")
+
+    gemms = training_step_gemms(build_model(DEFAULT_MODEL))
+    cycles = report.cycle_report(gemms, DEFAULT_ROWS, DEFAULT_COLS, source=DEFAULT_MODEL)
+    trace = load_trace(DIGITS_TRACE)
+    rows, _ = accuracy.trace_accuracy(trace)
+    title = f"digits CNN training step ({DIGITS_TRACE.name}), S2FP8 W=24"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cycles_png, accuracy_png = out_dir / "resnet50_cycles.png", out_dir / "digits_accuracy.png"
+    atomic_write_many({str(cycles_png): report.to_png(cycles),
+                       str(accuracy_png): accuracy.to_png(rows, title)})
+
+    print(f"== ResNet-50 training step (batch 32, 224x224) on a {DEFAULT_ROWS}x{DEFAULT_COLS} "
+          f"S2FP8 array ==")
+    print(report.format_table(cycles, quiet=args.quiet), end="")
+    print(f"\n== S2FP8 vs plain FP8 on a captured training step ==")
+    print(accuracy.format_table(rows, title, args.quiet))
+    print(f"\nwrote {cycles_png} and {accuracy_png} ({time.perf_counter() - start:.1f} s)")
     return 0
