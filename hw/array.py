@@ -37,7 +37,7 @@ last of a tile:
 With K >= max(R, C) and a consumer that is always ready, beats are accepted every cycle.
 Ragged tiles are padded by the driver (zero codes); every tile drains all R rows.
 """
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,6 +47,7 @@ from pysim.formats import FP32, check_mant_bits
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
+from .pipeline import delay
 
 #: Control bits that travel with the A operand along a row.
 ControlLayout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
@@ -105,11 +106,7 @@ class ProcessingElement(wiring.Component):
             multiply.b.eq(self.b_in),
             multiply.valid_in.eq(self.ctl_in.valid),
         ]
-        ctl = self.ctl_in
-        for stage in range(multiply.latency):
-            delayed = Signal(ControlLayout, name=f"ctl_m{stage + 1}")
-            m.d.sync += delayed.eq(ctl)
-            ctl = delayed
+        ctl = delay(m, self.ctl_in, multiply.latency, "ctl")
 
         # --- accumulate: a tile's first product starts from +0 ---------------------------
         acc = Signal(FP32Layout)
@@ -125,10 +122,33 @@ class ProcessingElement(wiring.Component):
         return m
 
 
+class ProcessingElementInstance(ProcessingElement):
+    """A ProcessingElement's ports bound to an instance of its separately generated Verilog
+    module ``module`` (see ``hw.verilog``): the array's Verilog then holds one PE module
+    instantiated R x C times instead of R x C copies, which Verilator compiles once.
+    Verilog generation only: amaranth.sim cannot simulate an instance."""
+
+    def __init__(self, *, module: str, mant_bits: int = FP32.precision):
+        self._module = module
+        super().__init__(mant_bits=mant_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {}
+        for name, member in self.signature.members.items():
+            port = getattr(self, name)
+            ports[("i_" if member.flow == In else "o_") + name] = Value.cast(port)
+        m.submodules.pe = Instance(self._module, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                                   **ports)
+        return m
+
+
 class S2FP8Array(wiring.Component):
     """R x C output-stationary systolic array of S2FP8 MACs (see the module docstring).
 
-    Parameters (keyword-only): ``rows`` R and ``cols`` C (1..64), ``mant_bits`` W (1..24).
+    Parameters (keyword-only): ``rows`` R and ``cols`` C (1..64), ``mant_bits`` W (1..24),
+    ``pe_module``: for Verilog generation, the name of a separately generated
+    ProcessingElement module to instantiate instead of elaborating R x C PEs (default: none).
 
     Ports:
     - ``table_a``, ``table_b``: decode-table write ports, broadcast to the R (A) and C (B)
@@ -140,10 +160,14 @@ class S2FP8Array(wiring.Component):
     - ``c``: stream of result rows: ``row`` index and the C FP32 values, R beats per tile.
     """
 
-    def __init__(self, *, rows: int, cols: int, mant_bits: int = FP32.precision):
+    def __init__(self, *, rows: int, cols: int, mant_bits: int = FP32.precision,
+                 pe_module: str | None = None):
         self._rows = _check_dim("rows", rows)
         self._cols = _check_dim("cols", cols)
         self._mant_bits = check_mant_bits(mant_bits)
+        if pe_module is not None and not (isinstance(pe_module, str) and pe_module.isidentifier()):
+            raise ValueError(f"pe_module must be a Verilog module name, not {pe_module!r}")
+        self._pe_module = pe_module
         self._row_layout = data.StructLayout({
             "row": range(rows),
             "values": data.ArrayLayout(FP32Layout, cols),
@@ -168,6 +192,10 @@ class S2FP8Array(wiring.Component):
     @property
     def mant_bits(self) -> int:
         return self._mant_bits
+
+    @property
+    def pe_module(self) -> str | None:
+        return self._pe_module
 
     @property
     def tile_spacing(self) -> int:
@@ -228,28 +256,25 @@ class S2FP8Array(wiring.Component):
         ]
 
         # --- skew: row i and column j enter i and j cycles late ---------------------------
-        def delayed(value, cycles, name):
-            for stage in range(cycles):
-                register = Signal.like(value, name=f"{name}_skew{stage}")
-                m.d.sync += register.eq(value)
-                value = register
-            return value
-
         # --- the PE grid ------------------------------------------------------------------
-        pes = [[ProcessingElement(mant_bits=self._mant_bits) for _ in range(cols)]
-               for _ in range(rows)]
+        def make_pe():
+            if self._pe_module is None:
+                return ProcessingElement(mant_bits=self._mant_bits)
+            return ProcessingElementInstance(module=self._pe_module, mant_bits=self._mant_bits)
+
+        pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 if j == 0:
-                    m.d.comb += [pe.a_in.eq(delayed(a_values[i], i, f"a{i}")),
-                                 pe.ctl_in.eq(delayed(control, i, f"ctl{i}"))]
+                    m.d.comb += [pe.a_in.eq(delay(m, a_values[i], i, f"a{i}_skew")),
+                                 pe.ctl_in.eq(delay(m, control, i, f"ctl{i}_skew"))]
                 else:
                     m.d.comb += [pe.a_in.eq(pes[i][j - 1].a_out),
                                  pe.ctl_in.eq(pes[i][j - 1].ctl_out)]
                 if i == 0:
-                    m.d.comb += pe.b_in.eq(delayed(b_values[j], j, f"b{j}"))
+                    m.d.comb += pe.b_in.eq(delay(m, b_values[j], j, f"b{j}_skew"))
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
 

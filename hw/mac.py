@@ -41,6 +41,7 @@ from pysim.formats import FP32, check_mant_bits
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
+from .pipeline import delay
 
 #: One beat of the operand stream.
 OperandLayout = data.StructLayout({
@@ -128,11 +129,7 @@ class S2FP8MAC(wiring.Component):
             multiply.b.eq(decode_b.value),
             multiply.valid_in.eq(decode_a.value_valid),
         ]
-        in_flight = sequence
-        for stage in range(multiply.latency):
-            delayed = Signal(SequenceLayout, name=f"sequence_m{stage + 1}")
-            m.d.sync += delayed.eq(in_flight)
-            in_flight = delayed
+        in_flight = delay(m, sequence, multiply.latency, "sequence")
 
         # --- Stage A: accumulate (the loop closes through one combinational add) ---------
         acc = Signal(FP32Layout)

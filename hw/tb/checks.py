@@ -52,9 +52,7 @@ def run_bench(top: str, bench: str, vectors: dict, *, seed: int, params: dict | 
 
 
 def _notes(report: Report, built: sim.Build, result: sim.RunResult) -> Report:
-    sim_seconds = float(result.results.get("sim_seconds", 0.0))
-    if sim_seconds > 0:
-        report.notes.append(f"{report.vectors / sim_seconds:,.0f} vectors/s in cocotb")
+    report.sim_seconds += float(result.results.get("sim_seconds", 0.0))
     if not built.cached:
         report.notes.append(f"built {built.top} in {built.seconds:.1f} s")
     if built.waves:
@@ -129,7 +127,11 @@ CHECKS: list[Check] = [
 ]
 
 
-def register(check: Check) -> Check:
-    """Add ``check`` to the regression (replacing one of the same name)."""
-    CHECKS[:] = [c for c in CHECKS if c.name != check.name] + [check]
-    return check
+
+
+
+def all_checks() -> list[Check]:
+    """Every regression check: the FP32 operators above, the MAC (``mac_checks``) and the
+    systolic array (``array_checks``)."""
+    from . import array_checks, mac_checks
+    return list(CHECKS) + mac_checks.CHECKS + array_checks.CHECKS

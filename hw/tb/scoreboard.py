@@ -25,7 +25,8 @@ class Report:
     mismatches: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)   # first few failures, readable
-    notes: list[str] = field(default_factory=list)    # e.g. vectors/s, build time
+    notes: list[str] = field(default_factory=list)    # e.g. build time
+    sim_seconds: float = 0.0                          # time inside the simulator(s)
 
     @property
     def ok(self) -> bool:
@@ -35,12 +36,18 @@ class Report:
     def first_mismatch(self) -> str:
         return self.errors[0] if self.errors else ""
 
+    @property
+    def rate(self) -> float:
+        """Vectors per second inside the simulator (0 if unknown)."""
+        return self.vectors / self.sim_seconds if self.sim_seconds > 0 else 0.0
+
     def merge(self, other: "Report") -> "Report":
         self.vectors += other.vectors
         self.mismatches += other.mismatches
         self.seconds += other.seconds
+        self.sim_seconds += other.sim_seconds
         self.errors.extend(other.errors[:max(0, MAX_RECORDED - len(self.errors))])
-        self.notes.extend(other.notes)
+        self.notes.extend(note for note in other.notes if note not in self.notes)
         return self
 
 

@@ -32,8 +32,12 @@ from hw.verilog import LINT_WAIVERS, REPO_ROOT, verilog_text, write_atomic
 BUILD_ROOT = REPO_ROOT / "sim_build"
 #: Verilator options on top of cocotb's own (-cc --exe --vpi --public-flat-rw ...).
 #: -Wno-fatal: lint is a separate test (tests/test_rtl_fp32.py::test_lint_clean); -O3:
-#: Verilator's highest optimization level (no measurable build-time cost here).
-BUILD_ARGS = ("-Wno-fatal", "-O3")
+#: Verilator's highest optimization level (no measurable build-time cost here);
+#: --no-public-flat-rw undoes cocotb's "every signal of every instance is VPI-visible",
+#: whose symbol tables made the 8x8 array take ~8 minutes to compile: the benches only
+#: touch top-level ports, which a generated control file makes public (``_PUBLIC_PORTS``).
+BUILD_ARGS = ("-Wno-fatal", "-O3", "--no-public-flat-rw")
+_PUBLIC_PORTS = 'public_flat_rw -module "{top}" -var "*"\n'
 #: Environment variables through which the host talks to the bench in the simulator.
 ENV_VECTORS, ENV_RESULTS, ENV_SEED, ENV_PARAMS = (
     "S2FP8_TB_VECTORS", "S2FP8_TB_RESULTS", "S2FP8_TB_SEED", "S2FP8_TB_PARAMS")
@@ -91,7 +95,9 @@ def build(top_name: str, verilog_path=None, build_root=None, *, waves: bool | No
     source = directory / f"{top_name}.v"
     write_atomic(source, text)
     log = directory / "build.log"
-    sources = [source] + ([LINT_WAIVERS] if LINT_WAIVERS.is_file() else [])
+    public = directory / "public_ports.vlt"
+    write_atomic(public, "`verilator_config\n" + _PUBLIC_PORTS.format(top=top_name))
+    sources = [source, public] + ([LINT_WAIVERS] if LINT_WAIVERS.is_file() else [])
     runner = get_runner("verilator")
     start = time.monotonic()
     try:
