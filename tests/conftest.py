@@ -6,11 +6,12 @@ import pytest
 def rtl_build():
     """``rtl_build(top)`` -> hw.tb.sim.Build: the Verilator build of a registered top-level
     block (hw.verilog.TOPS), built at most once per session (and cached on disk in
-    sim_build/ across sessions, keyed by a hash of the Verilog). Skips when no Verilator."""
+    sim_build/ across sessions, keyed by a hash of the Verilog). Fails when no Verilator:
+    it is a dependency of the project, so its absence is a broken install, not a skip."""
     from hw.tb import checks
     from hw.toolchain import ToolchainError, ensure_verilator
     try:
         ensure_verilator()
     except ToolchainError as error:
-        pytest.skip(str(error))
+        pytest.fail(str(error))
     return checks.get_build

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from pysim.cli import main
@@ -74,7 +75,6 @@ def test_each_input_kind(tmp_path, capsys, kind):
         save_trace(trace, source)
         gemms = trace.gemms()
     else:
-        onnx = pytest.importorskip("onnx")
         from onnx import TensorProto, helper, numpy_helper
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["x", "w"], ["y"], name="proj"),
@@ -104,7 +104,6 @@ def test_each_input_kind(tmp_path, capsys, kind):
 
 
 def test_onnx_unsupported_warning_on_stderr(tmp_path, capsys):
-    onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
     graph = helper.make_graph(
         [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc"),
