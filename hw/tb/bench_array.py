@@ -51,7 +51,7 @@ async def array_gemms(dut):
     a_valid, b_valid = writer(dut.a__valid), writer(dut.b__valid)
     a_payload, b_payload = writer(dut.a__payload), writer(dut.b__payload)
     a_ready = reader(dut.a__ready)
-    c_valid, c_payload = reader(dut.c__valid), (lambda: int(dut.c__payload.value))
+    c_valid, c_payload = reader(dut.c__valid), reader(dut.c__payload)
     dut.c__ready.value = 1
     a_words, b_words = _pack(vectors["a_beats"]), _pack(vectors["b_beats"])
     row_index, row_values, first_cycle, last_cycle = [], [], [], []

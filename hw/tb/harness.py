@@ -94,6 +94,9 @@ def reader(handle):
     raw = getattr(handle, "_handle", None)
     if FAST_IO and hasattr(raw, "get_signal_val_long") and len(handle) <= 32:
         return raw.get_signal_val_long
+    if FAST_IO and hasattr(raw, "get_signal_val_binstr"):
+        get_binstr = raw.get_signal_val_binstr
+        return lambda: int(get_binstr(), 2)          # wide ports: no LogicArray on the way
     return lambda: int(handle.value)
 
 
@@ -104,6 +107,9 @@ def writer(handle):
     if FAST_IO and trusted and hasattr(raw, "set_signal_val_int") and len(handle) <= 32:
         set_int = raw.set_signal_val_int
         return lambda value: set_int(0, value)      # 0: _GPISetAction.DEPOSIT
+    if FAST_IO and trusted and hasattr(raw, "set_signal_val_binstr"):
+        set_binstr, width = raw.set_signal_val_binstr, f"0{len(handle)}b"
+        return lambda value: set_binstr(0, format(value, width))   # wide ports
 
     def write(value):
         handle.value = value
