@@ -445,17 +445,23 @@ def trace_from_dict(data, display: str, base: Path, path: Path | None = None) ->
                  _check_unsupported(data.get("unsupported"), display))
 
 
+def read_input_text(path, encoding: str = "utf-8") -> str:
+    """The text of an input file; a missing or unreadable file raises :class:`TraceError`
+    naming it."""
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise TraceError(f"{path}: cannot read: {error}") from None
+
+
 def load_trace(path) -> Trace:
     """Read and validate a trace JSON file (see docs/traces.md); errors raise
     :class:`TraceError` naming the file, the layer, the field and the value."""
     path = Path(path)
     display = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TraceError(f"{display}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TraceError(f"{display}: cannot read: {error}") from None
+    text = read_input_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

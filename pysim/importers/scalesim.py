@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 
 from ..layers import PHASES, Conv2d, Linear
-from ..trace import Trace, TraceError, TraceLayer
+from ..trace import Trace, TraceError, TraceLayer, read_input_text
 
 CONV_COLUMNS = ("layer name", "ifmap height", "ifmap width", "filter height",
                 "filter width", "channels", "num filter", "strides")
@@ -83,12 +83,7 @@ def import_scalesim(path, batch: int | None = None, training: bool = False) -> T
     """
     path = Path(path)
     display = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise TraceError(f"{display}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise TraceError(f"{display}: cannot read: {error}") from None
+    text = read_input_text(path, encoding="utf-8-sig")
     if batch is None:
         batch = 1
     form = columns = None
