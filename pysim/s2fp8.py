@@ -22,8 +22,7 @@ from .formats import (
     TABLE_ENTRIES,
     check_mant_bits,
 )
-from .fp8 import E5M2_VALUES
-from .log_domain import magnitude_codes_of_power
+from .fp8 import E5M2_VALUES, magnitude_codes_e5m2
 from .rounding import float64_to_fp32_bits, fp32_from_bits
 
 
@@ -173,9 +172,11 @@ def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np
     codes = np.empty(flat_x.shape, np.uint8)
 
     def block_codes(block):
-        exponent = np.multiply(flat_log2[block], alpha)   # zeros: -inf, code 0
-        exponent += beta
-        codes[block] = magnitude_codes_of_power(exponent)
+        scaled = np.multiply(flat_log2[block], alpha)
+        scaled += beta
+        with np.errstate(over="ignore"):  # beyond float64: Inf, which saturates
+            np.exp2(scaled, out=scaled)  # zeros: exp2(-inf) = 0
+        codes[block] = magnitude_codes_e5m2(scaled, overwrite=True)
         codes[block] |= np.signbit(flat_x[block]).view(np.uint8) << np.uint8(E5M2.width - 1)
 
     _map_blocks(block_codes, flat_x.size)
@@ -185,10 +186,8 @@ def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np
 def encode_with(x, alpha, beta) -> np.ndarray:
     """uint8 codes of ``x`` for given statistics: sign(x) * RNE_E5M2(2^beta * |x|^alpha).
 
-    The exponent t = alpha * log2|x| + beta is computed in float64; 2^t is then rounded
-    to E5M2 exactly (saturating at 57344) by comparing t with the log2 of the E5M2
-    midpoints (``pysim.log_domain``), without evaluating 2^t. Zeros keep their sign and
-    get magnitude code 0.
+    Computed in float64 as exp2(alpha * log2|x| + beta), then rounded once to E5M2
+    (saturating at 57344). Zeros keep their sign and get magnitude code 0.
     """
     alpha, beta = _check_alpha_beta(alpha, beta)
     x = _as_checked_real(x)
