@@ -42,16 +42,18 @@ def magnitude_codes_e5m2(mag: np.ndarray, overwrite: bool = False) -> np.ndarray
     saturated = np.minimum(mag, E5M2.max_finite, out=mag if overwrite else None)
     f64_bits = saturated.view(np.uint64)
     drop = np.uint64(_F64_FRAC_BITS - E5M2.frac_bits)
-    code = f64_bits >> drop
-    code &= np.uint64(1)                                  # lowest kept bit: ties go to even
-    code += np.uint64((1 << (_F64_FRAC_BITS - E5M2.frac_bits - 1)) - 1)
-    code += f64_bits
-    code >>= drop
-    code -= np.uint64((_F64_BIAS - E5M2.bias) << E5M2.frac_bits)  # re-bias the exponent
+    rounded = f64_bits >> drop
+    rounded &= np.uint64(1)                               # lowest kept bit: ties go to even
+    rounded += np.uint64((1 << (_F64_FRAC_BITS - E5M2.frac_bits - 1)) - 1)
+    rounded += f64_bits
+    rounded >>= drop
+    # Re-bias the exponent: only the low 8 bits survive, so subtract in uint8 (mod 256).
+    code = rounded.astype(np.uint8)
+    code -= np.uint8(((_F64_BIAS - E5M2.bias) << E5M2.frac_bits) & 0xFF)
     subnormal = saturated < 2.0 ** E5M2.emin
     if subnormal.any():
         code[subnormal] = np.rint(saturated[subnormal] * 2.0 ** -E5M2.subnormal_quantum_exp)
-    return code.astype(np.uint8)
+    return code
 
 
 def e5m2_encode(x) -> np.ndarray:
