@@ -301,3 +301,19 @@ def test_load_input_builtin_and_unknown():
     assert load_input("ncf").gemms()[0].phase == "forward"
     with pytest.raises(TraceError, match="not a built-in model"):
         load_input("vgg19")
+
+
+def test_onnx_import_of_a_real_exported_model_matches_its_pytorch_capture():
+    """tests/data/digits_cnn.onnx is the repository's digits CNN exported by
+    torch.onnx.export (TorchScript exporter, dynamic batch); its training GEMMs, imported
+    with batch 32, are exactly those the PyTorch capture recorded for the same network
+    (traces/digits_cnn, one real training step at batch 32)."""
+    root = Path(__file__).resolve().parent.parent
+    imported = load_input(root / "tests" / "data" / "digits_cnn.onnx", batch=32, training=True)
+    captured = load_trace(root / "traces" / "digits_cnn" / "digits_cnn.json")
+
+    def shapes(gemms):
+        return sorted((g.phase, g.m, g.k, g.n, g.count) for g in gemms)
+
+    assert shapes(imported.gemms()) == shapes(captured.gemms())
+    assert "MaxPool" in str(imported.unsupported)
