@@ -165,6 +165,22 @@ def test_tensors_lazy_load_and_shape(tmp_path):
     np.testing.assert_array_equal(load_trace(sub / "t.json").tensors("fc")["a"], a)
 
 
+def test_tensors_from_safetensors(tmp_path):
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((6, 3))
+    save_file({"x": a, "w": b}, str(tmp_path / "ops.safetensors"))
+    trace = load_trace(tensor_trace(tmp_path, {"forward": {"a": "ops.safetensors#x",
+                                                           "b": "ops.safetensors#w"}}))
+    got = trace.tensors("fc", "forward")
+    np.testing.assert_array_equal(got["a"], a)
+    np.testing.assert_array_equal(got["b"], b)
+    bad = load_trace(tensor_trace(tmp_path, {"forward": {"a": "ops.safetensors#nope",
+                                                         "b": "ops.safetensors#w"}}))
+    with pytest.raises(TraceError, match="nope"):
+        bad.tensors("fc", "forward")
+
+
 def test_tensor_short_form_and_count_axis(tmp_path):
     np.savez(tmp_path / "g.npz", a=np.ones((2, 5, 6)), b=np.ones((6, 7)))
     layer = {"name": "mm", "op": "matmul", "batch": 2, "m": 5, "k": 6, "n": 7}
