@@ -193,12 +193,17 @@ def _write_if_changed(path: Path, text: str) -> Path:
     return path
 
 
-def generate(mant_bits_list: Iterable[int] = DEFAULT_MANT_BITS, out_dir=DEFAULT_OUT_DIR
-             ) -> list[Path]:
+def generate(mant_bits_list: Iterable[int] = DEFAULT_MANT_BITS, out_dir=DEFAULT_OUT_DIR,
+             on_written=None) -> list[Path]:
     """Write every top-level block (each ``{W}`` block once per width) into ``out_dir``,
-    plus a copy of the lint waivers (``lint_waivers.vlt``). Returns the .v paths."""
+    plus a copy of the lint waivers (``lint_waivers.vlt``). Returns the .v paths;
+    ``on_written(path)`` is called as each one is done (progress)."""
     widths = [check_mant_bits(w) for w in mant_bits_list]
-    paths = [generate_one(name, out_dir) for name in module_names(widths)]
+    paths = []
+    for name in module_names(widths):
+        paths.append(generate_one(name, out_dir))
+        if on_written is not None:
+            on_written(paths[-1])
     _write_if_changed(Path(out_dir) / LINT_WAIVERS.name, LINT_WAIVERS.read_text())
     return paths
 
@@ -249,11 +254,9 @@ def run(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out-dir {out_dir} exists and is not a directory")
     try:
-        paths = generate(widths, out_dir)
+        paths = generate(widths, out_dir, on_written=lambda path: print(path, flush=True))
     except OSError as error:
         raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}") from None
-    for path in paths:
-        print(path)
     if args.lint:
         from hw.toolchain import ToolchainError
         try:
