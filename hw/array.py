@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from pysim import arch
 from pysim.formats import FP32, check_mant_bits
+from pysim.tiler import check_array
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
@@ -51,16 +52,6 @@ from .pipeline import delay
 
 #: Control bits that travel with the A operand along a row.
 ControlLayout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
-
-
-def _check_dim(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in {arch.ARRAY_DIM_MIN}..{arch.ARRAY_DIM_MAX}, "
-                        f"not {value!r}")
-    if not arch.ARRAY_DIM_MIN <= value <= arch.ARRAY_DIM_MAX:
-        raise ValueError(f"{name} must be in {arch.ARRAY_DIM_MIN}..{arch.ARRAY_DIM_MAX}, "
-                         f"not {value}")
-    return value
 
 
 class ProcessingElement(wiring.Component):
@@ -162,8 +153,7 @@ class S2FP8Array(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, mant_bits: int = FP32.precision,
                  pe_module: str | None = None):
-        self._rows = _check_dim("rows", rows)
-        self._cols = _check_dim("cols", cols)
+        self._rows, self._cols = check_array(rows, cols)
         self._mant_bits = check_mant_bits(mant_bits)
         if pe_module is not None and not (isinstance(pe_module, str) and pe_module.isidentifier()):
             raise ValueError(f"pe_module must be a Verilog module name, not {pe_module!r}")

@@ -36,6 +36,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from pysim import arch
 from pysim.formats import FP32, check_mant_bits
 
 from .decoder import OperandDecoder, TableWriteSignature
@@ -95,7 +96,7 @@ class S2FP8MAC(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a `last` beat to ``result.valid``."""
-        return OperandDecoder.latency + FPMul.LATENCY + 1
+        return OperandDecoder.latency + FPMul.LATENCY + arch.ACC_LATENCY
 
     def elaborate(self, platform):
         m = Module()
