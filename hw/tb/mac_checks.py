@@ -190,13 +190,14 @@ def run_sequences(n: int, seed: int, *, mant_bits: int, build_root=None) -> Repo
 
 # --- a user's vector file ----------------------------------------------------------------
 
+#: array name -> (dtype, what it holds)
 VECTOR_ARRAYS = {
-    "table_a": "uint32[128] FP32 bit patterns",
-    "table_b": "uint32[128] FP32 bit patterns",
-    "codes_a": "uint8[S, L] codes",
-    "codes_b": "uint8[S, L] codes",
-    "init": "uint32[S] FP32 bit patterns",
-    "expected": "uint32[S] FP32 bit patterns",
+    "table_a": (np.uint32, "uint32[128] FP32 bit patterns"),
+    "table_b": (np.uint32, "uint32[128] FP32 bit patterns"),
+    "codes_a": (np.uint8, "uint8[S, L] codes"),
+    "codes_b": (np.uint8, "uint8[S, L] codes"),
+    "init": (np.uint32, "uint32[S] FP32 bit patterns"),
+    "expected": (np.uint32, "uint32[S] FP32 bit patterns"),
 }
 
 
@@ -214,19 +215,17 @@ def load_vector_file(path) -> dict:
         raise VectorFileError(f"{path}: no such file") from None
     except (OSError, ValueError) as error:
         raise VectorFileError(f"{path}: not a readable .npz file ({error})") from None
-    for name, meaning in VECTOR_ARRAYS.items():
+    for name, (_, meaning) in VECTOR_ARRAYS.items():
         if name not in arrays:
             raise VectorFileError(f"{path}: array '{name}' is missing (expected {meaning})")
     for name, value in arrays.items():
         if name not in VECTOR_ARRAYS:
             raise VectorFileError(f"{path}: unexpected array '{name}' "
                                   f"(expected {', '.join(VECTOR_ARRAYS)})")
-    expected_dtype = {"table_a": np.uint32, "table_b": np.uint32, "codes_a": np.uint8,
-                      "codes_b": np.uint8, "init": np.uint32, "expected": np.uint32}
-    for name, dtype in expected_dtype.items():
+    for name, (dtype, meaning) in VECTOR_ARRAYS.items():
         if arrays[name].dtype != dtype:
             raise VectorFileError(f"{path}: array '{name}' has dtype {arrays[name].dtype}, "
-                                  f"expected {VECTOR_ARRAYS[name]}")
+                                  f"expected {meaning}")
     for name in ("table_a", "table_b"):
         if arrays[name].shape != (TABLE_ENTRIES,):
             raise VectorFileError(f"{path}: array '{name}' has shape {list(arrays[name].shape)}, "
