@@ -16,11 +16,16 @@ _F64_FRAC_BITS = 52
 _F64_BIAS = 1023
 
 
+def first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """The index (a tuple of ints) of the first True in ``mask``, in C order; for error
+    messages that name the first bad element. ``mask`` must hold at least one True."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
 def _check_no_nan(x: np.ndarray, what: str) -> None:
     nan = np.isnan(x)
     if nan.any():
-        first = np.unravel_index(int(np.argmax(nan)), x.shape) if x.ndim else ()
-        raise ValueError(f"{what}: {int(nan.sum())} NaN value(s); first at index {tuple(int(i) for i in first)}")
+        raise ValueError(f"{what}: {int(nan.sum())} NaN value(s); first at index {first_index(nan)}")
 
 
 def _as_float64(x) -> np.ndarray:

@@ -22,7 +22,7 @@ from .formats import (
     TABLE_ENTRIES,
     check_mant_bits,
 )
-from .fp8 import E5M2_VALUES, magnitude_codes_e5m2
+from .fp8 import E5M2_VALUES, first_index, magnitude_codes_e5m2
 from .rounding import float64_to_fp32_bits, fp32_from_bits
 
 
@@ -75,10 +75,10 @@ def _as_checked_real(x) -> np.ndarray:
     finite = np.isfinite(x)
     if not finite.all():
         bad = ~finite
-        first = np.unravel_index(int(np.argmax(bad)), x.shape) if x.ndim else ()
+        first = first_index(bad)
         raise ValueError(
             f"cannot encode a tensor holding NaN or Inf: {int(bad.sum())} non-finite value(s), "
-            f"first at index {tuple(int(i) for i in first)} (value {x[first]!r})")
+            f"first at index {first} (value {x[first]!r})")
     return x
 
 

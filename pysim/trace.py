@@ -30,6 +30,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from .cli import BadInput
+from .fp8 import first_index
 from .layers import PHASES, Conv2d, Gemm, Layer, Linear, MatMul, ShapeError
 
 FORMAT = "s2fp8-trace"
@@ -212,9 +213,8 @@ def _check_finite(array: np.ndarray, where: str) -> None:
     if bad.any():
         nans = int(np.isnan(array).sum())
         infs = int(bad.sum()) - nans
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise TraceError(f"{where}: {nans} NaN and {infs} Inf values (first at index "
-                         f"{first})")
+                         f"{first_index(bad)})")
 
 
 def parse_tensor_ref(text, base: Path, where: str) -> TensorRef:
