@@ -522,10 +522,6 @@ class Capture:
         self._record(qk, "wgrad", flat(q).transpose(1, 2), flat(dS), op)    # dK^T = Q^T dS
 
     # --------------------------------------------------------------------- results
-    def gemm_records(self) -> list[tuple[str, GemmRecord]]:
-        """(layer name, record) for every captured GEMM, layer by layer."""
-        return [(rec.name, g) for rec in self.layers for g in rec.gemms.values()]
-
     def to_trace(self, model_name: str, source: str | None = None, tensor_file=None):
         """Build a :class:`pysim.trace.Trace`; with tensors, ``tensor_file`` (the .npz
         path that :func:`save_capture` writes) is referenced."""

@@ -87,12 +87,6 @@ class FloatFormat:
             return self.inf_bits | (1 << (self.frac_bits - 1))
         return self.magnitude_mask
 
-    @property
-    def max_finite_bits(self) -> int:
-        if self.ieee_specials:
-            return self.inf_bits - 1
-        return self.magnitude_mask - 1
-
 
 E5M2 = FloatFormat("E5M2", exp_bits=5, frac_bits=2)
 E4M3 = FloatFormat("E4M3", exp_bits=4, frac_bits=3, ieee_specials=False)
