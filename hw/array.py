@@ -41,9 +41,9 @@ from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signa
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim import arch
-from pysim.formats import FP32, check_mant_bits
-from pysim.tiler import check_array
+from pysim.perf import arch
+from pysim.numerics.formats import FP32, check_mant_bits
+from pysim.perf.tiler import check_array
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul

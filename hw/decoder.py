@@ -1,6 +1,6 @@
 """S2FP8 operand decoder: 8-bit code -> FP32 value through the tensor's decode table.
 
-The table (``pysim.s2fp8.decode_table``) holds the FP32 value of every code magnitude for
+The table (``pysim.numerics.s2fp8.decode_table``) holds the FP32 value of every code magnitude for
 one tensor's alpha, beta and significand width; the decoder reads it with the code's 7
 magnitude bits and flips the sign bit with the code's sign bit. Latency 1 (a synchronous
 table read).
@@ -10,7 +10,7 @@ from amaranth import Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.formats import TABLE_ADDR_BITS, TABLE_ENTRIES
+from pysim.numerics.formats import TABLE_ADDR_BITS, TABLE_ENTRIES
 
 from .layouts import CodeLayout, FP32Layout
 

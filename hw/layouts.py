@@ -1,11 +1,11 @@
-"""Amaranth bit layouts of the project's formats, built from ``pysim.formats`` (the one
+"""Amaranth bit layouts of the project's formats, built from ``pysim.numerics.formats`` (the one
 definition of every width). Fields are listed LSB first, as ``data.StructLayout`` lays
 them out."""
 from __future__ import annotations
 
 from amaranth.lib import data
 
-from pysim.formats import E5M2, FP32, TABLE_ADDR_BITS, FloatFormat
+from pysim.numerics.formats import E5M2, FP32, TABLE_ADDR_BITS, FloatFormat
 
 
 def float_layout(fmt: FloatFormat) -> data.StructLayout:

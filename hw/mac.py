@@ -36,8 +36,8 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim import arch
-from pysim.formats import FP32, check_mant_bits
+from pysim.perf import arch
+from pysim.numerics.formats import FP32, check_mant_bits
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul

@@ -18,11 +18,11 @@ module fp32_add(b, valid_in, clk, rst, result, valid_out, a);
   wire [22:0] \a$7.frac ;
   (* src = "hw/fp32/fpadd.py:110" *)
   wire \a$7.sign ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [7:0] \a.exp ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [22:0] \a.frac ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire \a.sign ;
   (* src = "hw/fp32/fpadd.py:110" *)
   input [31:0] b;
@@ -35,16 +35,16 @@ module fp32_add(b, valid_in, clk, rst, result, valid_out, a);
   wire [22:0] \b$8.frac ;
   (* src = "hw/fp32/fpadd.py:110" *)
   wire \b$8.sign ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [7:0] \b.exp ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [22:0] \b.frac ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire \b.sign ;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input clk;
   wire clk;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   output [31:0] result;
   reg [31:0] result = 32'd0;
   (* src = "hw/fp32/fpadd.py:110" *)
@@ -55,11 +55,11 @@ module fp32_add(b, valid_in, clk, rst, result, valid_out, a);
   wire [22:0] \result$9.frac ;
   (* src = "hw/fp32/fpadd.py:110" *)
   wire \result$9.sign ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [7:0] \result.exp ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire [22:0] \result.frac ;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   wire \result.sign ;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input rst;
@@ -70,7 +70,7 @@ module fp32_add(b, valid_in, clk, rst, result, valid_out, a);
   (* src = "hw/fp32/fpadd.py:99" *)
   output valid_out;
   reg valid_out = 1'h0;
-  (* src = "hw/verilog.py:95" *)
+  (* src = "hw/verilog.py:93" *)
   always @(posedge clk)
     result <= \$1 ;
   (* src = "hw/fp32/fpadd.py:99" *)

@@ -1,4 +1,4 @@
-"""s2fp8 accuracy (pysim.accuracy, pysim.cmd_accuracy): S2FP8 vs plain FP8 GEMM errors
+"""s2fp8 accuracy (pysim.accuracy.gemm_error, pysim.cli.accuracy): S2FP8 vs plain FP8 GEMM errors
 on captured tensors. Needs no torch."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysim.accuracy import gemm_accuracy, summarize, trace_accuracy
+from pysim.accuracy.gemm_error import gemm_accuracy, summarize, trace_accuracy
 from pysim.cli import main
-from pysim.trace import load_trace
+from pysim.workload.trace import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "traces" / "digits_cnn" / "digits_cnn.json"

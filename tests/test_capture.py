@@ -1,4 +1,4 @@
-"""PyTorch capture (pysim.capture, pysim.cmd_capture, pysim.zoo): GEMM shapes, phases
+"""PyTorch capture (pysim.workload.capture, pysim.cli.capture, pysim.workload.zoo): GEMM shapes, phases
 and real operands; the committed digits-CNN trace; MiniLM GEMM counts."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pysim.trace import load_trace
+from pysim.workload.trace import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "traces" / "digits_cnn" / "digits_cnn.json"
@@ -68,7 +68,7 @@ import torch  # noqa: E402  (the torch extra is part of the test install: no ski
 nn = torch.nn
 F = torch.nn.functional
 
-from pysim.capture import Capture, save_capture  # noqa: E402
+from pysim.workload.capture import Capture, save_capture  # noqa: E402
 
 
 class Attn(nn.Module):
@@ -254,7 +254,7 @@ def test_sdpa_with_dropout_falls_back_to_bmm():
 # ------------------------------------------------------------------------- real models
 
 def test_minilm_gemm_counts():
-    from pysim.zoo import minilm
+    from pysim.workload.zoo import minilm
     cap, info = minilm.capture(tensors=True, sentences=minilm.SENTENCES[:2], max_length=8)
     layers = {r.name: r for r in cap.layers}
     # 6 layers x (Q, K, V, O, FFN1, FFN2 Linear + QK, PV MatMul) = 48 layers x 3 phases
@@ -273,13 +273,13 @@ def test_minilm_gemm_counts():
 
 @pytest.mark.skipif(os.environ.get("S2FP8_SLOW") != "1", reason="set S2FP8_SLOW=1")
 def test_digits_training_reaches_90_percent():  # pragma: no cover - slow (~20 s)
-    from pysim.zoo import digits_cnn
+    from pysim.workload.zoo import digits_cnn
     model, acc, _ = digits_cnn.train(seed=0)
     assert acc > 0.9
 
 
 def test_digits_training_smoke_and_capture(tmp_path):
-    from pysim.zoo import digits_cnn
+    from pysim.workload.zoo import digits_cnn
     model, acc, data = digits_cnn.train(seed=0, epochs=1)
     assert 0.0 <= acc <= 1.0
     cap = digits_cnn.capture_step(model, data, tensors=True, batch=8)

@@ -1,4 +1,4 @@
-"""``s2fp8 cycles``: every input kind, totals equal pysim.cycles.breakdown, output
+"""``s2fp8 cycles``: every input kind, totals equal pysim.perf.cycles.breakdown, output
 files, and bad input (exit 2, one line, no partial files)."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import onnx
 import pytest
 
 from pysim.cli import main
-from pysim.cycles import breakdown
-from pysim.importers.scalesim import import_scalesim
-from pysim.models import build_model, training_step_gemms
-from pysim.report import cycle_report
-from pysim.tiler import gemm_arrays
-from pysim.trace import PHASES, load_trace, save_trace, trace_from_layers
+from pysim.perf.cycles import breakdown
+from pysim.workload.importers.scalesim import import_scalesim
+from pysim.workload.models import build_model, training_step_gemms
+from pysim.perf.report import cycle_report
+from pysim.perf.tiler import gemm_arrays
+from pysim.workload.trace import PHASES, load_trace, save_trace, trace_from_layers
 
 DATA = Path(__file__).parent / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +87,7 @@ def test_each_input_kind(tmp_path, capsys, kind):
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         source = tmp_path / "m.onnx"
         onnx.save(model, str(source))
-        from pysim.importers import import_file
+        from pysim.workload.importers import import_file
         gemms = import_file(source, batch=2).gemms()
         assert [(g.m, g.k, g.n, g.count) for g in gemms] == [(60, 16, 8, 1), (10, 8, 5, 6)]
     extra = ["--batch", "2"] if kind == "onnx" else []

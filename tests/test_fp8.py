@@ -1,4 +1,4 @@
-"""E5M2 encode/decode (pysim.fp8) against independent references.
+"""E5M2 encode/decode (pysim.numerics.fp8) against independent references.
 
 References: ml_dtypes.float8_e5m2 for float32 input (it rounds float32 straight to E5M2,
 RNE) and an exact ``fractions.Fraction`` model for float64 input (ml_dtypes converts
@@ -17,7 +17,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from pysim.fp8 import E5M2_VALUES, e5m2_decode, e5m2_encode
+from pysim.numerics.fp8 import E5M2_VALUES, e5m2_decode, e5m2_encode
 
 MAX_CODE = 0x7B          # +57344
 INF_CODE = 0x7C

@@ -1,6 +1,6 @@
-"""Golden FP32 multiply and add (pysim.golden) against Berkeley SoftFloat (softfloatpy).
+"""Golden FP32 multiply and add (pysim.numerics.golden) against Berkeley SoftFloat (softfloatpy).
 
-Bit for bit on TestFloat-style vectors (pysim.testfloat, every family, every specials
+Bit for bit on TestFloat-style vectors (pysim.numerics.testfloat, every family, every specials
 pair); the only allowed difference is the NaN encoding: wherever SoftFloat returns any
 NaN, the golden model must return exactly the canonical 0x7FC00000.
 """
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import softfloatpy as sf
 
-from pysim.golden import fp32_add, fp32_mul
-from pysim.testfloat import FAMILIES, SPECIAL_VALUES, fp32_pairs
+from pysim.numerics.golden import fp32_add, fp32_mul
+from pysim.numerics.testfloat import FAMILIES, SPECIAL_VALUES, fp32_pairs
 
 N_VECTORS = 100_000
 SEEDS = (1, 2)

@@ -1,8 +1,8 @@
-"""Golden GEMM and MAC (pysim.golden) against a scalar SoftFloat reference.
+"""Golden GEMM and MAC (pysim.numerics.golden) against a scalar SoftFloat reference.
 
 Reference: for every output element, acc = init; for k = 0..K-1 in order,
 acc = f32_add(acc, f32_mul(a_k, b_k)) with Berkeley SoftFloat (softfloatpy, RNE), the
-operands being the decode-table entries (pysim.s2fp8.decode_table, checked on its own in
+operands being the decode-table entries (pysim.numerics.s2fp8.decode_table, checked on its own in
 test_s2fp8.py) with the code's sign bit applied here. Results must agree bit for bit,
 except that any NaN must be exactly the canonical 0x7FC00000.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import softfloatpy as sf
 
-from pysim.golden import gemm, mac
-from pysim.s2fp8 import S2FP8Tensor, decode_table, encode
+from pysim.numerics.golden import gemm, mac
+from pysim.numerics.s2fp8 import S2FP8Tensor, decode_table, encode
 
 CANONICAL_NAN = 0x7FC00000
 SPECIAL_CODES = np.array([0x7C, 0xFC, 0x7D, 0xFF, 0x00, 0x80], np.uint8)
@@ -312,7 +312,7 @@ def test_mac_rejects_float_init():
 
 # --- benchmark smoke test ------------------------------------------------------------------------
 def test_bench_quick_runs():
-    proc = subprocess.run([sys.executable, "-m", "pysim.bench", "--quick"],
+    proc = subprocess.run([sys.executable, "-m", "bench.golden", "--quick"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout

@@ -5,10 +5,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.array import S2FP8Array
-from pysim import arch, golden, s2fp8
-from pysim.cycles import gemm_cycles
-from pysim.rounding import fp32_bits
-from pysim.tiler import operand_beats, place_results
+from pysim.numerics import golden, s2fp8
+from pysim.perf import arch
+from pysim.perf.cycles import gemm_cycles
+from pysim.numerics.rounding import fp32_bits
+from pysim.perf.tiler import operand_beats, place_results
 
 
 def _operands(m, k, n, rng):

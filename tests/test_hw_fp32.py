@@ -1,7 +1,7 @@
 """Amaranth simulation of the binary32 datapath (hw.fp32) against the golden model.
 
 Each stage is checked on its own against an exact Python computation, then FPMul
-(W = 24 and reduced W), FPAdd and FPAddUnit bit for bit against ``pysim.golden`` on
+(W = 24 and reduced W), FPAdd and FPAddUnit bit for bit against ``pysim.numerics.golden`` on
 TestFloat-style vectors of every family plus all specials pairs. The Python simulator is
 slow, so vector counts are modest here; the 50k-vector sweep runs under Verilator.
 """
@@ -20,10 +20,10 @@ from amaranth.sim import Simulator
 from hw.fp32 import (Align, FPAdd, FPAddUnit, FPMul, LeadingZeroCount, Normalize, Round,
                      SigAddSub, SigMul, Unpack)
 from hw.fp32.layouts import ALIGN_BITS, EXP_WIDTH, SIG_BITS, SUM_BITS
-from pysim.formats import FP32, MANT_BITS_MAX
-from pysim.golden import fp32_add, fp32_mul
-from pysim.rounding import float64_to_fp32_bits
-from pysim.testfloat import FAMILIES, SPECIAL_VALUES, fp32_pairs
+from pysim.numerics.formats import FP32, MANT_BITS_MAX
+from pysim.numerics.golden import fp32_add, fp32_mul
+from pysim.numerics.rounding import float64_to_fp32_bits
+from pysim.numerics.testfloat import FAMILIES, SPECIAL_VALUES, fp32_pairs
 
 P = FP32.precision
 N_PAIRS = 8000          # per op and unit; plus the 576 specials pairs in fp32_pairs

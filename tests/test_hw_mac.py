@@ -8,8 +8,8 @@ from amaranth.sim import Simulator
 
 from hw.decoder import OperandDecoder
 from hw.mac import S2FP8MAC
-from pysim import golden, s2fp8
-from pysim.formats import TABLE_ENTRIES
+from pysim.numerics import golden, s2fp8
+from pysim.numerics.formats import TABLE_ENTRIES
 
 
 def _tables(mant_bits, rng):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from pysim.cli import main
-from pysim.importers import import_file, load_input
-from pysim.importers.scalesim import import_scalesim
-from pysim.layers import Conv2d, Linear, MatMul
-from pysim.trace import TraceError, load_trace
+from pysim.workload.importers import import_file, load_input
+from pysim.workload.importers.scalesim import import_scalesim
+from pysim.workload.layers import Conv2d, Linear, MatMul
+from pysim.workload.trace import TraceError, load_trace
 
 DATA = Path(__file__).parent / "data"
 

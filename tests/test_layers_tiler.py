@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from pysim.cli import BadInput
-from pysim.layers import (PHASES, Conv2d, Gemm, Linear, MatMul, ShapeError,
+from pysim.workload.layers import (PHASES, Conv2d, Gemm, Linear, MatMul, ShapeError,
                           conv_output_size)
-from pysim.models import (MODELS, build_model, forward_gemms, ncf, resnet50,
+from pysim.workload.models import (MODELS, build_model, forward_gemms, ncf, resnet50,
                           total_macs, training_step_gemms, transformer,
                           transformer_base, transformer_tiny)
-from pysim.tiler import (MAX_ARRAY_DIM, Tile, gemm_arrays, tile_classes, tile_count,
+from pysim.perf.tiler import (MAX_ARRAY_DIM, Tile, gemm_arrays, tile_classes, tile_count,
                          tile_counts, tile_grid, tiles, utilization)
 
 RNG = np.random.default_rng(20200114)

@@ -1,6 +1,6 @@
 """RTL regression of the systolic array (cocotb under Verilator): GEMMs tiled by
-pysim.tiler through the 4x4 and 8x8 arrays, bit-exact against pysim.golden.gemm, and the
-counted cycles (first beat accepted to last result row) equal to pysim.cycles.gemm_cycles
+pysim.perf.tiler through the 4x4 and 8x8 arrays, bit-exact against pysim.numerics.golden.gemm, and the
+counted cycles (first beat accepted to last result row) equal to pysim.perf.cycles.gemm_cycles
 on 12 shapes per array size. Each configuration is built once per session."""
 import os
 

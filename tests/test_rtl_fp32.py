@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hw import verilog
-from hw.tb import checks, sim
+from hw.tb import fp32_checks, sim
 from hw.tb.scoreboard import check_stream
 
 SEED = int(os.environ.get("S2FP8_SEED", "20240601"))
@@ -31,7 +31,7 @@ RTL_OUT = verilog.REPO_ROOT / "rtl_out"
 def test_fp32_op_rtl(rtl_build, op, sig_bits, count):
     top = f"fp32_mul_w{sig_bits}" if op == "mul" else "fp32_add"
     rtl_build(top)
-    report = checks.run_fp32_binop(op, count, SEED, sig_bits=sig_bits)
+    report = fp32_checks.run_fp32_binop(op, count, SEED, sig_bits=sig_bits)
     print(f"{top}: seed {SEED}, {report.vectors} vectors, {report.mismatches} mismatches, "
           f"{report.seconds:.1f} s; " + "; ".join(report.notes))
     assert report.vectors >= count

@@ -1,4 +1,4 @@
-"""RTL regression of the S2FP8 MAC (cocotb under Verilator) against pysim.golden.mac.
+"""RTL regression of the S2FP8 MAC (cocotb under Verilator) against pysim.numerics.golden.mac.
 
 - exhaustive: all 256 x 256 code pairs for three statistics settings (large alpha, small
   alpha, shift near the FP32 range limit), W = 24 and W = 8;
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hw.tb import mac_checks
-from pysim import golden, s2fp8
+from pysim.numerics import golden, s2fp8
 from pysim.cli import main
 
 SEED = int(os.environ.get("S2FP8_SEED", "20240601"))

@@ -1,4 +1,4 @@
-"""S2FP8 statistics, encode, decode and decode tables (pysim.s2fp8) against the definitions.
+"""S2FP8 statistics, encode, decode and decode tables (pysim.numerics.s2fp8) against the definitions.
 
 Independent references: statistics recomputed with math.fsum over the nonzero entries;
 decode-table rounding recomputed exactly with fractions.Fraction; the decode error bound
@@ -13,8 +13,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from pysim.fp8 import E5M2_VALUES
-from pysim.s2fp8 import S2FP8Tensor, decode, decode_table, encode, encode_with, stats
+from pysim.numerics.fp8 import E5M2_VALUES
+from pysim.numerics.s2fp8 import S2FP8Tensor, decode, decode_table, encode, encode_with, stats
 
 # --- tensors -------------------------------------------------------------------------------
 def _distributions() -> dict[str, np.ndarray]:

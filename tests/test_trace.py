@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pysim.cli import BadInput, main
-from pysim.layers import PHASES, Conv2d, Linear, MatMul
-from pysim.models import build_model, training_step_gemms
-from pysim.trace import (FORMAT, VERSION, Trace, TraceError, TraceLayer, Unsupported,
+from pysim.workload.layers import PHASES, Conv2d, Linear, MatMul
+from pysim.workload.models import build_model, training_step_gemms
+from pysim.workload.trace import (FORMAT, VERSION, Trace, TraceError, TraceLayer, Unsupported,
                          load_trace, save_trace, trace_from_layers)
 
 GOOD = {

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import FP32Layout
-from pysim.formats import MANT_BITS_MAX, check_mant_bits
+from pysim.numerics.formats import MANT_BITS_MAX, check_mant_bits
 
 from .multiply import SigMul
 from .normalize import Normalize

@@ -1,6 +1,6 @@
 """Intermediate-value layouts of the binary32 datapath (``amaranth.lib.data``).
 
-Every width is derived from :data:`pysim.formats.FP32`; nothing here spells out 23, 8
+Every width is derived from :data:`pysim.numerics.formats.FP32`; nothing here spells out 23, 8
 or 127. Fields are listed LSB first, as :class:`amaranth.lib.data.Struct` lays them out.
 
 Conventions shared by all stages:
@@ -16,7 +16,7 @@ from the evaluated class annotations.)
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from pysim.formats import FP32
+from pysim.numerics.formats import FP32
 
 __all__ = [
     "SIG_BITS", "EXP_WIDTH", "ALIGN_EXTRA_BITS", "ALIGN_BITS", "SUM_BITS",

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.formats import MANT_BITS_MAX, check_mant_bits
+from pysim.numerics.formats import MANT_BITS_MAX, check_mant_bits
 
 from .layouts import SIG_BITS, Unpacked, wide_layout
 
@@ -29,7 +29,7 @@ class SigMul(wiring.Component):
     Parameters (keyword-only)
     -------------------------
     sig_bits : int in 1..MANT_BITS_MAX
-        W, checked with :func:`pysim.formats.check_mant_bits`.
+        W, checked with :func:`pysim.numerics.formats.check_mant_bits`.
 
     Ports
     -----

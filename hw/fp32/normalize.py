@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.formats import FP32
+from pysim.numerics.formats import FP32
 
 from ._params import check_int
 from .layouts import EXP_WIDTH, SIG_BITS, PreRound, wide_layout

@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import FP32Layout
-from pysim.formats import FP32
+from pysim.numerics.formats import FP32
 
 from ._params import check_bool
 from .layouts import EXP_WIDTH, SIG_BITS, Unpacked

@@ -1,7 +1,7 @@
-"""Host side of the systolic-array regression: GEMM jobs tiled by ``pysim.tiler``, results
-bit-exact against ``pysim.golden.gemm``, cycles equal to ``pysim.cycles.gemm_cycles``.
+"""Host side of the systolic-array regression: GEMM jobs tiled by ``pysim.perf.tiler``, results
+bit-exact against ``pysim.numerics.golden.gemm``, cycles equal to ``pysim.perf.cycles.gemm_cycles``.
 
-Checks (``CHECKS``, collected by ``hw.tb.checks.all_checks``):
+Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``):
 - ``array_cycles_{4x4,8x8}``: ``CYCLE_SHAPES`` (ragged edges, K = 1, K < max(R, C),
   K >> R, single-element and multi-tile GEMMs) fed without idle cycles: every result
   bit-exact and the counted cycles (first beat accepted to last result row, inclusive)
@@ -15,12 +15,13 @@ import time
 
 import numpy as np
 
-from pysim import golden, s2fp8
-from pysim.cycles import gemm_cycles
-from pysim.formats import E5M2
-from pysim.rounding import fp32_bits
-from pysim.tiler import operand_beats, place_results
+from pysim.numerics import golden, s2fp8
+from pysim.perf.cycles import gemm_cycles
+from pysim.numerics.formats import E5M2
+from pysim.numerics.rounding import fp32_bits
+from pysim.perf.tiler import operand_beats, place_results
 
+from .runner import Check, add_build_notes, run_bench
 from .scoreboard import MAX_RECORDED, Report
 
 #: (M, K, N) shapes whose cycle counts are checked on each array size.
@@ -55,7 +56,6 @@ def make_job(shape, rng, rows, cols, mant_bits, idle):
 
 def run_array_jobs(name: str, jobs: list, *, rows: int, cols: int, mant_bits: int, seed: int,
                    check_cycles: bool, build_root=None) -> Report:
-    from .checks import _notes, run_bench
     start = time.monotonic()
     top = (f"s2fp8_array_{rows}x{cols}_w{mant_bits}")
     vectors = {
@@ -103,7 +103,7 @@ def run_array_jobs(name: str, jobs: list, *, rows: int, cols: int, mant_bits: in
         report.notes.append(f"cycles equal to the model on all {len(jobs)} shapes"
                             if not any("cycles" in e for e in report.errors) else
                             "cycle model mismatch")
-    return _notes(report, built, result)
+    return add_build_notes(report, built, result)
 
 
 def run_cycle_shapes(n: int, seed: int, *, rows: int, cols: int, build_root=None) -> Report:
@@ -125,7 +125,6 @@ def run_random_gemms(n: int, seed: int, *, rows: int, cols: int, mant_bits: int,
 
 
 def _checks():
-    from .checks import Check
     shapes = len(CYCLE_SHAPES)
     return [
         Check("array_cycles_4x4", {"quick": shapes, "full": shapes},

@@ -3,7 +3,7 @@
 
 Job vectors: ``a``, ``b`` (uint32). Params: ``latency`` (drain length), ``idle_prob``,
 ``max_gap``. Results: ``in_cycle``, ``out_cycle``, ``out_result``, ``cycles``, ``sim_seconds``.
-The host side is ``hw.tb.checks.run_binop``.
+The host side is ``hw.tb.fp32_checks.run_fp32_binop``.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ b code, first, last packed as the ``operands.payload`` port lays them out); ``in
 The bench loads both tables through their write ports, then streams every beat with
 random idle gaps (``operands.valid`` low) and records each ``result`` beat. Results:
 ``in_cycle`` (the cycle each beat was presented and accepted), ``out_cycle``,
-``out_result``, ``cycles``, ``sim_seconds``. The host side is ``hw.tb.checks.run_mac``.
+``out_result``, ``cycles``, ``sim_seconds``. The host side is ``hw.tb.mac_checks``.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Host side of the S2FP8 MAC regression: vectors, golden expectation, scoreboard.
 
-Checks (registered in ``hw.tb.checks.CHECKS``):
+Checks (registered in ``hw.tb.registry``):
 - ``mac_exhaustive_w{24,8}``: all 256 x 256 code pairs as single products, for three
   tensor-statistics settings (``EXHAUSTIVE_SETTINGS``: a large alpha, a small alpha, a
   shift near the FP32 range limit); the accumulator starts at -0.0 so the result is the
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pysim import golden, s2fp8
-from pysim.formats import E5M2, FP32, TABLE_ENTRIES
-from pysim.rounding import fp32_from_bits
+from pysim.numerics import golden, s2fp8
+from pysim.numerics.formats import E5M2, FP32, TABLE_ENTRIES
+from pysim.numerics.rounding import fp32_from_bits
 
+from .runner import Check, add_build_notes, run_bench
 from .scoreboard import MAX_RECORDED, Report, check_stream
 
 #: (name, (alpha_a, beta_a), (alpha_b, beta_b)) of the exhaustive check's decode tables.
@@ -85,8 +86,7 @@ def describe_sequence(s, table_a, table_b, codes_a, codes_b, length, init, expec
 def run_mac(name: str, table_a, table_b, codes_a, codes_b, init, lengths, *, mant_bits: int,
             seed: int, idle_prob: float = 0.2, expected=None, build_root=None) -> Report:
     """Stream S sequences through the MAC RTL (W = ``mant_bits``) and score them against
-    ``expected`` (default: ``pysim.golden.mac``)."""
-    from .checks import _notes, run_bench
+    ``expected`` (default: ``pysim.numerics.golden.mac``)."""
     start = time.monotonic()
     lengths = np.asarray(lengths, np.int64)
     if expected is None:
@@ -113,7 +113,7 @@ def run_mac(name: str, table_a, table_b, codes_a, codes_b, init, lengths, *, man
         report.errors.append(describe_sequence(int(s), table_a, table_b, codes_a, codes_b,
                                                int(lengths[s]), init, expected, out[s]))
     report.notes.append(f"{lengths.size:,} sequences")
-    return _notes(report, built, result)
+    return add_build_notes(report, built, result)
 
 
 def run_exhaustive(n: int, seed: int, *, mant_bits: int, build_root=None) -> Report:
@@ -255,7 +255,6 @@ def run_vector_file(path, seed: int, *, mant_bits: int = FP32.precision, build_r
 
 
 def _checks():
-    from .checks import Check
     checks = [Check(f"mac_exhaustive_w{w}", {"quick": 65_536, "full": 3 * 65_536},
                     lambda n, seed, w=w, **kw: run_exhaustive(n, seed, mant_bits=w, **kw))
               for w in (FP32.precision, 8)]

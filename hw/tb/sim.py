@@ -13,6 +13,7 @@ own ``COCOTB_RANDOM_SEED`` is set to the same value.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
@@ -89,9 +90,20 @@ def build(top_name: str, verilog_path=None, build_root=None, *, waves: bool | No
     stamp = directory / _STAMP
     if stamp.is_file() and (directory / top_name).is_file():
         return Build(top_name, directory, waves, 0.0, True)
-
-    from cocotb_tools.runner import get_runner
     directory.mkdir(parents=True, exist_ok=True)
+    # Two processes (a pytest run and `s2fp8 regress`, say) building the same configuration
+    # in one directory corrupt each other's precompiled headers: the second waits for the
+    # first and then finds its stamp.
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.is_file() and (directory / top_name).is_file():
+            return Build(top_name, directory, waves, 0.0, True)
+        return _build_locked(top_name, directory, text, config, waves)
+
+
+def _build_locked(top_name, directory: Path, text: str, config: dict, waves: bool) -> Build:
+    from cocotb_tools.runner import get_runner
+    stamp = directory / _STAMP
     source = directory / f"{top_name}.v"
     write_atomic(source, text)
     log = directory / "build.log"

@@ -1,0 +1,58 @@
+"""The ``s2fp8`` command line: one entry point for every job the project does.
+
+Each command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``. Exit codes: 0 ok, 1 internal error or failed check, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from pysim.errors import BadInput
+
+#: command name -> module implementing it
+COMMANDS = {
+    "demo": "pysim.cli.demo",
+    "verilog": "pysim.cli.verilog",
+    "regress": "pysim.cli.regress",
+    "cycles": "pysim.cli.cycles",
+    "trace": "pysim.cli.trace",
+    "accuracy": "pysim.cli.accuracy",
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s2fp8", description="S2FP8 MAC/GEMM hardware simulator",
+        epilog="exit codes: 0 ok, 1 failed check or internal error, 2 bad input")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BadInput as error:
+        print(f"s2fp8 {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"s2fp8 {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("S2FP8_DEBUG"):
+            raise
+        print(f"s2fp8 {args.command}: internal error: {type(error).__name__}: {error} "
+              f"(set S2FP8_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+

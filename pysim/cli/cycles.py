@@ -1,0 +1,128 @@
+"""``s2fp8 cycles``: cycles, utilization and operand bytes of every GEMM of a network.
+
+The input is a trace JSON, a SCALE-Sim topology CSV, an ONNX model or the name of a
+built-in model (``pysim.workload.models.MODELS``: a training step, forward + dgrad + wgrad, via
+``training_step_gemms``). The cycle model is the closed form of docs/array.md
+(``pysim.perf.cycles.breakdown``, vectorized). Output files (``--csv``, ``--json``,
+``--plot``) are written all-or-nothing: on any error none of them is created.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from pysim.errors import BadInput
+
+HELP = "cycles, utilization and S2FP8/FP32 bytes of every GEMM of a trace or model"
+
+EPILOG = """\
+TRACE is a trace JSON (docs/traces.md), a SCALE-Sim topology CSV (.csv), an ONNX model
+(.onnx) or a built-in model name ({models}).
+
+exit codes:
+  0  ok
+  1  internal error
+  2  bad input (array size, file, model name, malformed CSV/JSON/ONNX, unwritable
+     output): one line on stderr naming the file/line/layer/field/value; no output
+     file is written
+"""
+
+
+def add_arguments(parser) -> None:
+    from pysim.workload.models import MODELS
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG.format(models=", ".join(MODELS))
+    parser.add_argument("trace", metavar="TRACE",
+                        help="trace .json, SCALE-Sim .csv, .onnx, or built-in model name")
+    parser.add_argument("--rows", required=True, metavar="R",
+                        help="array rows (1..64)")
+    parser.add_argument("--cols", required=True, metavar="C",
+                        help="array columns (1..64)")
+    parser.add_argument("--mant-bits", "-W", default="24", metavar="W",
+                        help="decoded-significand width of the array (1..24, default 24); "
+                             "recorded in the report, the cycle count does not depend on it")
+    parser.add_argument("--batch", metavar="N", default=None,
+                        help="batch of SCALE-Sim conv rows and of a symbolic ONNX batch "
+                             "dimension (default 1)")
+    parser.add_argument("--training", action="store_true",
+                        help="for .csv/.onnx/.json inputs: forward + dgrad + wgrad of every "
+                             "layer (built-in models always are a training step)")
+    parser.add_argument("--csv", metavar="FILE", help="write the per-GEMM table as CSV")
+    parser.add_argument("--json", metavar="FILE", help="write the per-GEMM table as JSON")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="write a PNG: cycles per GEMM (bars, log) and utilization (line)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="print only the totals, not one row per GEMM")
+
+
+def parse_int_option(option: str, text, minimum: int, maximum: int | None = None) -> int:
+    """An integer option given as text -> int, or a one-line ``BadInput``."""
+    rng = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    elif isinstance(text, str) and re.fullmatch(r"\s*[+-]?\d+\s*", text):
+        value = int(text)
+    else:
+        raise BadInput(f"{option}: must be an integer {rng}, got {text!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise BadInput(f"{option}: must be an integer {rng}, got {value}")
+    return value
+
+
+def warn_unsupported(prog: str, source: str, unsupported) -> None:
+    """One warning line per unsupported op type, naming every node."""
+    by_op: dict[str, list[str]] = {}
+    for node, op_type in unsupported:
+        by_op.setdefault(op_type, []).append(node)
+    for op_type, nodes in by_op.items():
+        print(f"{prog}: warning: {source}: {len(nodes)} {op_type} node(s) not simulated "
+              f"(not a GEMM layer): {', '.join(nodes)}", file=sys.stderr)
+
+
+def run(args) -> int:
+    from pysim.perf.arch import ARRAY_DIM_MAX, ARRAY_DIM_MIN
+    from pysim.numerics.formats import MANT_BITS_MAX, MANT_BITS_MIN
+    from pysim.workload.importers import load_input
+    from pysim.workload.models import MODELS, build_model, training_step_gemms
+    from pysim.perf.report import cycle_report, format_table, to_csv, to_json, to_png
+    from pysim.workload.trace import atomic_write_many
+
+    rows = parse_int_option("--rows", args.rows, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
+    cols = parse_int_option("--cols", args.cols, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
+    mant_bits = parse_int_option("--mant-bits", args.mant_bits, MANT_BITS_MIN, MANT_BITS_MAX)
+    batch = None if args.batch is None else parse_int_option("--batch", args.batch, 1)
+    for option in ("csv", "json", "plot"):
+        value = getattr(args, option)
+        if value is not None and not value:
+            raise BadInput(f"--{option}: empty file name")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise BadInput(f"--plot: the file name must end in .png, got {args.plot!r}")
+
+    unsupported = []
+    from pathlib import Path
+    if args.trace in MODELS and not Path(args.trace).exists():
+        gemms = training_step_gemms(build_model(args.trace))
+        source = args.trace
+    else:
+        trace = load_input(args.trace, batch=batch, training=args.training)
+        gemms = trace.gemms()
+        source = args.trace
+        unsupported = list(trace.unsupported)
+    warn_unsupported("s2fp8 cycles", source, unsupported)
+    if not gemms:
+        raise BadInput(f"{source}: no GEMM to run (every requested phase was dropped)")
+
+    report = cycle_report(gemms, rows, cols, mant_bits, source=source)
+    outputs = {}
+    if args.csv:
+        outputs[args.csv] = to_csv(report)
+    if args.json:
+        outputs[args.json] = to_json(report, unsupported)
+    if args.plot:
+        outputs[args.plot] = to_png(report)
+    atomic_write_many(outputs)
+    sys.stdout.write(format_table(report, quiet=args.quiet))
+    for path in outputs:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,109 @@
+"""``s2fp8 regress``: the RTL regression (cocotb benches under Verilator) with a summary.
+
+Runs every check of ``hw.tb.registry.all_checks()`` at the chosen level (quick: a few thousand
+vectors each, full: >= 50,000 for the FP32 operators), prints one table row per check
+(test, vectors, mismatches, seconds), the first mismatch of each failing check and the
+seed. Exit code 1 on any mismatch or failed run, 0 otherwise.
+
+The table (``format_summary`` / ``print_summary``) is shared with ``--vectors``; running
+the checks is ``hw.tb.runner.run_checks``.
+"""
+from __future__ import annotations
+
+import sys
+
+HELP = "run the RTL regression (cocotb + Verilator) and print a summary table"
+DEFAULT_SEED = 1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--level", choices=("quick", "full"), default="quick",
+                        help="quick: ~5k vectors per check (default); full: >= 50k for the "
+                             "FP32 operators")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help=f"seed of the vectors and idle gaps (default {DEFAULT_SEED})")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these checks (names as in the table)")
+    parser.add_argument("--vectors", metavar="FILE.npz",
+                        help="run your own MAC vector file through the RTL instead: arrays "
+                             "table_a, table_b (uint32[128]), codes_a, codes_b (uint8[S, L]), "
+                             "init, expected (uint32[S], FP32 bits)")
+    parser.add_argument("--mant-bits", type=int, default=24, metavar="W",
+                        help="with --vectors: the MAC's decoded-significand width (default 24)")
+
+
+def format_summary(reports, seed: int, title: str = "RTL regression") -> str:
+    width = max([len("test")] + [len(r.name) for r in reports])
+    lines = [f"{title} (seed {seed})",
+             f"  {'test':<{width}}  {'vectors':>9}  {'mismatches':>10}  {'seconds':>8}  status"]
+    for r in reports:
+        status = "ok" if r.ok else ("ERROR" if r.errors and not r.mismatches else "FAIL")
+        lines.append(f"  {r.name:<{width}}  {r.vectors:>9,}  {r.mismatches:>10,}  "
+                     f"{r.seconds:>8.1f}  {status}")
+    total_v = sum(r.vectors for r in reports)
+    total_m = sum(r.mismatches for r in reports)
+    total_s = sum(r.seconds for r in reports)
+    lines.append(f"  {'total':<{width}}  {total_v:>9,}  {total_m:>10,}  {total_s:>8.1f}")
+    for r in reports:
+        notes = ([f"{r.rate:,.0f} vectors/s in cocotb"] if r.rate else []) + r.notes
+        if notes and r.ok:
+            lines.append(f"  {r.name}: " + "; ".join(notes))
+    for r in reports:
+        if not r.ok:
+            lines.append(f"  {r.name}: first failure: {r.first_mismatch}")
+            for extra in r.errors[1:]:
+                lines.append(f"  {' ' * len(r.name)}  {extra}")
+    return "\n".join(lines)
+
+
+def print_summary(reports, seed: int, title: str = "RTL regression", file=None) -> int:
+    """Print the table; return the exit code (0 all ok, 1 otherwise)."""
+    print(format_summary(reports, seed, title), file=file or sys.stdout)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def run(args) -> int:
+    from pysim.errors import BadInput
+    from hw.tb.registry import all_checks
+    from hw.tb.runner import run_checks
+    from hw.toolchain import ToolchainError, ensure_verilator
+    checks = all_checks()
+    if args.only:
+        known = {c.name for c in checks}
+        unknown = [name for name in args.only if name not in known]
+        if unknown:
+            raise BadInput(f"--only: unknown check {unknown[0]!r} "
+                           f"(known: {', '.join(sorted(known))})")
+        checks = [c for c in checks if c.name in args.only]
+    if args.seed < 0:
+        raise BadInput(f"--seed must be >= 0, got {args.seed}")
+    try:
+        info = ensure_verilator()
+    except ToolchainError as error:
+        raise BadInput(str(error)) from None
+    if args.vectors:
+        return _run_vector_file(args, info)
+    print(f"s2fp8 regress: level {args.level}, seed {args.seed}, verilator "
+          f"{info.version_text} ({info.source})", flush=True)
+    reports = run_checks(checks, args.level, args.seed,
+                         progress=lambda text: print(f"  {text}", flush=True))
+    return print_summary(reports, args.seed)
+
+
+def _run_vector_file(args, info) -> int:
+    """``--vectors FILE.npz``: the file's sequences through the MAC RTL, mismatches counted
+    and the first failing sequence printed decoded."""
+    from pysim.errors import BadInput
+    from pysim.numerics.formats import check_mant_bits
+    from hw.tb.mac_checks import VectorFileError, load_vector_file, run_vector_file
+    try:
+        check_mant_bits(args.mant_bits)
+        load_vector_file(args.vectors)       # validate before building anything
+    except (VectorFileError, TypeError, ValueError) as error:
+        raise BadInput(f"--vectors: {error}" if isinstance(error, VectorFileError)
+                       else f"--mant-bits: {error}") from None
+    print(f"s2fp8 regress: vectors {args.vectors}, W={args.mant_bits}, seed {args.seed}, "
+          f"verilator {info.version_text} ({info.source})", flush=True)
+    report = run_vector_file(args.vectors, args.seed, mant_bits=args.mant_bits)
+    report.name = "vectors"
+    return print_summary([report], args.seed, title=f"MAC vectors {args.vectors}")

@@ -1,0 +1,243 @@
+"""S2FP8 tensors: E5M2 codes plus a per-tensor squeeze (alpha) and shift (beta).
+
+For every nonzero X_i the stored E5M2 value Y_i satisfies
+``log2|Y_i| = alpha * log2|X_i| + beta``, with alpha and beta chosen so that the nonzero
+entries have mean(log2|Y|) = 0 and max(log2|Y|) = 15 (Cambier et al., ICLR 2020).
+See docs/numerics.md for every rounding step.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from pysim.numerics.formats import (
+    E5M2,
+    FP32,
+    S2FP8_TARGET_MAX_LOG2,
+    S2FP8_TARGET_MEAN_LOG2,
+    TABLE_ENTRIES,
+    check_mant_bits,
+)
+from pysim.numerics.fp8 import E5M2_VALUES, first_index, magnitude_codes_e5m2
+from pysim.numerics.rounding import float64_to_fp32_bits, fp32_from_bits
+
+
+@dataclass(frozen=True)
+class S2FP8Tensor:
+    """An encoded tensor: ``codes`` (read-only uint8 E5M2 codes, the shape of the source
+    tensor) and the float32 statistics ``alpha`` (squeeze) and ``beta`` (shift)."""
+
+    codes: np.ndarray
+    alpha: np.float32
+    beta: np.float32
+
+    def __post_init__(self):
+        codes = np.asarray(self.codes)
+        if codes.dtype != np.uint8:
+            raise TypeError(f"S2FP8Tensor codes must be uint8, got dtype {codes.dtype}")
+        codes = codes.copy() if codes.flags.writeable else codes
+        codes.flags.writeable = False
+        alpha, beta = _check_alpha_beta(self.alpha, self.beta)
+        object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "alpha", np.float32(alpha))
+        object.__setattr__(self, "beta", np.float32(beta))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.codes.shape
+
+    def table(self, mant_bits: int = FP32.precision) -> np.ndarray:
+        """This tensor's decode table (see :func:`decode_table`)."""
+        return decode_table(self.alpha, self.beta, mant_bits)
+
+
+def _check_alpha_beta(alpha, beta) -> tuple[float, float]:
+    alpha, beta = float(alpha), float(beta)
+    if not (np.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be finite and > 0, got {alpha!r}")
+    if not np.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta!r}")
+    return alpha, beta
+
+
+def _as_checked_real(x) -> np.ndarray:
+    """``x`` as a float32 or float64 array (other real dtypes are converted to float64;
+    the encode loops convert to float64 block by block), checked for NaN and Inf."""
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise TypeError(f"S2FP8 encodes real numeric arrays, got dtype {x.dtype}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = ~finite
+        first = first_index(bad)
+        raise ValueError(
+            f"cannot encode a tensor holding NaN or Inf: {int(bad.sum())} non-finite value(s), "
+            f"first at index {first} (value {x[first]!r})")
+    return x
+
+
+#: Elements per block in the encode loops: small enough that a block's temporaries stay
+#: in cache, which nearly doubles throughput over whole-array passes on large tensors.
+_BLOCK = 1 << 15
+_pool: ThreadPoolExecutor | None = None
+
+
+def _map_blocks(work, size: int) -> list:
+    """``work(slice)`` over consecutive blocks of ``size`` elements, results in block order.
+
+    numpy releases the GIL inside ufuncs, so blocks run on all cores; every result is a
+    function of its block alone, so the outcome does not depend on the number of threads.
+    """
+    global _pool
+    blocks = [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)]
+    if len(blocks) < 4:
+        return [work(block) for block in blocks]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                   thread_name_prefix="s2fp8-encode")
+    return list(_pool.map(work, blocks))
+
+
+_thread_state = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A float64 work array of ``size`` elements, reused by this thread's later calls:
+    a fresh 32 MB array per 4M-element encode costs more in page faults than the math."""
+    buffer = getattr(_thread_state, "log2", None)
+    if buffer is None or buffer.size < size:
+        buffer = _thread_state.log2 = np.empty(size, np.float64)
+    return buffer[:size]
+
+
+def _log2_and_moments(x: np.ndarray):
+    """log2|x| (float64, zeros give -inf) and (count, sum, min, max) over the nonzero entries.
+
+    The sum is numpy's pairwise sum over the nonzero log-magnitudes in element order, so
+    it depends on the nonzero entries alone: zeros added anywhere leave it unchanged.
+    """
+    flat = x.reshape(-1)
+    log2_mag = _scratch(flat.size)
+
+    def block_range(block):
+        with np.errstate(divide="ignore"):
+            magnitudes = np.abs(flat[block]).astype(np.float64, copy=False)
+            values = np.log2(magnitudes, out=log2_mag[block])
+        if values.min() == -np.inf:
+            values = values[values != -np.inf]
+        if not values.size:
+            return 0, np.inf, -np.inf
+        return values.size, float(values.min()), float(values.max())
+
+    count, low, high = 0, np.inf, -np.inf
+    for n, block_low, block_high in _map_blocks(block_range, flat.size):
+        count, low, high = count + n, min(low, block_low), max(high, block_high)
+    nonzero = log2_mag if count == flat.size else log2_mag[log2_mag != -np.inf]
+    return log2_mag.reshape(x.shape), (count, float(np.sum(nonzero)), low, high)
+
+
+def _stats_from_moments(count: int, total: float, low: float, high: float):
+    if count == 0:
+        return float("nan"), float("nan"), 1.0, 0.0
+    # The rounded mean can land on or above the max when the magnitudes differ by an ulp:
+    # that is the equal-magnitude case too (it would give alpha <= 0 or a huge alpha).
+    mu = min(total / count, high)
+    if low == high or mu == high:
+        return high, high, 1.0, S2FP8_TARGET_MEAN_LOG2 - high
+    alpha = (S2FP8_TARGET_MAX_LOG2 - S2FP8_TARGET_MEAN_LOG2) / (high - mu)
+    beta = S2FP8_TARGET_MEAN_LOG2 - alpha * mu
+    return mu, high, alpha, beta
+
+
+def stats(x) -> tuple[float, float, float, float]:
+    """``(mu, m, alpha, beta)`` of ``x``, all float64, over its nonzero entries only.
+
+    mu = mean log2|x|, m = max log2|x|, alpha = 15 / (m - mu), beta = -alpha * mu.
+    No nonzero entry: (nan, nan, 1, 0). All nonzero magnitudes equal, or so close that
+    the rounded mean reaches the max: (m, m, 1, -m).
+    NaN or Inf in ``x`` raises ValueError.
+    """
+    return _stats_from_moments(*_log2_and_moments(_as_checked_real(x))[1])
+
+
+def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    alpha, beta = np.float64(alpha), np.float64(beta)
+    flat_x, flat_log2 = x.reshape(-1), log2_mag.reshape(-1)
+    codes = np.empty(flat_x.shape, np.uint8)
+
+    def block_codes(block):
+        scaled = np.multiply(flat_log2[block], alpha)
+        scaled += beta
+        with np.errstate(over="ignore"):  # beyond float64: Inf, which saturates
+            np.exp2(scaled, out=scaled)  # zeros: exp2(-inf) = 0
+        codes[block] = magnitude_codes_e5m2(scaled, overwrite=True)
+        codes[block] |= np.signbit(flat_x[block]).view(np.uint8) << np.uint8(E5M2.width - 1)
+
+    _map_blocks(block_codes, flat_x.size)
+    return codes.reshape(x.shape)
+
+
+def encode_with(x, alpha, beta) -> np.ndarray:
+    """uint8 codes of ``x`` for given statistics: sign(x) * RNE_E5M2(2^beta * |x|^alpha).
+
+    Computed in float64 as exp2(alpha * log2|x| + beta), then rounded once to E5M2
+    (saturating at 57344). Zeros keep their sign and get magnitude code 0.
+    """
+    alpha, beta = _check_alpha_beta(alpha, beta)
+    x = _as_checked_real(x)
+    return _codes(x, _log2_and_moments(x)[0], alpha, beta)
+
+
+def encode(x) -> S2FP8Tensor:
+    """Encode ``x`` (float32 or float64) into S2FP8.
+
+    alpha and beta are computed in float64 by :func:`stats`, stored as float32, and the
+    codes are computed from the stored float32 values, so that they are a pure function of
+    (x, tensor.alpha, tensor.beta): ``encode_with(x, t.alpha, t.beta) == t.codes``.
+    """
+    x = _as_checked_real(x)
+    log2_mag, moments = _log2_and_moments(x)
+    _, _, alpha, beta = _stats_from_moments(*moments)
+    alpha32, beta32 = np.float32(alpha), np.float32(beta)
+    codes = _codes(x, log2_mag, float(alpha32), float(beta32))
+    codes.flags.writeable = False
+    return S2FP8Tensor(codes=codes, alpha=alpha32, beta=beta32)
+
+
+def decode_table(alpha, beta, mant_bits: int = FP32.precision) -> np.ndarray:
+    """The 128 FP32 bit patterns (uint32) the hardware loads to decode one tensor.
+
+    Indexed by the 7 magnitude bits of a code (the sign is applied separately):
+    entry = 2^((log2|Y| - beta) / alpha), computed in float64 (numpy log2/exp2), then
+    rounded once, RNE, to ``mant_bits`` significant bits and to FP32 with subnormals.
+    Magnitude 0 -> +0.0; the Inf code -> +Inf; NaN codes -> 0x7FC00000.
+    Overflow: an entry whose rounded magnitude reaches 2^128 becomes +Inf.
+    Underflow: an entry below 2^-150 becomes +0.0 (between, FP32 subnormals).
+    """
+    alpha, beta = _check_alpha_beta(alpha, beta)
+    check_mant_bits(mant_bits)
+    magnitudes = E5M2_VALUES[:TABLE_ENTRIES].astype(np.float64)
+    finite_nonzero = np.isfinite(magnitudes) & (magnitudes > 0)
+    with np.errstate(divide="ignore", over="ignore"):
+        x = np.exp2((np.log2(np.where(finite_nonzero, magnitudes, 1.0)) - beta) / alpha)
+    x = np.where(finite_nonzero, x, magnitudes)  # 0, Inf and NaN pass through
+    return float64_to_fp32_bits(x, mant_bits)
+
+
+def apply_sign(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """FP32 bits of codes decoded through ``table``: table[code & 0x7F], its sign bit
+    flipped by the code's sign bit (tables from :func:`decode_table` are all positive)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    sign = (codes >> np.uint8(E5M2.width - 1)).astype(np.uint32) << np.uint32(FP32.width - 1)
+    return np.asarray(table, dtype=np.uint32)[codes & np.uint8(E5M2.magnitude_mask)] ^ sign
+
+
+def decode(t: S2FP8Tensor, mant_bits: int = FP32.precision) -> np.ndarray:
+    """float32 values of an S2FP8 tensor: each code through the tensor's decode table."""
+    return fp32_from_bits(apply_sign(t.codes, t.table(mant_bits)))
