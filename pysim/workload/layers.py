@@ -19,7 +19,8 @@ and the value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 from pysim.errors import ShapeError
 from pysim.perf.gemm import PHASES, Gemm
@@ -78,11 +79,49 @@ def _check_phases(layer: str, phases, repeat) -> tuple[str, ...]:
     return phases
 
 
+class FieldRule(NamedTuple):
+    """How one layer parameter is checked: ``kind`` is ``"int"``, ``"pair"`` (an int or a
+    pair of ints, stored as a pair) or ``"bool"``; ``minimum`` bounds the integers. The
+    layers check their fields with it and the trace loader reuses it for its fields."""
+
+    kind: str
+    minimum: int = 1
+
+    def check(self, layer: str, name: str, value):
+        """The checked (normalised) value, or :class:`ShapeError` naming layer and field."""
+        if self.kind == "bool":
+            return _check_bool(layer, name, value)
+        if self.kind == "pair":
+            return _check_pair(layer, name, value, self.minimum)
+        return _check_int(layer, name, value, self.minimum)
+
+
+#: rule kind of each field annotation of a layer dataclass
+_KIND_OF_ANNOTATION = {"int": "int", "tuple[int, int]": "pair", "bool": "bool"}
+#: integer fields whose smallest value is not 1
+_MINIMUM = {"padding": 0}
+
+
+def field_rules(cls) -> dict[str, FieldRule]:
+    """The rule of every parameter (each field but ``name``) of a layer class, in
+    declaration order, read from its annotations."""
+    return {f.name: FieldRule(_KIND_OF_ANNOTATION[f.type], _MINIMUM.get(f.name, 1))
+            for f in fields(cls) if f.name != "name"}
+
+
 class _Layer:
-    """Shared behaviour: ``gemms()`` filters the per-phase shapes of ``_shapes()``."""
+    """Shared behaviour: ``gemms()`` filters the per-phase shapes of ``_shapes()``;
+    ``_check_fields()`` checks every parameter by its :func:`field_rules`."""
 
     name: str
     needs_input_grad: bool
+
+    def _check_fields(self) -> str:
+        name = _check_name(self.name)
+        for field_name, rule in field_rules(type(self)).items():
+            object.__setattr__(self, field_name, rule.check(name, field_name,
+                                                            getattr(self, field_name)))
+        return name
 
     def _shapes(self) -> dict[str, tuple[int, int, int, int]]:  # pragma: no cover
         raise NotImplementedError
@@ -127,10 +166,7 @@ class Linear(_Layer):
     needs_input_grad: bool = True
 
     def __post_init__(self):
-        _check_name(self.name)
-        for f in ("batch", "in_features", "out_features", "tokens"):
-            object.__setattr__(self, f, _check_int(self.name, f, getattr(self, f)))
-        _check_bool(self.name, "needs_input_grad", self.needs_input_grad)
+        self._check_fields()
 
     @property
     def rows(self) -> int:
@@ -177,12 +213,7 @@ class Conv2d(_Layer):
     needs_input_grad: bool = True
 
     def __post_init__(self):
-        name = _check_name(self.name)
-        for f in ("batch", "in_channels", "out_channels", "height", "width", "groups"):
-            object.__setattr__(self, f, _check_int(name, f, getattr(self, f)))
-        for f, minimum in (("kernel", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
-            object.__setattr__(self, f, _check_pair(name, f, getattr(self, f), minimum))
-        _check_bool(name, "needs_input_grad", self.needs_input_grad)
+        name = self._check_fields()
         for f in ("in_channels", "out_channels"):
             if getattr(self, f) % self.groups:
                 raise ShapeError(f"layer {name!r}: field {f!r} must be divisible by "
@@ -241,10 +272,7 @@ class MatMul(_Layer):
     needs_input_grad: bool = True
 
     def __post_init__(self):
-        _check_name(self.name)
-        for f in ("batch", "m", "k", "n"):
-            object.__setattr__(self, f, _check_int(self.name, f, getattr(self, f)))
-        _check_bool(self.name, "needs_input_grad", self.needs_input_grad)
+        self._check_fields()
 
     def _shapes(self):
         b, m, k, n = self.batch, self.m, self.k, self.n
