@@ -7,6 +7,7 @@ See docs/numerics.md for every rounding step.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -56,11 +57,17 @@ class S2FP8Tensor:
 
 
 def _check_alpha_beta(alpha, beta) -> tuple[float, float]:
+    """alpha and beta as the float32 values a tensor stores (returned as Python floats),
+    checked after that conversion: 1e-46 would become alpha 0.0 and 1e39 beta inf."""
     alpha, beta = float(alpha), float(beta)
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be finite and > 0, got {alpha!r}")
-    if not np.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        alpha32, beta32 = float(np.float32(alpha)), float(np.float32(beta))
+    if not (np.isfinite(alpha32) and alpha32 > 0):
+        raise ValueError(f"alpha must be finite and > 0 as a float32, got {alpha!r}"
+                         + (f" (float32 {alpha32!r})" if alpha32 != alpha else ""))
+    if not np.isfinite(beta32):
+        raise ValueError(f"beta must be finite as a float32, got {beta!r}"
+                         + (f" (float32 {beta32!r})" if beta32 != beta else ""))
     return alpha, beta
 
 
@@ -142,25 +149,69 @@ def _log2_and_moments(x: np.ndarray):
     return log2_mag.reshape(x.shape), (count, float(np.sum(nonzero)), low, high)
 
 
+#: The most, in binades, that storing alpha and beta as float32 may move log2|Y| of an
+#: element inside E5M2's range (see :func:`squeeze_shift`). 1/16 keeps the maximum far
+#: below saturation (log2 57344 = 15.81) and an element squeezed to the smallest
+#: subnormal (2^-16) far above the flush to zero (2^-17).
+SQUEEZE_STORAGE_ERROR_LOG2 = 2.0 ** -4
+
+
+def squeeze_limit(mu: float) -> float:
+    """The largest alpha whose float32 storage moves no in-range element by more than
+    :data:`SQUEEZE_STORAGE_ERROR_LOG2` binades, for a tensor of mean log2-magnitude ``mu``.
+
+    Stored as float32, alpha and beta = -alpha * mu each carry a relative error of at
+    most 2^-24, so log2|Y| = alpha * l + beta moves by at most
+    2^-24 * alpha * (|l| + |mu|). An element inside E5M2's range has
+    alpha * |l - mu| <= 16, so |l| + |mu| <= 2 |mu| + 16 / alpha and the move is at most
+    2^-24 * alpha * 2 |mu| + 2^-20. Bounding the first term gives this limit.
+    """
+    mu = abs(float(mu))
+    if mu == 0.0:
+        return float("inf")
+    return SQUEEZE_STORAGE_ERROR_LOG2 * 2.0 ** FP32.precision / (2.0 * mu)
+
+
+def squeeze_shift(mu: float, m: float) -> tuple[float, float]:
+    """``(alpha, beta)`` from the mean ``mu`` and max ``m`` of log2|x| over the nonzero
+    entries (binary64): the one rule, shared by the golden model and the hardware path.
+
+    - no nonzero entry (``mu``, ``m`` NaN): ``(1, 0)``;
+    - every nonzero magnitude equal (``m <= mu``: a mean rounded up to the max counts as
+      equal): ``(1, -m)``;
+    - otherwise ``alpha = min(15 / (m - mu), squeeze_limit(mu))``, ``beta = -alpha * mu``.
+
+    Without the limit a nearly constant tensor (``[3, 3.0000002]``: m - mu = 5e-8) gets
+    alpha = 3e8 and beta = -5e8, where a float32 step is 32: the stored map then moves
+    the codes by up to 16 binades and half the tensor decodes to zero. With it the mean
+    still maps to 0 and the maximum to at most 15 (plus 1/16): codes stay in range.
+    """
+    mu, m = float(mu), float(m)
+    if math.isnan(mu) or math.isnan(m):
+        return 1.0, 0.0
+    if m <= mu:
+        return 1.0, S2FP8_TARGET_MEAN_LOG2 - m
+    alpha = min((S2FP8_TARGET_MAX_LOG2 - S2FP8_TARGET_MEAN_LOG2) / (m - mu),
+                squeeze_limit(mu))
+    return alpha, S2FP8_TARGET_MEAN_LOG2 - alpha * mu
+
+
 def _stats_from_moments(count: int, total: float, low: float, high: float):
     if count == 0:
-        return float("nan"), float("nan"), 1.0, 0.0
-    # The rounded mean can land on or above the max when the magnitudes differ by an ulp:
-    # that is the equal-magnitude case too (it would give alpha <= 0 or a huge alpha).
-    mu = min(total / count, high)
-    if low == high or mu == high:
-        return high, high, 1.0, S2FP8_TARGET_MEAN_LOG2 - high
-    alpha = (S2FP8_TARGET_MAX_LOG2 - S2FP8_TARGET_MEAN_LOG2) / (high - mu)
-    beta = S2FP8_TARGET_MEAN_LOG2 - alpha * mu
-    return mu, high, alpha, beta
+        return (float("nan"), float("nan")) + squeeze_shift(float("nan"), float("nan"))
+    # Equal magnitudes are tested exactly (a rounded sum / count may differ from them);
+    # a mean of values <= high that rounds above high is rounding, not data.
+    mu = high if low == high else min(total / count, high)
+    return (mu, high) + squeeze_shift(mu, high)
 
 
 def stats(x) -> tuple[float, float, float, float]:
     """``(mu, m, alpha, beta)`` of ``x``, all float64, over its nonzero entries only.
 
     mu = mean log2|x|, m = max log2|x|, alpha = 15 / (m - mu), beta = -alpha * mu.
-    No nonzero entry: (nan, nan, 1, 0). All nonzero magnitudes equal, or so close that
-    the rounded mean reaches the max: (m, m, 1, -m).
+    alpha and beta are :func:`squeeze_shift` (mu, m): no nonzero entry gives
+    (nan, nan, 1, 0); all nonzero magnitudes equal give (m, m, 1, -m); a spread too small
+    for float32 statistics gives the limited alpha of :func:`squeeze_limit`.
     NaN or Inf in ``x`` raises ValueError.
     """
     return _stats_from_moments(*_log2_and_moments(_as_checked_real(x))[1])
