@@ -51,7 +51,9 @@ def test_scalesim_conv_form_matches_scalesim_definition():
 def test_scalesim_conv_two_stride_columns_and_depthwise():
     trace = import_scalesim(DATA / "mobilenet_dw.csv")
     g = trace.gemms()
-    assert (g[0].m, g[0].k, g[0].n, g[0].count) == (112 * 112, 27, 32, 1)
+    # 226 - 3 = 223 is odd: SCALE-Sim counts ceil(225 / 2) = 113 rows (padding 1 here)
+    assert (g[0].m, g[0].k, g[0].n, g[0].count) == (113 * 113, 27, 32, 1)
+    assert trace.layers[0].layer.padding == (1, 1)
     # "DP" layer: SCALE-Sim expands it into Channels single-channel convolutions
     assert trace.layers[1].layer.groups == 32
     assert (g[1].m, g[1].k, g[1].n, g[1].count) == (112 * 112, 9, 1, 32)

@@ -104,3 +104,36 @@ def test_tensor_statistics_checked_after_float32_conversion(alpha, beta):
     """Before: alpha 1e-46 was stored as 0.0 and beta 1e39 as inf."""
     with pytest.raises(ValueError, match="alpha|beta"):
         S2FP8Tensor(np.zeros(3, np.uint8), alpha=alpha, beta=beta)
+
+
+# ------------------------------------------------- item 4: SCALE-Sim's conv output size
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def _scalesim_reference(ih, iw, fh, fw, ch, nf, sh, sw):
+    """SCALE-Sim's topology_utils.topo_calc_hyperparams, restated: (M, K, N)."""
+    oh = math.ceil((ih - fh + sh) / sh)
+    ow = math.ceil((iw - fw + sw) / sw)
+    return oh * ow, fh * fw * ch, nf
+
+
+def test_scalesim_mobilenet_conv1_has_scalesim_shape():
+    """Before: 226 x 226, 3x3 stride 2 gave 112 x 112 = 12,544 rows; SCALE-Sim 12,769."""
+    from pysim.workload.importers.scalesim import import_scalesim
+    g = import_scalesim(DATA / "mobilenet_dw.csv").gemms()[0]
+    assert (g.m, g.k, g.n) == (113 * 113, 27, 32)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 9), st.integers(1, 9),
+       st.integers(1, 6), st.integers(1, 6))
+def test_scalesim_conv_rows_match_scalesim_formula(tmp_path_factory, ih, iw, fh, fw, sh, sw):
+    from pysim.workload.importers.scalesim import import_scalesim
+    fh, fw = min(fh, ih), min(fw, iw)
+    path = tmp_path_factory.mktemp("scalesim") / "net.csv"
+    path.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                    "Channels, Num Filter, Stride height, Stride width,\n"
+                    f"c, {ih}, {iw}, {fh}, {fw}, 3, 5, {sh}, {sw},\n")
+    g = import_scalesim(path).gemms()[0]
+    assert (g.m, g.k, g.n) == _scalesim_reference(ih, iw, fh, fw, 3, 5, sh, sw)

@@ -10,10 +10,14 @@ one of two CSV forms; both are read:
 
   ``Strides`` may instead be two columns ``Stride height, Stride width`` (what
   SCALE-Sim's ``write_topo_file`` writes). Each row becomes a forward
-  :class:`~pysim.workload.layers.Conv2d` with batch 1 (``--batch`` overrides it) and **no
-  padding**: in SCALE-Sim the IFMAP sizes already include any padding, and the output
-  size is ``ceil((ifmap - filter + stride) / stride)`` = our floor formula with
-  padding 0. A layer whose name contains ``DP`` is depthwise in SCALE-Sim (expanded into
+  :class:`~pysim.workload.layers.Conv2d` with batch 1 (``--batch`` overrides it) and
+  SCALE-Sim's output size ``ceil((ifmap - filter + stride) / stride)`` (its
+  ``topology_utils.py``). SCALE-Sim has no padding column (its IFMAP sizes already
+  include any padding), but its output size counts a last window that runs past the
+  IFMAP whenever ``(ifmap - filter)`` is not a multiple of the stride; PyTorch's floor
+  formula with padding 0 drops it (MobileNet's 226 -> 3x3/2: 112 rows, SCALE-Sim 113).
+  So the Conv2d gets the smallest symmetric padding that gives SCALE-Sim's size
+  (:func:`scalesim_padding`; 0 when the stride divides). A layer whose name contains ``DP`` is depthwise in SCALE-Sim (expanded into
   ``Channels`` single-channel convolutions); here it is one grouped Conv2d with
   ``groups = Channels`` and ``out_channels = Channels * Num Filter``: the same GEMMs.
   The GEMM of a row, as SCALE-Sim defines it: ``M = ofmap_h * ofmap_w``,
@@ -74,6 +78,24 @@ def _form(header: list[str], display: str, line_no: int) -> tuple[str, tuple[str
                      f"expected {expected}, got {','.join(header).strip()!r}")
 
 
+def scalesim_output_size(size: int, filt: int, stride: int) -> int:
+    """SCALE-Sim's output size: ``ceil((size - filt + stride) / stride)``."""
+    return -(-(size - filt + stride) // stride)
+
+
+def scalesim_padding(size: int, filt: int, stride: int) -> int:
+    """The smallest symmetric padding ``p`` with which the floor formula
+    ``(size + 2p - filt) // stride + 1`` gives :func:`scalesim_output_size`.
+
+    With ``r = (size - filt) % stride > 0`` the windows SCALE-Sim counts cover
+    ``stride - r`` positions past the IFMAP, so ``2p >= stride - r``; and
+    ``2p = stride - r + 1`` at most stays below the ``2 * stride - r`` that would add
+    another output row.
+    """
+    remainder = (size - filt) % stride
+    return 0 if remainder == 0 else (stride - remainder + 1) // 2
+
+
 def import_scalesim(path, batch: int | None = None, training: bool = False) -> Trace:
     """Read a SCALE-Sim topology CSV (conv or GEMM form) into a :class:`Trace`.
 
@@ -128,9 +150,10 @@ def import_scalesim(path, batch: int | None = None, training: bool = False) -> T
                             f"{display}: line {line_no}: layer {name!r}: column "
                             f"{title!r}: {size} is smaller than the filter ({filt})")
                 groups = channels if "DP" in name else 1
+                padding = (scalesim_padding(ih, fh, sh), scalesim_padding(iw, fw, sw))
                 layer = Conv2d(name, batch, channels, filters * groups, ih, iw,
-                               kernel=(fh, fw), stride=(sh, sw), groups=groups,
-                               needs_input_grad=needs_input_grad)
+                               kernel=(fh, fw), stride=(sh, sw), padding=padding,
+                               groups=groups, needs_input_grad=needs_input_grad)
         except TraceError:
             raise
         except Exception as error:  # ShapeError from the layer's own checks
