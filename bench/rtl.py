@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from hw.tb import array_checks, mac_checks, sim
+from pysim.perf.arch import ArrayConfig
 
 DEFAULT_TOPS = ("fp32_mul_w24", "fp32_add", "s2fp8_mac_w24", "s2fp8_mac_w8",
                 "s2fp8_array_4x4_w24", "s2fp8_array_8x8_w24")
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     print(f"  {'MAC W=24, products':<34} {mac.vectors:>10,} {mac.sim_seconds:>7.1f} "
           f"{mac.rate:>11,.0f}  {'ok' if mac.ok else 'MISMATCH'}")
     for rows in (4, 8):
-        report = array_checks.run_random_gemms(24, SEED, rows=rows, cols=rows, mant_bits=24) \
+        report = array_checks.run_random_gemms(24, SEED, config=ArrayConfig(rows, rows)) \
             if rows == 4 else _array_8x8()
         mark = ""
         if rows == 8:
@@ -65,8 +66,9 @@ def _array_8x8():
     import numpy as np
     rng = np.random.default_rng(SEED)
     shapes = [(int(m), int(k), int(n)) for m, k, n in rng.integers((24, 300, 24), (40, 500, 40), (4, 3))]
-    jobs = [array_checks.make_job(shape, rng, 8, 8, 24, idle=0.0) for shape in shapes]
-    return array_checks.run_array_jobs("array_8x8", jobs, rows=8, cols=8, mant_bits=24,
+    config = ArrayConfig(8, 8)
+    jobs = [array_checks.make_job(shape, rng, config, idle=0.0) for shape in shapes]
+    return array_checks.run_array_jobs("array_8x8", jobs, config=config,
                                        seed=SEED, check_cycles=True)
 
 

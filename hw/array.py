@@ -19,7 +19,7 @@ Every beat pairs one column of an A tile (R codes, A[i0:i0+R, k]) with one row o
 tile (C codes, B[k, j0:j0+C]); K consecutive beats make one output tile (``k`` input,
 held for the whole GEMM). Operands are decoded once, at the edges, and the decoded FP32
 values move one PE per cycle: a to the right along its row, b down its column, so
-PE(i, j) sees the pair of beat t at cycle t + DECODE_LATENCY + i + j. The control bits
+PE(i, j) sees the pair of beat t at cycle t + arch.DECODE_LATENCY + i + j. The control bits
 (valid, first, last) travel with a. Each PE multiplies (FPMul) and accumulates into its
 own register (one combinational FPAdd, as in the MAC); the `last` product of a tile also
 loads the PE's result register.
@@ -41,9 +41,9 @@ from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signa
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.perf import arch
 from pysim.numerics.formats import FP32, check_mant_bits
-from pysim.perf.tiler import check_array
+from pysim.perf import arch
+from pysim.perf.arch import ArrayConfig
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
@@ -137,27 +137,38 @@ class ProcessingElementInstance(ProcessingElement):
 class S2FP8Array(wiring.Component):
     """R x C output-stationary systolic array of S2FP8 MACs (see the module docstring).
 
-    Parameters (keyword-only): ``rows`` R and ``cols`` C (1..64), ``mant_bits`` W (1..24),
-    ``pe_module``: for Verilog generation, the name of a separately generated
-    ProcessingElement module to instantiate instead of elaborating R x C PEs (default: none).
+    Parameters (keyword-only): ``config``, a :class:`pysim.perf.arch.ArrayConfig` (rows R
+    and columns C in 1..64, decoded significand width W in 1..24), or the same as
+    ``rows=``, ``cols=``, ``mant_bits=`` (W defaults to 24); ``pe_module``: for Verilog
+    generation, the name of a separately generated ProcessingElement module to instantiate
+    instead of elaborating R x C PEs (default: none). Spacing, FIFO depth and latencies
+    come from the config (the cycle model reads the same numbers).
 
     Ports:
     - ``table_a``, ``table_b``: decode-table write ports, broadcast to the R (A) and C (B)
       edge decoders. Load them while no beat is in flight; beats are refused meanwhile.
-    - ``k``: beats per output tile (the GEMM's K, >= 1), held for the whole GEMM.
+    - ``k``: beats per output tile (the GEMM's K, 1..2**arch.K_BITS - 1), held for the
+      whole GEMM.
     - ``a``: stream of R codes (one column of the A tile) per beat.
     - ``b``: stream of C codes (one row of the B tile) per beat; a beat moves when both
       ``a`` and ``b`` are valid and the array is ready.
     - ``c``: stream of result rows: ``row`` index and the C FP32 values, R beats per tile.
     """
 
-    def __init__(self, *, rows: int, cols: int, mant_bits: int = FP32.precision,
+    def __init__(self, *, config: ArrayConfig | None = None, rows: int | None = None,
+                 cols: int | None = None, mant_bits: int | None = None,
                  pe_module: str | None = None):
-        self._rows, self._cols = check_array(rows, cols)
-        self._mant_bits = check_mant_bits(mant_bits)
+        if config is None:
+            config = ArrayConfig(rows, cols, *(() if mant_bits is None else (mant_bits,)))
+        elif not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be a pysim.perf.arch.ArrayConfig, not {config!r}")
+        elif (rows, cols, mant_bits) != (None, None, None):
+            raise TypeError("give either config= or rows=/cols=/mant_bits=, not both")
+        self._config = config
         if pe_module is not None and not (isinstance(pe_module, str) and pe_module.isidentifier()):
             raise ValueError(f"pe_module must be a Verilog module name, not {pe_module!r}")
         self._pe_module = pe_module
+        rows, cols = config.rows, config.cols
         self._row_layout = data.StructLayout({
             "row": range(rows),
             "values": data.ArrayLayout(FP32Layout, cols),
@@ -172,16 +183,20 @@ class S2FP8Array(wiring.Component):
         })
 
     @property
+    def config(self) -> ArrayConfig:
+        return self._config
+
+    @property
     def rows(self) -> int:
-        return self._rows
+        return self._config.rows
 
     @property
     def cols(self) -> int:
-        return self._cols
+        return self._config.cols
 
     @property
     def mant_bits(self) -> int:
-        return self._mant_bits
+        return self._config.mant_bits
 
     @property
     def pe_module(self) -> str | None:
@@ -189,20 +204,17 @@ class S2FP8Array(wiring.Component):
 
     @property
     def tile_spacing(self) -> int:
-        """Minimum cycles between the last beats of consecutive tiles."""
-        return max(self._rows, self._cols)
+        """Minimum cycles between the last beats of consecutive tiles (``ArrayConfig``)."""
+        return self._config.tile_spacing
 
     @property
     def result_fifo_depth(self) -> int:
-        """Rows the result FIFO holds: enough that a consumer that is always ready never
-        stalls the array. A tile holds R credits from its last beat until its last row
-        leaves, RESULT_DRAIN_CYCLES(R, C) later, and last beats are >= tile_spacing apart."""
-        return self._rows * (arch.result_drain_cycles(self._rows, self._cols)
-                             // self.tile_spacing + 2)
+        """Rows the result FIFO holds (``ArrayConfig.result_fifo_depth``)."""
+        return self._config.result_fifo_depth
 
     def elaborate(self, platform):
         m = Module()
-        rows, cols = self._rows, self._cols
+        rows, cols = self.rows, self.cols
 
         # --- beat bookkeeping: position in the tile, spacing, result credits -------------
         beat = Signal(arch.K_BITS)
@@ -249,8 +261,8 @@ class S2FP8Array(wiring.Component):
         # --- the PE grid ------------------------------------------------------------------
         def make_pe():
             if self._pe_module is None:
-                return ProcessingElement(mant_bits=self._mant_bits)
-            return ProcessingElementInstance(module=self._pe_module, mant_bits=self._mant_bits)
+                return ProcessingElement(mant_bits=self.mant_bits)
+            return ProcessingElementInstance(module=self._pe_module, mant_bits=self.mant_bits)
 
         pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):

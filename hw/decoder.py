@@ -11,6 +11,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from pysim.numerics.formats import TABLE_ADDR_BITS, TABLE_ENTRIES
+from pysim.perf import arch
 
 from .layouts import CodeLayout, FP32Layout
 
@@ -33,7 +34,8 @@ class OperandDecoder(wiring.Component):
     - ``table``: write port (``en``, ``addr``, ``data``); the owner must not present a
       code in a cycle where ``table.en`` is high (the MAC deasserts its ``ready``).
     - ``code``, ``code_valid``: the S2FP8 code to decode.
-    - ``value``, ``value_valid``: its FP32 value, one cycle later (``latency`` = 1).
+    - ``value``, ``value_valid``: its FP32 value ``latency`` (``arch.DECODE_LATENCY``, the
+      synchronous read port's one register) cycles later.
     """
 
     table: In(TableWriteSignature())
@@ -42,7 +44,7 @@ class OperandDecoder(wiring.Component):
     value: Out(FP32Layout)
     value_valid: Out(1)
 
-    latency = 1
+    latency = arch.DECODE_LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -28,8 +28,8 @@ operand of product k+1. Splitting that add over several cycles would need severa
 interleaved partial sums, which changes the order of the additions and so the rounded
 result; the golden model (and the paper's accumulate) adds in order k = 0..K-1.
 
-Latency (``latency``): 4 cycles from the cycle the `last` beat is accepted to the cycle
-``result.valid`` is high.
+Latency (``latency``, ``pysim.perf.arch.MAC_LATENCY``): decode + multiply + accumulate
+= 4 cycles from the cycle the `last` beat is accepted to the cycle ``result.valid`` is high.
 """
 
 from amaranth import Module, Mux, Signal
@@ -96,7 +96,7 @@ class S2FP8MAC(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a `last` beat to ``result.valid``."""
-        return OperandDecoder.latency + FPMul.LATENCY + arch.ACC_LATENCY
+        return arch.MAC_LATENCY
 
     def elaborate(self, platform):
         m = Module()

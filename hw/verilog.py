@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from pysim.numerics.formats import FP32, check_mant_bits
+from pysim.perf.arch import ArrayConfig
 
 #: Repository root (this file is hw/verilog.py).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,9 @@ def _pe(w: int):
 
 
 def _systolic_array(rows: int, cols: int, w: int):
-    return _array().S2FP8Array(rows=rows, cols=cols, mant_bits=w, pe_module=_pe_name(w))
+    """The R x C array of ``ArrayConfig(rows, cols, w)``, instantiating the shared PE; its
+    module name is the config's ``top_name`` (checked in ``verilog_text``)."""
+    return _array().S2FP8Array(config=ArrayConfig(rows, cols, w), pe_module=_pe_name(w))
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ def verilog_text(name: str) -> str:
     from amaranth.back import verilog
     top, width = _find_top(name)
     component = top.build(width)
+    config = getattr(component, "config", None)
+    if isinstance(config, ArrayConfig) and config.top_name != name:
+        raise AssertionError(f"TOPS entry {top.template!r} builds {config.top_name}, not {name}")
     parts = [verilog.convert(module, name=module_name, emit_src=top.emit_src)
              for module_name, module in (top.modules(width) if top.modules else [])]
     parts.append(verilog.convert(component, name=name, emit_src=top.emit_src))

@@ -12,7 +12,7 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   reg [33:0] \$5 ;
   reg [31:0] \$6 ;
   reg \$7 ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [31:0] a;
   (* src = "hw/mac.py:106" *)
   wire [31:0] \a$30 ;
@@ -22,11 +22,11 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \a$30.frac ;
   (* src = "hw/mac.py:106" *)
   wire \a$30.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \a.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \a.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \a.sign ;
   (* init = 32'd0 *)
   (* src = "hw/mac.py:136" *)
@@ -37,7 +37,7 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \acc.frac ;
   (* src = "hw/mac.py:136" *)
   wire \acc.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [31:0] b;
   (* src = "hw/mac.py:106" *)
   wire [31:0] \b$33 ;
@@ -47,11 +47,11 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \b$33.frac ;
   (* src = "hw/mac.py:106" *)
   wire \b$33.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \b.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \b.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \b.sign ;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input clk;
@@ -68,9 +68,9 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [6:0] \code.magnitude ;
   (* src = "hw/mac.py:103" *)
   wire \code.sign ;
-  (* src = "hw/decoder.py:41" *)
+  (* src = "hw/decoder.py:43" *)
   wire code_valid;
-  (* src = "hw/decoder.py:41" *)
+  (* src = "hw/decoder.py:43" *)
   wire \code_valid$23 ;
   (* src = "hw/mac.py:90" *)
   input [31:0] init;
@@ -106,7 +106,7 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   (* src = "amaranth/lib/stream.py:49" *)
   input operands__valid;
   wire operands__valid;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [31:0] result;
   (* src = "hw/mac.py:106" *)
   wire [31:0] \result$38 ;
@@ -116,11 +116,11 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \result$38.frac ;
   (* src = "hw/mac.py:106" *)
   wire \result$38.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \result.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \result.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \result.sign ;
   (* src = "hw/mac.py:136" *)
   output [31:0] result__payload;
@@ -179,9 +179,9 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire \sequence_d2.init.sign ;
   (* src = "hw/pipeline.py:9" *)
   wire \sequence_d2.last ;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   wire [6:0] table__addr;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   wire [6:0] \table__addr$17 ;
   (* src = "hw/mac.py:103" *)
   wire [31:0] table__data;
@@ -199,11 +199,11 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \table__data.frac ;
   (* src = "hw/mac.py:103" *)
   wire \table__data.sign ;
-  (* src = "hw/decoder.py:23" *)
-  wire table__en;
-  (* src = "hw/decoder.py:23" *)
-  wire \table__en$19 ;
   (* src = "hw/decoder.py:24" *)
+  wire table__en;
+  (* src = "hw/decoder.py:24" *)
+  wire \table__en$19 ;
+  (* src = "hw/decoder.py:25" *)
   input [6:0] table_a__addr;
   wire [6:0] table_a__addr;
   (* src = "hw/mac.py:103" *)
@@ -215,10 +215,10 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \table_a__data.frac ;
   (* src = "hw/mac.py:90" *)
   wire \table_a__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   input table_a__en;
   wire table_a__en;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   input [6:0] table_b__addr;
   wire [6:0] table_b__addr;
   (* src = "hw/mac.py:104" *)
@@ -230,12 +230,12 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \table_b__data.frac ;
   (* src = "hw/mac.py:90" *)
   wire \table_b__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   input table_b__en;
   wire table_b__en;
-  (* src = "hw/fp32/fpmul.py:51" *)
-  wire valid_in;
   (* src = "hw/fp32/fpmul.py:53" *)
+  wire valid_in;
+  (* src = "hw/fp32/fpmul.py:55" *)
   wire valid_out;
   (* src = "hw/mac.py:103" *)
   wire [31:0] value;
@@ -253,7 +253,7 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   wire [22:0] \value.frac ;
   (* src = "hw/mac.py:103" *)
   wire \value.sign ;
-  (* src = "hw/decoder.py:43" *)
+  (* src = "hw/decoder.py:45" *)
   wire value_valid;
   assign code_valid = operands__valid & (* src = "hw/mac.py:110" *) operands__ready;
   assign \code_valid$23  = operands__valid & (* src = "hw/mac.py:110" *) operands__ready;
@@ -445,28 +445,28 @@ module s2fp8_mac_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, ta
   assign \result$38.sign  = \result$38 [31];
 endmodule
 
-(* src = "hw/fp32/fpadd.py:47" *)
+(* src = "hw/fp32/fpadd.py:48" *)
 (* generator = "Amaranth" *)
 module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   (* src = "hw/mac.py:106" *)
   wire [31:0] a;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [38:0] \a$4 ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [3:0] \a$4.cls ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a$4.cls.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a$4.cls.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a$4.cls.subnormal ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a$4.cls.zero ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \a$4.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [23:0] \a$4.sig ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a$4.sign ;
   (* src = "hw/mac.py:106" *)
   wire [7:0] \a.exp ;
@@ -474,65 +474,65 @@ module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   wire [22:0] \a.frac ;
   (* src = "hw/mac.py:106" *)
   wire \a.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [68:0] aligned;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [68:0] \aligned$9 ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [26:0] \aligned$9.big ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \aligned$9.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned$9.sign ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [26:0] \aligned$9.small ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [1:0] \aligned$9.special ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned$9.special.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned$9.special.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned$9.subtract ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned$9.zero_sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [26:0] \aligned.big ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [9:0] \aligned.exp ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [26:0] \aligned.small ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [1:0] \aligned.special ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.special.inf ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.special.nan ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.subtract ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.zero_sign ;
   (* src = "hw/mac.py:106" *)
   wire [31:0] b;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [38:0] \b$6 ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [3:0] \b$6.cls ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b$6.cls.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b$6.cls.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b$6.cls.subnormal ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b$6.cls.zero ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \b$6.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [23:0] \b$6.sig ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b$6.sign ;
   (* src = "hw/mac.py:106" *)
   wire [7:0] \b.exp ;
@@ -558,7 +558,7 @@ module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   wire [22:0] \operand.frac ;
   (* src = "hw/fp32/unpack.py:37" *)
   wire \operand.sign ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [38:0] pre_round;
   (* src = "hw/fp32/normalize.py:40" *)
   wire [38:0] \pre_round$13 ;
@@ -578,32 +578,32 @@ module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   wire \pre_round$13.special.nan ;
   (* src = "hw/fp32/normalize.py:40" *)
   wire \pre_round$13.sticky ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [9:0] \pre_round.exp ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.round ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [23:0] \pre_round.sig ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.sign ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [1:0] \pre_round.special ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.special.inf ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.special.nan ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.sticky ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   output [31:0] result;
   wire [31:0] result;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [31:0] \result$15 ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [7:0] \result$15.exp ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [22:0] \result$15.frac ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \result$15.sign ;
   (* src = "hw/mac.py:106" *)
   wire [7:0] \result.exp ;
@@ -611,21 +611,21 @@ module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   wire [22:0] \result.frac ;
   (* src = "hw/mac.py:106" *)
   wire \result.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [41:0] sum;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [9:0] \sum.exp ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [27:0] \sum.sig ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [1:0] \sum.special ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.special.inf ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.special.nan ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.sticky ;
   (* src = "hw/fp32/unpack.py:37" *)
   wire [38:0] unpacked;
@@ -679,33 +679,33 @@ module \s2fp8_mac_w8.add (\operand$2 , result, operand);
   wire \wide.special.nan ;
   (* src = "hw/fp32/normalize.py:40" *)
   wire \wide.sticky ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   \s2fp8_mac_w8.add.add_sub  add_sub (
     .aligned(aligned),
     .sum(wide)
   );
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   \s2fp8_mac_w8.add.align  align (
     .a(\a$4 ),
     .aligned(aligned),
     .b(\b$6 )
   );
-  (* src = "hw/fp32/fpadd.py:70" *)
+  (* src = "hw/fp32/fpadd.py:71" *)
   \s2fp8_mac_w8.add.normalize  normalize (
     .pre_round(pre_round),
     .wide(wide)
   );
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   \s2fp8_mac_w8.add.round  round (
     .pre_round(pre_round),
     .result(result)
   );
-  (* src = "hw/fp32/fpadd.py:51" *)
+  (* src = "hw/fp32/fpadd.py:52" *)
   \s2fp8_mac_w8.add.unpack_a  unpack_a (
     .operand(operand),
     .unpacked(\a$4 )
   );
-  (* src = "hw/fp32/fpadd.py:52" *)
+  (* src = "hw/fp32/fpadd.py:53" *)
   \s2fp8_mac_w8.add.unpack_b  unpack_b (
     .operand(\operand$2 ),
     .unpacked(\b$6 )
@@ -827,43 +827,43 @@ module \s2fp8_mac_w8.add.add_sub (sum, aligned);
   wire [10:0] \$4 ;
   wire \$5 ;
   wire \$6 ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   input [68:0] aligned;
   wire [68:0] aligned;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [26:0] \aligned.big ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [9:0] \aligned.exp ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [26:0] \aligned.small ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [1:0] \aligned.special ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.special.inf ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.special.nan ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.subtract ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \aligned.zero_sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   output [41:0] sum;
   wire [41:0] sum;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [9:0] \sum.exp ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [27:0] \sum.sig ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.sign ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire [1:0] \sum.special ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.special.inf ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.special.nan ;
-  (* src = "hw/fp32/fpadd.py:66" *)
+  (* src = "hw/fp32/fpadd.py:67" *)
   wire \sum.sticky ;
   (* src = "hw/fp32/addsub.py:35" *)
   wire [27:0] total;
@@ -933,64 +933,64 @@ module \s2fp8_mac_w8.add.align (b, aligned, a);
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   input [38:0] a;
   wire [38:0] a;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [3:0] \a.cls ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a.cls.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a.cls.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a.cls.subnormal ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a.cls.zero ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \a.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [23:0] \a.sig ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \a.sign ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   output [68:0] aligned;
   wire [68:0] aligned;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [26:0] \aligned.big ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \aligned.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned.sign ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [26:0] \aligned.small ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [1:0] \aligned.special ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned.special.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned.special.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned.subtract ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \aligned.zero_sign ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   input [38:0] b;
   wire [38:0] b;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [3:0] \b.cls ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b.cls.inf ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b.cls.nan ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b.cls.subnormal ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b.cls.zero ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [9:0] \b.exp ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire [23:0] \b.sig ;
-  (* src = "hw/fp32/fpadd.py:59" *)
+  (* src = "hw/fp32/fpadd.py:60" *)
   wire \b.sign ;
   (* src = "hw/fp32/align.py:52" *)
   wire [38:0] big;
@@ -1378,33 +1378,33 @@ module \s2fp8_mac_w8.add.round (result, pre_round);
   wire [10:0] \$8 ;
   (* src = "hw/fp32/round.py:48" *)
   wire [9:0] exp;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   input [38:0] pre_round;
   wire [38:0] pre_round;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [9:0] \pre_round.exp ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.round ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [23:0] \pre_round.sig ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.sign ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [1:0] \pre_round.special ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.special.inf ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.special.nan ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \pre_round.sticky ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   output [31:0] result;
   reg [31:0] result;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [7:0] \result.exp ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire [22:0] \result.frac ;
-  (* src = "hw/fp32/fpadd.py:74" *)
+  (* src = "hw/fp32/fpadd.py:75" *)
   wire \result.sign ;
   (* src = "hw/fp32/round.py:43" *)
   wire [24:0] rounded;
@@ -1647,7 +1647,7 @@ module \s2fp8_mac_w8.add.unpack_b (unpacked, operand);
   assign \$17  = { 8'h00, \$16 , 23'h000000 };
 endmodule
 
-(* src = "hw/decoder.py:48" *)
+(* src = "hw/decoder.py:50" *)
 (* generator = "Amaranth" *)
 module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_valid, value, value_valid, write__en);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
@@ -1664,27 +1664,27 @@ module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_va
   wire [6:0] \code.magnitude ;
   (* src = "hw/mac.py:103" *)
   wire \code.sign ;
-  (* src = "hw/decoder.py:59" *)
+  (* src = "hw/decoder.py:61" *)
   reg code_sign = 1'h0;
-  (* src = "hw/decoder.py:41" *)
+  (* src = "hw/decoder.py:43" *)
   input code_valid;
   wire code_valid;
   (* src = "amaranth/lib/memory.py:240" *)
   wire [6:0] read__addr;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [31:0] read__data;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [7:0] \read__data.exp ;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [22:0] \read__data.frac ;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire \read__data.sign ;
   (* src = "amaranth/lib/memory.py:239" *)
   wire read__en;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input rst;
   wire rst;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   wire [6:0] table__addr;
   (* src = "hw/mac.py:103" *)
   wire [31:0] table__data;
@@ -1694,7 +1694,7 @@ module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_va
   wire [22:0] \table__data.frac ;
   (* src = "hw/mac.py:103" *)
   wire \table__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   wire table__en;
   (* src = "hw/mac.py:103" *)
   output [31:0] value;
@@ -1705,25 +1705,25 @@ module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_va
   wire [22:0] \value.frac ;
   (* src = "hw/mac.py:103" *)
   wire \value.sign ;
-  (* src = "hw/decoder.py:43" *)
+  (* src = "hw/decoder.py:45" *)
   output value_valid;
   reg value_valid = 1'h0;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   input [6:0] write__addr;
   wire [6:0] write__addr;
   (* src = "hw/mac.py:103" *)
   input [31:0] write__data;
   wire [31:0] write__data;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire [7:0] \write__data.exp ;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire [22:0] \write__data.frac ;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire \write__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   input write__en;
   wire write__en;
-  (* src = "hw/decoder.py:49" *)
+  (* src = "hw/decoder.py:51" *)
   reg [31:0] \table  [127:0];
   initial begin
     \table [0] = 32'd0;
@@ -1864,13 +1864,13 @@ module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_va
     _0_ <= \table [code[6:0]];
   end
   assign read__data = _0_;
-  (* src = "hw/decoder.py:59" *)
+  (* src = "hw/decoder.py:61" *)
   always @(posedge clk)
     code_sign <= \$2 ;
-  (* src = "hw/decoder.py:43" *)
+  (* src = "hw/decoder.py:45" *)
   always @(posedge clk)
     value_valid <= \$3 ;
-  assign \$1  = read__data[31] ^ (* src = "hw/decoder.py:66" *) code_sign;
+  assign \$1  = read__data[31] ^ (* src = "hw/decoder.py:68" *) code_sign;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$3  = code_valid;
@@ -1908,7 +1908,7 @@ module \s2fp8_mac_w8.decode_a (write__addr, write__data, code, clk, rst, code_va
   assign value[30:0] = read__data[30:0];
 endmodule
 
-(* src = "hw/decoder.py:48" *)
+(* src = "hw/decoder.py:50" *)
 (* generator = "Amaranth" *)
 module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_valid, value, write__en);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
@@ -1925,27 +1925,27 @@ module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_va
   wire [6:0] \code.magnitude ;
   (* src = "hw/mac.py:104" *)
   wire \code.sign ;
-  (* src = "hw/decoder.py:59" *)
+  (* src = "hw/decoder.py:61" *)
   reg code_sign = 1'h0;
-  (* src = "hw/decoder.py:41" *)
+  (* src = "hw/decoder.py:43" *)
   input code_valid;
   wire code_valid;
   (* src = "amaranth/lib/memory.py:240" *)
   wire [6:0] read__addr;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [31:0] read__data;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [7:0] \read__data.exp ;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire [22:0] \read__data.frac ;
-  (* src = "hw/decoder.py:51" *)
+  (* src = "hw/decoder.py:53" *)
   wire \read__data.sign ;
   (* src = "amaranth/lib/memory.py:239" *)
   wire read__en;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input rst;
   wire rst;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   wire [6:0] table__addr;
   (* src = "hw/mac.py:104" *)
   wire [31:0] table__data;
@@ -1955,7 +1955,7 @@ module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_va
   wire [22:0] \table__data.frac ;
   (* src = "hw/mac.py:104" *)
   wire \table__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   wire table__en;
   (* src = "hw/mac.py:104" *)
   output [31:0] value;
@@ -1966,24 +1966,24 @@ module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_va
   wire [22:0] \value.frac ;
   (* src = "hw/mac.py:104" *)
   wire \value.sign ;
-  (* src = "hw/decoder.py:43" *)
+  (* src = "hw/decoder.py:45" *)
   reg value_valid = 1'h0;
-  (* src = "hw/decoder.py:24" *)
+  (* src = "hw/decoder.py:25" *)
   input [6:0] write__addr;
   wire [6:0] write__addr;
   (* src = "hw/mac.py:104" *)
   input [31:0] write__data;
   wire [31:0] write__data;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire [7:0] \write__data.exp ;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire [22:0] \write__data.frac ;
-  (* src = "hw/decoder.py:50" *)
+  (* src = "hw/decoder.py:52" *)
   wire \write__data.sign ;
-  (* src = "hw/decoder.py:23" *)
+  (* src = "hw/decoder.py:24" *)
   input write__en;
   wire write__en;
-  (* src = "hw/decoder.py:49" *)
+  (* src = "hw/decoder.py:51" *)
   reg [31:0] \table  [127:0];
   initial begin
     \table [0] = 32'd0;
@@ -2124,13 +2124,13 @@ module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_va
     _0_ <= \table [code[6:0]];
   end
   assign read__data = _0_;
-  (* src = "hw/decoder.py:59" *)
+  (* src = "hw/decoder.py:61" *)
   always @(posedge clk)
     code_sign <= \$2 ;
-  (* src = "hw/decoder.py:43" *)
+  (* src = "hw/decoder.py:45" *)
   always @(posedge clk)
     value_valid <= \$3 ;
-  assign \$1  = read__data[31] ^ (* src = "hw/decoder.py:66" *) code_sign;
+  assign \$1  = read__data[31] ^ (* src = "hw/decoder.py:68" *) code_sign;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$3  = code_valid;
@@ -2168,7 +2168,7 @@ module \s2fp8_mac_w8.decode_b (write__addr, write__data, code, clk, rst, code_va
   assign value[30:0] = read__data[30:0];
 endmodule
 
-(* src = "hw/fp32/fpmul.py:71" *)
+(* src = "hw/fp32/fpmul.py:73" *)
 (* generator = "Amaranth" *)
 module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, valid_out, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
@@ -2176,7 +2176,7 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   reg \$2 ;
   reg [31:0] \$3 ;
   reg \$4 ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [31:0] a;
   (* src = "hw/fp32/multiply.py:43" *)
   wire [38:0] \a$4 ;
@@ -2196,13 +2196,13 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire [23:0] \a$4.sig ;
   (* src = "hw/fp32/multiply.py:43" *)
   wire \a$4.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \a.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \a.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \a.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [31:0] b;
   (* src = "hw/fp32/multiply.py:43" *)
   wire [38:0] \b$6 ;
@@ -2222,19 +2222,19 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire [23:0] \b$6.sig ;
   (* src = "hw/fp32/multiply.py:43" *)
   wire \b$6.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \b.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \b.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \b.sign ;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input clk;
   wire clk;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   input [31:0] operand;
   wire [31:0] operand;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   input [31:0] \operand$2 ;
   wire [31:0] \operand$2 ;
   (* src = "hw/fp32/unpack.py:37" *)
@@ -2249,7 +2249,7 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire [22:0] \operand.frac ;
   (* src = "hw/fp32/unpack.py:37" *)
   wire \operand.sign ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [38:0] pre_round;
   (* src = "hw/fp32/normalize.py:40" *)
   wire [38:0] \pre_round$11 ;
@@ -2269,21 +2269,21 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire \pre_round$11.special.nan ;
   (* src = "hw/fp32/normalize.py:40" *)
   wire \pre_round$11.sticky ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [9:0] \pre_round.exp ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.round ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [23:0] \pre_round.sig ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.sign ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [1:0] \pre_round.special ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.special.inf ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.special.nan ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.sticky ;
   (* src = "hw/fp32/multiply.py:43" *)
   wire [39:0] product;
@@ -2302,38 +2302,38 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   (* src = "hw/fp32/multiply.py:43" *)
   wire \product.sticky ;
   (* init = 40'h0000000000 *)
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire [39:0] product_s1;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire [9:0] \product_s1.exp ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire [25:0] \product_s1.sig ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire \product_s1.sign ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire [1:0] \product_s1.special ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire \product_s1.special.inf ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire \product_s1.special.nan ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   wire \product_s1.sticky ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   output [31:0] result;
   reg [31:0] result = 32'd0;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [31:0] \result$18 ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [7:0] \result$18.exp ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [22:0] \result$18.frac ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \result$18.sign ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [7:0] \result.exp ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire [22:0] \result.frac ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   wire \result.sign ;
   (* src = "amaranth/hdl/_ir.py:283" *)
   input rst;
@@ -2374,13 +2374,13 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire [23:0] \unpacked.sig ;
   (* src = "hw/fp32/unpack.py:37" *)
   wire \unpacked.sign ;
-  (* src = "hw/fp32/fpmul.py:51" *)
+  (* src = "hw/fp32/fpmul.py:53" *)
   input valid_in;
   wire valid_in;
-  (* src = "hw/fp32/fpmul.py:53" *)
+  (* src = "hw/fp32/fpmul.py:55" *)
   output valid_out;
   reg valid_out = 1'h0;
-  (* src = "hw/fp32/fpmul.py:87" *)
+  (* src = "hw/fp32/fpmul.py:89" *)
   reg valid_s1 = 1'h0;
   (* src = "hw/fp32/normalize.py:40" *)
   reg [39:0] wide = 40'h0000000000;
@@ -2398,40 +2398,40 @@ module \s2fp8_mac_w8.multiply (rst, operand, valid_in, \operand$2 , result, vali
   wire \wide.special.nan ;
   (* src = "hw/fp32/normalize.py:40" *)
   wire \wide.sticky ;
-  (* src = "hw/fp32/fpmul.py:60" *)
+  (* src = "hw/fp32/fpmul.py:62" *)
   always @(posedge clk)
     result <= \$3 ;
-  (* src = "hw/fp32/fpmul.py:53" *)
+  (* src = "hw/fp32/fpmul.py:55" *)
   always @(posedge clk)
     valid_out <= \$4 ;
-  (* src = "hw/fp32/fpmul.py:86" *)
+  (* src = "hw/fp32/fpmul.py:88" *)
   always @(posedge clk)
     wide <= \$1 ;
-  (* src = "hw/fp32/fpmul.py:87" *)
+  (* src = "hw/fp32/fpmul.py:89" *)
   always @(posedge clk)
     valid_s1 <= \$2 ;
-  (* src = "hw/fp32/fpmul.py:95" *)
+  (* src = "hw/fp32/fpmul.py:97" *)
   \s2fp8_mac_w8.multiply.normalize  normalize (
     .pre_round(pre_round),
     .wide(wide)
   );
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   \s2fp8_mac_w8.multiply.round  round (
     .pre_round(pre_round),
     .result(\result$18 )
   );
-  (* src = "hw/fp32/fpmul.py:77" *)
+  (* src = "hw/fp32/fpmul.py:79" *)
   \s2fp8_mac_w8.multiply.sig_mul  sig_mul (
     .a(\a$4 ),
     .b(\b$6 ),
     .product(product)
   );
-  (* src = "hw/fp32/fpmul.py:75" *)
+  (* src = "hw/fp32/fpmul.py:77" *)
   \s2fp8_mac_w8.multiply.unpack_a  unpack_a (
     .operand(operand),
     .unpacked(\a$4 )
   );
-  (* src = "hw/fp32/fpmul.py:76" *)
+  (* src = "hw/fp32/fpmul.py:78" *)
   \s2fp8_mac_w8.multiply.unpack_b  unpack_b (
     .operand(\operand$2 ),
     .unpacked(\b$6 )
@@ -2808,33 +2808,33 @@ module \s2fp8_mac_w8.multiply.round (result, pre_round);
   wire [10:0] \$8 ;
   (* src = "hw/fp32/round.py:48" *)
   wire [9:0] exp;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   input [38:0] pre_round;
   wire [38:0] pre_round;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [9:0] \pre_round.exp ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.round ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [23:0] \pre_round.sig ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.sign ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [1:0] \pre_round.special ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.special.inf ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.special.nan ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \pre_round.sticky ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   output [31:0] result;
   reg [31:0] result;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [7:0] \result.exp ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire [22:0] \result.frac ;
-  (* src = "hw/fp32/fpmul.py:96" *)
+  (* src = "hw/fp32/fpmul.py:98" *)
   wire \result.sign ;
   (* src = "hw/fp32/round.py:43" *)
   wire [24:0] rounded;

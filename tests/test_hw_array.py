@@ -1,14 +1,24 @@
-"""amaranth.sim checks of the systolic array: results bit-exact against golden.gemm, cycle
-counts equal to the cycle model. Small arrays; the Verilator regression runs larger ones."""
+"""amaranth.sim checks of the systolic array and of the timing numbers in
+``pysim.perf.arch``: results bit-exact against golden.gemm, cycle counts equal to the
+cycle model, and every latency, spacing, drain and FIFO depth of ``ArrayConfig`` measured
+on the simulated RTL (not compared constant to constant). Small arrays; the Verilator
+regression (hw/tb/array_checks.py) runs larger ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hw.array import S2FP8Array
+from hw.fp32 import FPMul
+from hw.mac import S2FP8MAC
 from pysim.numerics import golden, s2fp8
-from pysim.perf import arch
-from pysim.perf.cycles import gemm_cycles
 from pysim.numerics.rounding import fp32_bits
+from pysim.perf import arch
+from pysim.perf.arch import ArrayConfig
+from pysim.perf.cycles import gemm_cycles
 from pysim.perf.tiler import operand_beats, place_results
 
 
@@ -22,15 +32,39 @@ def _operands(m, k, n, rng):
     return s2fp8.S2FP8Tensor(codes_a, ta.alpha, ta.beta), tb
 
 
-def run_array(dut, ta, tb, gaps_rng=None):
-    """Load the tables, stream every beat, collect every result row; returns (C bits,
-    cycles from the first accepted beat to the last result row, inclusive)."""
+@dataclass
+class ArrayRun:
+    """What the bench saw, cycles counted from the first cycle after the table loads."""
+    c: np.ndarray                                   # C (M, N) as FP32 bits
+    accept: list = field(default_factory=list)      # cycle each beat was accepted
+    pops: list = field(default_factory=list)        # cycle each result row left on c
+    rows: list = field(default_factory=list)        # its row index
+
+    @property
+    def cycles(self) -> int:
+        """First beat accepted to last result row, both included."""
+        return self.pops[-1] - self.accept[0] + 1
+
+
+def run_array(dut, ta, tb, *, offer=None, ready=None, max_cycles=None) -> ArrayRun:
+    """Load the tables, stream every beat, collect every result row.
+
+    ``offer[i]``: the first cycle beat i may be offered (a and b valid from then until it
+    is accepted; default: every beat at once, i.e. back to back); ``ready[t]``: ``c.ready``
+    in cycle t (True past its end; default always ready). Cycle 0 is the first cycle
+    after the tables are loaded, the one :func:`pysim.perf.cycles.gemm_cycles_scheduled`
+    calls 0 too.
+    """
     m, k = ta.shape
     n = tb.shape[1]
     a_beats, b_beats = operand_beats(ta.codes, tb.codes, dut.rows, dut.cols)
+    offer = np.zeros(len(a_beats), np.int64) if offer is None else np.asarray(offer)
+    ready = np.ones(0, bool) if ready is None else np.asarray(ready, bool)
     expected_rows = a_beats.shape[0] // k * dut.rows
-    rows_out, cycles = [], {}
+    limit = max_cycles or 50 * (len(a_beats) + 100) + int(offer.max()) + len(ready)
+    run = ArrayRun(c=np.zeros(0))
     tables = (ta.table(dut.mant_bits), tb.table(dut.mant_bits))
+    row_bits = max(dut.rows - 1, 0).bit_length()
 
     async def bench(ctx):
         for address in range(len(tables[0])):
@@ -42,35 +76,48 @@ def run_array(dut, ta, tb, gaps_rng=None):
         for port in (dut.table_a, dut.table_b):
             ctx.set(port.en, 0)
         ctx.set(dut.k, k)
-        ctx.set(dut.c.ready, 1)
         cycle, beat = 0, 0
-        while len(rows_out) < expected_rows:
-            feed = beat < len(a_beats) and (gaps_rng is None or gaps_rng.random() > 0.2)
+        while len(run.rows) < expected_rows and cycle < limit:
+            feed = bool(beat < len(a_beats) and offer[beat] <= cycle)
             ctx.set(dut.a.valid, feed)
             ctx.set(dut.b.valid, feed)
+            ready_now = bool(ready[cycle]) if cycle < len(ready) else True
+            ctx.set(dut.c.ready, ready_now)
             if feed:
                 ctx.set(dut.a.payload.as_value(), int.from_bytes(a_beats[beat].tobytes(), "little"))
                 ctx.set(dut.b.payload.as_value(), int.from_bytes(b_beats[beat].tobytes(), "little"))
                 if ctx.get(dut.a.ready):
-                    cycles.setdefault("first", cycle)
+                    run.accept.append(cycle)
                     beat += 1
-            if ctx.get(dut.c.valid):
+            if ctx.get(dut.c.valid) and ready_now:
                 word = ctx.get(dut.c.payload.as_value())
-                row = word & ((1 << (dut.rows - 1).bit_length()) - 1) if dut.rows > 1 else 0
-                values = word >> max(dut.rows - 1, 0).bit_length()
-                rows_out.append((row, [(values >> (32 * j)) & 0xFFFFFFFF for j in range(dut.cols)]))
-                cycles["last"] = cycle
+                run.rows.append(word & ((1 << row_bits) - 1))
+                values = word >> row_bits
+                run.c = np.append(run.c, [(values >> (32 * j)) & 0xFFFFFFFF
+                                          for j in range(dut.cols)])
+                run.pops.append(cycle)
             await ctx.tick()
             cycle += 1
-            assert cycle < 50 * (len(a_beats) + 100), "array stopped producing results"
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert [row for row, _ in rows_out] == list(range(dut.rows)) * (expected_rows // dut.rows)
-    values = np.array([v for _, v in rows_out], dtype=np.uint32)
-    return place_results(values, m, n, dut.rows, dut.cols), cycles["last"] - cycles["first"] + 1
+    if len(run.rows) == expected_rows:
+        run.c = place_results(run.c.astype(np.uint32).reshape(-1, dut.cols), m, n,
+                              dut.rows, dut.cols)
+    return run
+
+
+def assert_complete_and_exact(run: ArrayRun, dut, ta, tb):
+    expected_rows = len(run.accept) // ta.shape[1] * dut.rows
+    assert len(run.rows) == expected_rows, \
+        f"{len(run.rows)} result rows of {expected_rows}: rows were lost"
+    assert run.rows == list(range(dut.rows)) * (expected_rows // dut.rows), "rows out of order"
+    expected = fp32_bits(golden.gemm(ta, tb, mant_bits=dut.mant_bits))
+    bad = np.argwhere(run.c != expected)
+    assert bad.size == 0, (f"{len(bad)} mismatches, first at {tuple(bad[0])}: expected "
+                           f"{expected[tuple(bad[0])]:#010x}, got {run.c[tuple(bad[0])]:#010x}")
 
 
 SHAPES = [  # (rows, cols, M, K, N): ragged edges, K = 1, K < max(R, C), single element
@@ -87,33 +134,144 @@ def test_array_matches_golden_and_cycle_model(rows, cols, m, k, n):
     rng = np.random.default_rng(m * 100 + k * 10 + n)
     ta, tb = _operands(m, k, n, rng)
     dut = S2FP8Array(rows=rows, cols=cols)
-    got, cycles = run_array(dut, ta, tb)
-    expected = fp32_bits(golden.gemm(ta, tb))
-    bad = np.argwhere(got != expected)
-    assert bad.size == 0, (f"{len(bad)} mismatches, first at {tuple(bad[0])}: "
-                           f"expected {expected[tuple(bad[0])]:#010x}, got {got[tuple(bad[0])]:#010x}")
-    assert cycles == gemm_cycles(m, k, n, rows, cols)
+    run = run_array(dut, ta, tb)
+    assert_complete_and_exact(run, dut, ta, tb)
+    assert run.cycles == gemm_cycles(m, k, n, rows, cols)
 
 
 def test_array_with_idle_gaps_and_reduced_significand():
     rng = np.random.default_rng(7)
     ta, tb = _operands(5, 6, 3, rng)
-    dut = S2FP8Array(rows=2, cols=2, mant_bits=8)
-    got, _ = run_array(dut, ta, tb, gaps_rng=rng)
-    assert np.array_equal(got, fp32_bits(golden.gemm(ta, tb, mant_bits=8)))
+    dut = S2FP8Array(config=ArrayConfig(2, 2, mant_bits=8))
+    offer = np.cumsum(rng.integers(1, 3, 3 * 2 * 6))  # 36 beats, a gap before about half
+    run = run_array(dut, ta, tb, offer=offer)
+    assert_complete_and_exact(run, dut, ta, tb)
 
 
 @pytest.mark.parametrize("kwargs", [dict(rows=0, cols=2), dict(rows=2, cols=65),
-                                    dict(rows=2.0, cols=2), dict(rows=2, cols=2, mant_bits=0)])
+                                    dict(rows=2.0, cols=2), dict(rows=2, cols=2, mant_bits=0),
+                                    dict(rows=2, cols=True)])
 def test_array_rejects_bad_parameters(kwargs):
     with pytest.raises((TypeError, ValueError), match="rows|cols|mant_bits"):
         S2FP8Array(**kwargs)
 
 
-def test_pipeline_constants_match_rtl():
-    from hw.decoder import OperandDecoder
-    from hw.fp32 import FPMul
-    from hw.mac import S2FP8MAC
-    assert OperandDecoder.latency == arch.DECODE_LATENCY
-    assert FPMul.LATENCY == arch.MUL_LATENCY
-    assert S2FP8MAC().latency == arch.DECODE_LATENCY + arch.MUL_LATENCY + arch.ACC_LATENCY
+def test_array_config_keywords_and_config_agree():
+    config = ArrayConfig(3, 2, mant_bits=8)
+    by_config = S2FP8Array(config=config)
+    by_keywords = S2FP8Array(rows=3, cols=2, mant_bits=8)
+    assert by_config.config == by_keywords.config == config
+    assert (by_keywords.rows, by_keywords.cols, by_keywords.mant_bits) == (3, 2, 8)
+    assert S2FP8Array(rows=2, cols=2).mant_bits == 24
+    with pytest.raises(TypeError, match="not both"):
+        S2FP8Array(config=config, rows=3)
+    with pytest.raises(TypeError, match="ArrayConfig"):
+        S2FP8Array(config=(3, 2))
+
+
+# --------------------------------------------------------------- timing measured on the RTL
+
+def _measure_unit_latency(dut, drive) -> int:
+    """Cycles from ``valid_in`` high (cycle 0) to ``valid_out`` high, and the result then
+    is the one of the operands driven (``drive(ctx)`` sets them and returns the expected
+    result bits)."""
+    measured = {}
+
+    async def bench(ctx):
+        expected = drive(ctx)
+        ctx.set(dut.valid_in, 1)
+        await ctx.tick()
+        ctx.set(dut.valid_in, 0)
+        for cycle in range(1, 20):
+            if ctx.get(dut.valid_out):
+                measured["latency"] = cycle
+                assert ctx.get(dut.result.as_value()) == expected
+                return
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return measured["latency"]
+
+
+def test_multiplier_latency_measured():
+    def drive(ctx):
+        dut_a, dut_b = 0x40400000, 0x40A00000        # 3.0 * 5.0 = 15.0
+        ctx.set(dut.a.as_value(), dut_a)
+        ctx.set(dut.b.as_value(), dut_b)
+        return 0x41700000
+    for sig_bits in (24, 8):
+        dut = FPMul(sig_bits=sig_bits)
+        assert _measure_unit_latency(dut, drive) == arch.MUL_LATENCY == dut.latency
+
+
+def test_mac_latency_measured():
+    """A sequence of three products: ``result.valid`` comes ``arch.MAC_LATENCY`` cycles
+    after the `last` beat was accepted, holding the sum."""
+    rng = np.random.default_rng(3)
+    ta, tb = s2fp8.encode(rng.standard_normal(64)), s2fp8.encode(rng.standard_normal(64))
+    codes_a, codes_b = ta.codes[:3][None, :], tb.codes[:3][None, :]
+    table_a, table_b = ta.table(24), tb.table(24)
+    expected = int(golden.mac(table_a, table_b, codes_a, codes_b, np.zeros(1, np.uint32))[0])
+    dut = S2FP8MAC()
+    measured = {}
+
+    async def bench(ctx):
+        for address in range(len(table_a)):
+            for port, table in ((dut.table_a, table_a), (dut.table_b, table_b)):
+                ctx.set(port.en, 1)
+                ctx.set(port.addr, address)
+                ctx.set(port.data.as_value(), int(table[address]))
+            await ctx.tick()
+        for port in (dut.table_a, dut.table_b):
+            ctx.set(port.en, 0)
+        for k in range(3):
+            ctx.set(dut.operands.valid, 1)
+            ctx.set(dut.operands.payload.a.as_value(), int(codes_a[0, k]))
+            ctx.set(dut.operands.payload.b.as_value(), int(codes_b[0, k]))
+            ctx.set(dut.operands.payload.first, k == 0)
+            ctx.set(dut.operands.payload.last, k == 2)
+            assert ctx.get(dut.operands.ready)
+            await ctx.tick()
+        ctx.set(dut.operands.valid, 0)
+        for cycle in range(1, 20):                 # cycle 0: the `last` beat's
+            if ctx.get(dut.result.valid):
+                measured["latency"] = cycle
+                measured["result"] = ctx.get(dut.result.payload.as_value())
+                return
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert measured["latency"] == arch.MAC_LATENCY == dut.latency
+    assert measured["result"] == expected
+
+
+@pytest.mark.parametrize("rows, cols", [(2, 3), (3, 2), (1, 1)])
+def test_array_timing_measured(rows, cols):
+    """On the RTL, with K = 1 (every beat is a tile's last): the first result row appears
+    (C - 1) + pipeline latency cycles after its beat, the last row ``drain_cycles`` after;
+    last beats are ``tile_spacing`` apart; with ``c.ready`` held low the array accepts
+    exactly ``result_fifo_depth / R`` tiles and loses none of them."""
+    config = ArrayConfig(rows, cols)
+    rng = np.random.default_rng(rows * 10 + cols)
+    tiles = config.result_fifo_depth // rows + 3
+    ta, tb = _operands(rows * tiles, 1, cols, rng)
+    dut = S2FP8Array(config=config)
+
+    run = run_array(dut, ta, tb)
+    assert_complete_and_exact(run, dut, ta, tb)
+    assert run.pops[0] - run.accept[0] == (cols - 1) + config.pipeline_latency
+    assert run.pops[rows - 1] - run.accept[0] == config.drain_cycles
+    assert set(np.diff(run.accept)) == {config.tile_spacing}
+
+    stalled = 4 * len(run.pops)                      # c.ready low long enough to fill up
+    held = run_array(dut, ta, tb, ready=np.zeros(stalled, bool))
+    assert_complete_and_exact(held, dut, ta, tb)
+    accepted_while_stalled = sum(cycle < stalled for cycle in held.accept)
+    assert accepted_while_stalled * rows == config.result_fifo_depth
+    assert held.pops[0] == stalled                   # the FIFO's head, offered all along

@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.layouts import FP32Layout
+from pysim.perf import arch
 
 from .addsub import SigAddSub
 from .align import Align
@@ -82,7 +83,7 @@ class FPAdd(wiring.Component):
 class FPAddUnit(wiring.Component):
     """:class:`FPAdd` with a registered output in ``sync``: the test and Verilog top level.
 
-    ``latency`` = 1 cycle from ``valid_in`` to ``valid_out``.
+    ``latency`` = ``arch.ACC_LATENCY`` (1) cycle from ``valid_in`` to ``valid_out``.
 
     Ports
     -----
@@ -98,8 +99,9 @@ class FPAddUnit(wiring.Component):
     result: Out(FP32Layout)
     valid_out: Out(1)
 
-    #: Cycles from ``valid_in`` to ``valid_out``.
-    LATENCY = 1
+    #: Cycles from ``valid_in`` to ``valid_out``: the combinational add and one register,
+    #: the same structure as the MAC's accumulate stage.
+    LATENCY = arch.ACC_LATENCY
 
     @property
     def latency(self) -> int:

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.layouts import FP32Layout
 from pysim.numerics.formats import MANT_BITS_MAX, check_mant_bits
+from pysim.perf import arch
 
 from .multiply import SigMul
 from .normalize import Normalize
@@ -20,7 +21,8 @@ __all__ = ["FPMul"]
 class FPMul(wiring.Component):
     """IEEE 754 binary32 multiplier, RNE, subnormals in and out, canonical NaN.
 
-    Pipeline (``sync`` domain), ``latency`` = 2 cycles from ``valid_in`` to ``valid_out``::
+    Pipeline (``sync`` domain), ``latency`` = ``arch.MUL_LATENCY`` (the two registers
+    below) cycles from ``valid_in`` to ``valid_out``::
 
         stage 1: Unpack(a), Unpack(b) -> SigMul ............ register (product, valid)
         stage 2: Normalize -> Round ......................... register (result, valid)
@@ -52,8 +54,8 @@ class FPMul(wiring.Component):
     result: Out(FP32Layout)
     valid_out: Out(1)
 
-    #: Cycles from ``valid_in`` to ``valid_out``.
-    LATENCY = 2
+    #: Cycles from ``valid_in`` to ``valid_out`` (register 1 and register 2 below).
+    LATENCY = arch.MUL_LATENCY
 
     def __init__(self, *, sig_bits: int = MANT_BITS_MAX):
         self._sig_bits = check_mant_bits(sig_bits)

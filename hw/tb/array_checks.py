@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from pysim.numerics import golden, s2fp8
+from pysim.perf.arch import ArrayConfig
 from pysim.perf.cycles import gemm_cycles
 from pysim.numerics.formats import E5M2
 from pysim.numerics.rounding import fp32_bits
@@ -43,21 +44,22 @@ def _random_tensor(shape, rng, stats) -> s2fp8.S2FP8Tensor:
     return s2fp8.S2FP8Tensor(codes=codes, alpha=stats[0], beta=stats[1])
 
 
-def make_job(shape, rng, rows, cols, mant_bits, idle):
+def make_job(shape, rng, config: ArrayConfig, idle):
     m, k, n = shape
     sa = STATISTICS[rng.integers(len(STATISTICS))]
     sb = STATISTICS[rng.integers(len(STATISTICS))]
     ta, tb = _random_tensor((m, k), rng, sa), _random_tensor((k, n), rng, sb)
-    a_beats, b_beats = operand_beats(ta.codes, tb.codes, rows, cols)
+    a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
     return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, idle=idle,
-                table_a=ta.table(mant_bits), table_b=tb.table(mant_bits),
-                expected=fp32_bits(golden.gemm(ta, tb, mant_bits=mant_bits)))
+                table_a=ta.table(config.mant_bits), table_b=tb.table(config.mant_bits),
+                expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
 
 
-def run_array_jobs(name: str, jobs: list, *, rows: int, cols: int, mant_bits: int, seed: int,
+def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
                    check_cycles: bool, build_root=None) -> Report:
     start = time.monotonic()
-    top = (f"s2fp8_array_{rows}x{cols}_w{mant_bits}")
+    rows, cols = config.rows, config.cols
+    top = config.top_name
     vectors = {
         "tables_a": np.stack([j["table_a"] for j in jobs]),
         "tables_b": np.stack([j["table_b"] for j in jobs]),
@@ -93,7 +95,7 @@ def run_array_jobs(name: str, jobs: list, *, rows: int, cols: int, mant_bits: in
                                  f"{int(job['expected'][i, j]):#010x}, got {int(out[i, j]):#010x}")
         if check_cycles:
             counted = int(got["last_cycle"][index] - got["first_cycle"][index] + 1)
-            model = gemm_cycles(m, k, n, rows, cols)
+            model = gemm_cycles(m, k, n, config)
             if counted != model:
                 report.errors.append(f"job {index} {m}x{k}x{n}: RTL took {counted} cycles, "
                                      f"the cycle model says {model}")
@@ -106,36 +108,46 @@ def run_array_jobs(name: str, jobs: list, *, rows: int, cols: int, mant_bits: in
     return add_build_notes(report, built, result)
 
 
-def run_cycle_shapes(n: int, seed: int, *, rows: int, cols: int, build_root=None) -> Report:
+def run_cycle_shapes(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
     rng = np.random.default_rng(seed)
-    jobs = [make_job(shape, rng, rows, cols, 24, idle=0.0) for shape in CYCLE_SHAPES[:n]]
-    return run_array_jobs(f"array_cycles_{rows}x{cols}", jobs, rows=rows, cols=cols,
-                          mant_bits=24, seed=seed, check_cycles=True, build_root=build_root)
+    jobs = [make_job(shape, rng, config, idle=0.0) for shape in CYCLE_SHAPES[:n]]
+    return run_array_jobs(cycles_check_name(config), jobs, config=config, seed=seed,
+                          check_cycles=True, build_root=build_root)
 
 
-def run_random_gemms(n: int, seed: int, *, rows: int, cols: int, mant_bits: int,
-                     build_root=None) -> Report:
+def run_random_gemms(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
     rng = np.random.default_rng(seed)
+    rows = config.rows
     shapes = [tuple(int(v) for v in rng.integers(1, limit, 3))
               for limit in rng.choice([3 * rows, 4 * rows, 40], n)]
-    jobs = [make_job(shape, rng, rows, cols, mant_bits, idle=0.25) for shape in shapes]
-    return run_array_jobs(f"array_gemm_{rows}x{cols}_w{mant_bits}", jobs, rows=rows,
-                          cols=cols, mant_bits=mant_bits, seed=seed, check_cycles=False,
-                          build_root=build_root)
+    jobs = [make_job(shape, rng, config, idle=0.25) for shape in shapes]
+    return run_array_jobs(gemm_check_name(config), jobs, config=config, seed=seed,
+                          check_cycles=False, build_root=build_root)
+
+
+def cycles_check_name(config: ArrayConfig) -> str:
+    return f"array_cycles_{config.rows}x{config.cols}"
+
+
+def gemm_check_name(config: ArrayConfig) -> str:
+    return f"array_gemm_{config.name}"
+
+
+#: the configurations whose cycle counts are checked, and those run with random GEMMs
+CYCLE_CONFIGS = (ArrayConfig(4, 4), ArrayConfig(8, 8))
+GEMM_CONFIGS = ((ArrayConfig(4, 4), {"quick": 6, "full": 30}),
+                (ArrayConfig(4, 4, mant_bits=8), {"quick": 3, "full": 10}))
 
 
 def _checks():
     shapes = len(CYCLE_SHAPES)
-    return [
-        Check("array_cycles_4x4", {"quick": shapes, "full": shapes},
-              lambda n, seed, **kw: run_cycle_shapes(n, seed, rows=4, cols=4, **kw)),
-        Check("array_cycles_8x8", {"quick": shapes, "full": shapes},
-              lambda n, seed, **kw: run_cycle_shapes(n, seed, rows=8, cols=8, **kw)),
-        Check("array_gemm_4x4_w24", {"quick": 6, "full": 30},
-              lambda n, seed, **kw: run_random_gemms(n, seed, rows=4, cols=4, mant_bits=24, **kw)),
-        Check("array_gemm_4x4_w8", {"quick": 3, "full": 10},
-              lambda n, seed, **kw: run_random_gemms(n, seed, rows=4, cols=4, mant_bits=8, **kw)),
-    ]
+    checks = [Check(cycles_check_name(c), {"quick": shapes, "full": shapes},
+                    lambda n, seed, c=c, **kw: run_cycle_shapes(n, seed, config=c, **kw))
+              for c in CYCLE_CONFIGS]
+    checks += [Check(gemm_check_name(c), counts,
+                     lambda n, seed, c=c, **kw: run_random_gemms(n, seed, config=c, **kw))
+               for c, counts in GEMM_CONFIGS]
+    return checks
 
 
 CHECKS = _checks()

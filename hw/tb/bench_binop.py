@@ -29,7 +29,7 @@ async def binop_stream(dut):
                           schedule)
     monitor = StreamMonitor(dut.valid_out, {"result": dut.result})
     start = time.perf_counter()
-    cycles = await run_stream(edge, driver, monitor, drain=job.params.get("latency", 2) + 4)
+    cycles = await run_stream(edge, driver, monitor, drain=int(job.params["latency"]) + 4)
     seconds = time.perf_counter() - start
     dut._log.info("%d vectors in %d cycles, %.2f s, %.0f vectors/s", a.size, cycles, seconds,
                   a.size / max(seconds, 1e-9))

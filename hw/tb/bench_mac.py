@@ -55,7 +55,7 @@ async def mac_stream(dut):
                                                 (dut.init, as_int_list(init))], schedule)
     monitor = StreamMonitor(dut.result__valid, {"result": dut.result__payload})
     start = time.perf_counter()
-    cycles = await run_stream(edge, driver, monitor, drain=job.params.get("latency", 4) + 4)
+    cycles = await run_stream(edge, driver, monitor, drain=int(job.params["latency"]) + 4)
     seconds = time.perf_counter() - start
     dut._log.info("%d beats in %d cycles, %.2f s, %.0f beats/s", payload.size, cycles, seconds,
                   payload.size / max(seconds, 1e-9))

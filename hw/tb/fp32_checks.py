@@ -8,6 +8,7 @@ import numpy as np
 
 from pysim.numerics import golden, testfloat
 from pysim.numerics.formats import FP32
+from pysim.perf import arch
 
 from .runner import Check, add_build_notes, run_bench
 from .scoreboard import Report, check_stream
@@ -34,9 +35,9 @@ def run_fp32_binop(op: str, n: int, seed: int, *, sig_bits: int = FP32.precision
                    build_root=None, idle_prob: float = 0.2) -> Report:
     """``n`` TestFloat-style pairs (pysim.numerics.testfloat) through FPMul(W) / FPAddUnit."""
     if op == "mul":
-        top, latency, reference = f"fp32_mul_w{sig_bits}", 2, golden.fp32_mul
+        top, latency, reference = f"fp32_mul_w{sig_bits}", arch.MUL_LATENCY, golden.fp32_mul
     elif op == "add":
-        top, latency, reference = "fp32_add", 1, golden.fp32_add
+        top, latency, reference = "fp32_add", arch.ACC_LATENCY, golden.fp32_add
     else:
         raise ValueError(f"op must be 'mul' or 'add', got {op!r}")
     start = time.monotonic()

@@ -19,6 +19,7 @@ import numpy as np
 from pysim.numerics import golden, s2fp8
 from pysim.numerics.formats import E5M2, FP32, TABLE_ENTRIES
 from pysim.numerics.rounding import fp32_from_bits
+from pysim.perf import arch
 
 from .runner import Check, add_build_notes, run_bench
 from .scoreboard import MAX_RECORDED, Report, check_stream
@@ -36,7 +37,6 @@ SEQUENCE_SETTINGS = (
     ((16.0, 40.0), (0.25, 0.5)),
     ((1.0, 60.0), (1.0, 75.0)),      # products around 2^-135: subnormal results
 )
-MAC_LATENCY = 4
 
 _SPECIAL_MAGNITUDES = np.arange(E5M2.inf_bits, 1 << (E5M2.width - 1), dtype=np.uint8)
 
@@ -95,13 +95,13 @@ def run_mac(name: str, table_a, table_b, codes_a, codes_b, init, lengths, *, man
     result, built = run_bench(
         f"s2fp8_mac_w{mant_bits}", "hw.tb.bench_mac",
         {"table_a": table_a, "table_b": table_b, "payload": payload, "init": init_beats},
-        seed=seed, params={"latency": MAC_LATENCY, "idle_prob": idle_prob},
+        seed=seed, params={"latency": arch.MAC_LATENCY, "idle_prob": idle_prob},
         build_root=build_root)
     got = result.results
     in_cycle = got["in_cycle"][last_index]
     report = check_stream(name, inputs={"init": init}, expected=expected,
                           out_cycle=got["out_cycle"], out_value=got["out_result"],
-                          in_cycle=in_cycle, latency=MAC_LATENCY,
+                          in_cycle=in_cycle, latency=arch.MAC_LATENCY,
                           seconds=time.monotonic() - start)
     report.vectors = int(lengths.sum())
     out = np.asarray(got["out_result"], np.uint64)

@@ -1,29 +1,103 @@
-"""Pipeline and array constants shared by the RTL (``hw``) and the cycle model.
+"""The array's configuration and pipeline latencies: the one source the RTL (``hw``), the
+cycle model (``pysim.perf.cycles``), the regression names and Verilog tops read.
 
-The RTL components report these as their ``latency``; tests assert that they agree, and
-the cycle model (``pysim.perf.cycles``) is written in terms of them.
+The RTL components declare their latency from the constants here (``OperandDecoder``,
+``FPMul``, ``FPAddUnit``, ``S2FP8MAC``, the array's spacing, FIFO depth and drain);
+tests/test_hw_array.py simulates the MAC and small arrays (amaranth.sim) and measures
+latency and drain from the waveform, so a register added or removed in the RTL without
+changing the number here fails there.
 """
+from __future__ import annotations
 
-#: Cycles of an operand decode (synchronous 128-entry table read).
+from dataclasses import dataclass
+
+from pysim.errors import ShapeError
+from pysim.numerics.formats import FP32, MANT_BITS_MAX, MANT_BITS_MIN, TABLE_ENTRIES
+from pysim.validate import check_int
+
+#: Cycles of an operand decode (synchronous decode-table read).
 DECODE_LATENCY = 1
-#: Cycles of the pipelined FP32 multiplier.
+#: Cycles of the pipelined FP32 multiplier (two register stages).
 MUL_LATENCY = 2
 #: Cycles of the accumulate stage (one combinational FP32 add into the accumulator register).
 ACC_LATENCY = 1
+#: Cycles of the MAC from accepting a `last` beat to ``result.valid``.
+MAC_LATENCY = DECODE_LATENCY + MUL_LATENCY + ACC_LATENCY
 #: Cycles from a result row entering the array's result FIFO to it being offered on ``c``.
 RESULT_FIFO_LATENCY = 1
 #: Cycles from accepting a beat to its product reaching the accumulator of PE(0, 0) and
 #: the result register being loaded, plus the FIFO: the fixed part of every drain.
-PIPELINE_CYCLES = DECODE_LATENCY + MUL_LATENCY + ACC_LATENCY + RESULT_FIFO_LATENCY
+PIPELINE_CYCLES = MAC_LATENCY + RESULT_FIFO_LATENCY
 #: Cycles to write one decode table (one entry per cycle; A and B tables in parallel).
-TABLE_LOAD_CYCLES = 128
+TABLE_LOAD_CYCLES = TABLE_ENTRIES
 #: Array sizes the systolic array supports (rows and columns).
 ARRAY_DIM_MIN, ARRAY_DIM_MAX = 1, 64
-#: Width of the array's per-GEMM beat count K.
+#: Width of the array's per-GEMM beat count port ``k``: K must be below 2**K_BITS.
 K_BITS = 32
+K_MAX = (1 << K_BITS) - 1
 
 
-def result_drain_cycles(rows: int, cols: int) -> int:
-    """Cycles from accepting the last beat of a tile to its last result row on ``c``
-    (an always-ready consumer): the skew of the far corner plus the pipeline."""
-    return (rows - 1) + (cols - 1) + PIPELINE_CYCLES
+def check_array(rows, cols) -> tuple[int, int]:
+    """Validate an array size: ``rows`` and ``cols`` integers in ``1..ARRAY_DIM_MAX``
+    (ShapeError naming the field and the value)."""
+    return tuple(check_int(value, f"array {name} ({ARRAY_DIM_MIN}..{ARRAY_DIM_MAX})",
+                           minimum=ARRAY_DIM_MIN, maximum=ARRAY_DIM_MAX, error=ShapeError)
+                 for name, value in (("rows", rows), ("cols", cols)))
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """One R x C systolic array with W-bit decoded significands (validated; frozen).
+
+    Everything else about the array's timing is derived here, once: the pipeline latency,
+    the tile spacing, the drain and the result FIFO depth (see docs/array.md).
+    """
+
+    rows: int
+    cols: int
+    mant_bits: int = FP32.precision
+
+    def __post_init__(self):
+        rows, cols = check_array(self.rows, self.cols)
+        mant_bits = check_int(self.mant_bits, f"mant_bits ({MANT_BITS_MIN}..{MANT_BITS_MAX})",
+                              minimum=MANT_BITS_MIN, maximum=MANT_BITS_MAX, error=ShapeError)
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "cols", cols)
+        object.__setattr__(self, "mant_bits", mant_bits)
+
+    @property
+    def name(self) -> str:
+        """``RxC_wW``: the suffix of the array's Verilog top and regression checks."""
+        return f"{self.rows}x{self.cols}_w{self.mant_bits}"
+
+    @property
+    def top_name(self) -> str:
+        """The Verilog module of this configuration (``hw.verilog.TOPS``)."""
+        return f"s2fp8_array_{self.name}"
+
+    @property
+    def pipeline_latency(self) -> int:
+        """Decode + multiply + accumulate + result FIFO (``PIPELINE_CYCLES``)."""
+        return PIPELINE_CYCLES
+
+    @property
+    def tile_spacing(self) -> int:
+        """Minimum cycles between the last beats of consecutive tiles: a PE's result
+        register is read before the next tile overwrites it, and two tiles' rows never
+        need the FIFO's write port in the same cycle."""
+        return max(self.rows, self.cols)
+
+    @property
+    def drain_cycles(self) -> int:
+        """Cycles from accepting the last beat of a tile to its last result row on ``c``,
+        both counted, minus one (an always-ready consumer): the skew to the far corner
+        plus the pipeline."""
+        return (self.rows - 1) + (self.cols - 1) + PIPELINE_CYCLES
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Rows the result FIFO holds: enough that a consumer that is always ready never
+        stalls the array. A tile holds R credits from its last beat until its last row
+        leaves, ``drain_cycles`` later, and last beats are >= ``tile_spacing`` apart."""
+        return self.rows * (self.drain_cycles // self.tile_spacing + 2)
+

@@ -8,7 +8,9 @@ to the cycle the last result row leaves, both included::
     cycles = K + (T - 1) * max(K, S) + D
     S = max(R, C)                          last beats of two tiles are >= S cycles apart
     D = (R - 1) + (C - 1) + P              drain: skew to the far corner plus pipeline
-    P = decode + multiply + accumulate + result FIFO latencies (pysim.perf.arch)
+    P = decode + multiply + accumulate + result FIFO latencies
+(S, D and P are ``ArrayConfig.tile_spacing``, ``.drain_cycles``, ``.pipeline_latency`` of
+``pysim.perf.arch``, the numbers the RTL is built from).
 
 Split as: steady state T*K (one beat per cycle), tile overhead (T-1)*(max(K,S) - K)
 (beats held back when K < S), fill/drain D. Loading the two decode tables, in parallel,
@@ -21,7 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from pysim.perf import arch
-from pysim.perf.tiler import check_array, tile_counts
+from pysim.perf.arch import ArrayConfig
+from pysim.perf.tiler import tile_counts
 
 
 class CycleBreakdown(NamedTuple):
@@ -43,23 +46,33 @@ class CycleBreakdown(NamedTuple):
         return self.table_load + self.array_cycles
 
 
-def breakdown(m, k, n, rows: int, cols: int, count=1) -> CycleBreakdown:
-    """Vectorized cycle breakdown for GEMMs given as arrays (or scalars) m, k, n, count."""
-    rows, cols = check_array(rows, cols)
+def array_config(rows, cols=None) -> ArrayConfig:
+    """``rows`` if it is already an :class:`ArrayConfig` (and ``cols`` is None), else
+    ``ArrayConfig(rows, cols)``: the cycle model takes either."""
+    if isinstance(rows, ArrayConfig) and cols is None:
+        return rows
+    return ArrayConfig(rows, cols)
+
+
+def breakdown(m, k, n, rows, cols=None, count=1) -> CycleBreakdown:
+    """Vectorized cycle breakdown for GEMMs given as arrays (or scalars) m, k, n, count,
+    on an ``rows`` x ``cols`` array (or ``breakdown(m, k, n, config, count=...)``)."""
+    config = array_config(rows, cols)
     k = np.asarray(k, dtype=np.int64)
-    tiles = tile_counts(m, n, rows, cols) * np.asarray(count, dtype=np.int64)
-    spacing = max(rows, cols)
+    tiles = tile_counts(m, n, config.rows, config.cols) * np.asarray(count, dtype=np.int64)
+    spacing = config.tile_spacing
     return CycleBreakdown(
         tiles=tiles,
         table_load=np.full_like(tiles, arch.TABLE_LOAD_CYCLES),
         steady=tiles * k,
         tile_overhead=(tiles - 1) * np.maximum(spacing - k, 0),
-        fill_drain=np.full_like(tiles, arch.result_drain_cycles(rows, cols)),
+        fill_drain=np.full_like(tiles, config.drain_cycles),
     )
 
 
-def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> int:
-    """Cycles of one GEMM on the array, first beat accepted to last result out."""
+def gemm_cycles(M: int, K: int, N: int, rows, cols=None) -> int:
+    """Cycles of one GEMM on the array (``rows`` x ``cols``, or an ArrayConfig), first
+    beat accepted to last result out."""
     return int(breakdown(M, K, N, rows, cols).array_cycles)
 
 

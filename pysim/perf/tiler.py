@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from pysim.perf.arch import ARRAY_DIM_MAX, ARRAY_DIM_MIN
+from pysim.perf.arch import ARRAY_DIM_MAX, check_array
 from pysim.errors import ShapeError
 from pysim.perf.gemm import Gemm
 
@@ -53,15 +53,6 @@ class Tile:
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_array(rows, cols) -> tuple[int, int]:
-    """Validate an array size: ``rows`` and ``cols`` integers in ``1..MAX_ARRAY_DIM``."""
-    for name, value in (("rows", rows), ("cols", cols)):
-        if not _is_int(value) or not ARRAY_DIM_MIN <= value <= MAX_ARRAY_DIM:
-            raise ShapeError(f"array {name} must be an integer in {ARRAY_DIM_MIN}..{MAX_ARRAY_DIM}, "
-                             f"got {value!r}")
-    return int(rows), int(cols)
 
 
 def _check_dim(name: str, value) -> int:
