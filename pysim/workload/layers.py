@@ -24,16 +24,16 @@ from typing import NamedTuple
 
 from pysim.errors import ShapeError
 from pysim.perf.gemm import PHASES, Gemm
-from pysim.perf.gemm import check_field as _check_int
+from pysim.perf.gemm import check_field
 from pysim.perf.gemm import check_layer_name as _check_name
-from pysim.validate import is_int as _is_int
+from pysim.validate import is_int
 
 
 # --------------------------------------------------------------------------- helpers
 
 def _check_pair(layer: str, name: str, value, minimum: int) -> tuple[int, int]:
     """An int, or a pair of ints, each >= minimum -> a tuple of two Python ints."""
-    if _is_int(value):
+    if is_int(value):
         pair = (value, value)
     else:
         try:
@@ -45,7 +45,7 @@ def _check_pair(layer: str, name: str, value, minimum: int) -> tuple[int, int]:
             raise ShapeError(f"layer {layer!r}: field {name!r} must be an integer or a "
                              f"pair of integers, got {value!r}")
     for item in pair:
-        if not _is_int(item):
+        if not is_int(item):
             raise ShapeError(f"layer {layer!r}: field {name!r} must be an integer or a "
                              f"pair of integers, got {value!r}")
         if item < minimum:
@@ -75,7 +75,7 @@ def _check_phases(layer: str, phases, repeat) -> tuple[str, ...]:
                              f"(expected one of {', '.join(PHASES)})")
     if len(set(phases)) != len(phases):
         raise ShapeError(f"layer {layer!r}: phases must not repeat, got {phases!r}")
-    _check_int(layer, "repeat", repeat)
+    check_field(layer, "repeat", repeat)
     return phases
 
 
@@ -93,7 +93,7 @@ class FieldRule(NamedTuple):
             return _check_bool(layer, name, value)
         if self.kind == "pair":
             return _check_pair(layer, name, value, self.minimum)
-        return _check_int(layer, name, value, self.minimum)
+        return check_field(layer, name, value, self.minimum)
 
 
 #: rule kind of each field annotation of a layer dataclass

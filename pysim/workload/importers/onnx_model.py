@@ -35,6 +35,7 @@ import math
 import sys
 from pathlib import Path
 
+from pysim.validate import is_int
 from pysim.workload.layers import PHASES, Conv2d, Linear, MatMul, ShapeError
 from pysim.workload.trace import Trace, TraceError, TraceLayer, Unsupported
 
@@ -192,7 +193,7 @@ class _NodeContext:
             self.fail(f"input {position} is missing")
         tensor = self.node.input[position]
         shape = self.shapes.get(tensor)
-        if shape is None or not all(isinstance(d, int) and d > 0 for d in shape):
+        if shape is None or not all(is_int(d) and d > 0 for d in shape):
             self.fail(f"input {tensor!r}: shape {shape if shape is not None else 'unknown'} "
                       f"is not fully known after shape inference (only the batch "
                       f"dimension of a graph input may be symbolic)")
@@ -262,7 +263,7 @@ class _NodeContext:
                        dilation=tuple(dilations), groups=group,
                        needs_input_grad=needs_input_grad)
         out = self.shapes.get(self.node.output[0])
-        if out and all(isinstance(d, int) for d in out):
+        if out and all(is_int(d) for d in out):
             got = [layer.out_height, layer.out_width] if spatial == 2 else [layer.out_width]
             if list(out[2:]) != got:
                 self.fail(f"output size {got} differs from ONNX shape inference {out[2:]}")
