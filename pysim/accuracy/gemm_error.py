@@ -38,12 +38,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pysim.errors import BadInput
+from pysim.numerics.formats import E4M3, E5M2, MANT_BITS_MAX, S2FP8_BASE
 from pysim.workload.trace import Trace, TraceError
 
 FORMATS = ("s2fp8", "e5m2", "e4m3", "fp32")
 LABELS = {"s2fp8": "S2FP8", "e5m2": "E5M2", "e4m3": "E4M3", "fp32": "FP32"}
-E4M3_MAX = 448.0
-E5M2_MAX = 57344.0
 DEFAULT_MAX_MACS = 100_000_000
 
 
@@ -117,7 +116,7 @@ def _sample(count, m, k, n, max_macs, rng):
 
 
 def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str = "forward",
-                  mant_bits: int = 24, max_macs: int | None = DEFAULT_MAX_MACS,
+                  mant_bits: int = MANT_BITS_MAX, max_macs: int | None = DEFAULT_MAX_MACS,
                   seed: int = 0) -> GemmAccuracy:
     """Errors of one GEMM, ``a`` (M, K) or (count, M, K), ``b`` (K, N) or (count, K, N)."""
     from pysim.numerics.golden import gemm
@@ -136,10 +135,10 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
     result = GemmAccuracy(layer, phase, m, k, n, count, float(ta.alpha), float(ta.beta),
                           float(tb.alpha), float(tb.beta))
     # S2FP8 flush: nonzero inputs whose code is +-0; it never overflows (max -> 2^15)
-    result.flush["s2fp8"] = int(np.count_nonzero((a != 0) & ((ta.codes & 0x7F) == 0))
-                                + np.count_nonzero((b != 0) & ((tb.codes & 0x7F) == 0)))
+    result.flush["s2fp8"] = int(np.count_nonzero((a != 0) & ((ta.codes & S2FP8_BASE.magnitude_mask) == 0))
+                                + np.count_nonzero((b != 0) & ((tb.codes & S2FP8_BASE.magnitude_mask) == 0)))
     result.overflow["s2fp8"] = 0
-    for fmt, limit in (("e5m2", E5M2_MAX), ("e4m3", E4M3_MAX)):
+    for fmt, limit in (("e5m2", E5M2.max_finite), ("e4m3", E4M3.max_finite)):
         fa, oa = _counts(a, q[fmt][0], limit)
         fb, ob = _counts(b, q[fmt][1], limit)
         result.flush[fmt], result.overflow[fmt] = fa + fb, oa + ob
@@ -185,7 +184,7 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-def trace_accuracy(trace: Trace, mant_bits: int = 24, max_macs: int | None = DEFAULT_MAX_MACS,
+def trace_accuracy(trace: Trace, mant_bits: int = MANT_BITS_MAX, max_macs: int | None = DEFAULT_MAX_MACS,
                    skip_missing: bool = False, progress=None) -> tuple[list[GemmAccuracy], list]:
     """Accuracy of every GEMM with tensors. A GEMM without tensors is an error (a
     :class:`TraceError` naming the layer) unless ``skip_missing``; returns (rows,

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from pysim.errors import BadInput
+from pysim.numerics.formats import MANT_BITS_MAX, MANT_BITS_MIN
 
 HELP = "GEMM error of S2FP8 vs plain FP8 (E5M2, E4M3) on a trace's captured tensors"
 
@@ -30,9 +31,9 @@ def add_arguments(parser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("trace", metavar="TRACE", help="trace .json with captured tensors")
-    parser.add_argument("--mant-bits", "-W", default="24", metavar="W",
-                        help="significant bits of the decoded S2FP8 operands (1..24, "
-                             "default 24)")
+    parser.add_argument("--mant-bits", "-W", default=str(MANT_BITS_MAX), metavar="W",
+                        help=f"significant bits of the decoded S2FP8 operands "
+                             f"({MANT_BITS_MIN}..{MANT_BITS_MAX}, default {MANT_BITS_MAX})")
     parser.add_argument("--max-macs", default=str(DEFAULT_MAX_MACS), metavar="N",
                         help=f"sample GEMMs above N MACs (rows of A, columns of B; default "
                              f"{DEFAULT_MAX_MACS:,})")
@@ -48,9 +49,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pysim.accuracy.gemm_error import format_table, to_csv, to_png, trace_accuracy
     from pysim.cli.cycles import parse_int_option
-    from pysim.workload.trace import atomic_write_many, load_trace
+    from pysim.files import atomic_write_many
+    from pysim.workload.trace import load_trace
 
-    mant_bits = parse_int_option("--mant-bits", args.mant_bits, 1, 24)
+    mant_bits = parse_int_option("--mant-bits", args.mant_bits, MANT_BITS_MIN, MANT_BITS_MAX)
     max_macs = parse_int_option("--max-macs", args.max_macs, 1)
     if args.plot and not args.plot.lower().endswith(".png"):
         raise BadInput(f"--plot: the output must be a .png file, got {args.plot!r}")

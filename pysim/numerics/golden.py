@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pysim.numerics.formats import FP32
+from pysim.numerics.formats import FP32, TABLE_ENTRIES
 from pysim.numerics.rounding import canonicalize_nan, fp32_bits, fp32_from_bits
 from pysim.numerics.s2fp8 import S2FP8Tensor, apply_sign
 
@@ -38,8 +38,8 @@ def fp32_add(a_bits, b_bits) -> np.ndarray:
 
 def _check_table(table, name: str) -> np.ndarray:
     table = np.asarray(table)
-    if table.shape != (128,) or table.dtype != np.uint32:
-        raise ValueError(f"{name} must be uint32[128] FP32 bit patterns, "
+    if table.shape != (TABLE_ENTRIES,) or table.dtype != np.uint32:
+        raise ValueError(f"{name} must be uint32[{TABLE_ENTRIES}] FP32 bit patterns, "
                          f"got {table.dtype}{list(table.shape)}")
     return table
 

@@ -10,7 +10,7 @@ the operands and the result (``count * (M*K + K*N + M*N)`` elements):
 - FP32: 4 bytes per element.
 
 Renderers return text/bytes; writing is left to the caller (all-or-nothing, see
-:func:`pysim.workload.trace.atomic_write_many`).
+:func:`pysim.files.atomic_write_many`).
 """
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pysim.numerics.formats import FP32, MANT_BITS_MAX, S2FP8_BASE
 from pysim.perf.cycles import CycleBreakdown, breakdown, utilization
 from pysim.perf.gemm import Gemm
 from pysim.perf.tiler import gemm_arrays
 
-S2FP8_BYTES_PER_ELEMENT = 1
-S2FP8_SCALE_BYTES_PER_TENSOR = 8
-FP32_BYTES_PER_ELEMENT = 4
+S2FP8_BYTES_PER_ELEMENT = S2FP8_BASE.width // 8
+#: alpha and beta, one FP32 each
+S2FP8_SCALE_BYTES_PER_TENSOR = 2 * FP32.width // 8
+FP32_BYTES_PER_ELEMENT = FP32.width // 8
 TENSORS_PER_GEMM = 3
 
 COLUMNS = ("layer", "phase", "M", "K", "N", "count", "MACs", "cycles", "utilization",
@@ -93,7 +95,7 @@ class CycleReport:
         return out
 
 
-def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = 24,
+def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = MANT_BITS_MAX,
                  source: str = "") -> CycleReport:
     """Cycles, utilization and bytes of every GEMM on an ``rows x cols`` array."""
     gemms = list(gemms)
