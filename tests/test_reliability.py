@@ -137,3 +137,118 @@ def test_scalesim_conv_rows_match_scalesim_formula(tmp_path_factory, ih, iw, fh,
                     f"c, {ih}, {iw}, {fh}, {fw}, 3, 5, {sh}, {sw},\n")
     g = import_scalesim(path).gemms()[0]
     assert (g.m, g.k, g.n) == _scalesim_reference(ih, iw, fh, fw, 3, 5, sh, sw)
+
+
+# ------------------------------------------------------- item 7: bad input is exit 2
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from pysim.cli import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, main  # noqa: E402
+
+GEMM_HEADER = "Layer, M, N, K,\n"
+TWO_63 = str(1 << 63)
+DIGITS_5000 = "9" * 5000
+
+
+def _trace_json(batch: str) -> str:
+    return ('{"format": "s2fp8-trace", "version": 1, "model": "m", "layers": '
+            '[{"name": "fc", "op": "linear", "batch": ' + batch
+            + ', "in_features": 4, "out_features": 4}]}')
+
+
+def _bad_exit(capsys, argv) -> str:
+    """Run the CLI; assert exit 2 with one line on stderr; return that line."""
+    assert main(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err, err
+    return err
+
+
+BAD_FILES = {
+    "deep.json": "[" * 100_000 + "]" * 100_000,
+    "big.csv": GEMM_HEADER + f"f, {TWO_63}, 4, 4,\n",
+    "huge.csv": GEMM_HEADER + f"f, {DIGITS_5000}, 4, 4,\n",
+    "big.json": _trace_json(TWO_63),
+    "huge.json": _trace_json(DIGITS_5000),
+    "arabic.csv": GEMM_HEADER + "f, \u0663, 4, 4,\n",        # item 8: '٣'
+    "fullwidth.csv": GEMM_HEADER + "f, 4, \uff14, 4,\n",     # item 8: '４'
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_numbers_and_nesting_are_bad_input(tmp_path, capsys, name):
+    path = tmp_path / name
+    path.write_text(BAD_FILES[name], encoding="utf-8")
+    err = _bad_exit(capsys, ["cycles", str(path), "--rows", "4", "--cols", "4", "-q"])
+    assert name in err
+
+
+@pytest.mark.parametrize("option", ["--rows", "--cols", "--mant-bits", "--batch"])
+@pytest.mark.parametrize("value", [TWO_63, DIGITS_5000, "\u0663"])
+def test_bad_integer_options_are_bad_input(tmp_path, capsys, option, value):
+    csv = tmp_path / "conv.csv"
+    csv.write_text((DATA / "alexnet.csv").read_text())
+    argv = {"--rows": "4", "--cols": "4", "--mant-bits": "8", "--batch": "1"}
+    argv[option] = value
+    err = _bad_exit(capsys, ["cycles", str(csv), "-q"]
+                    + [a for kv in argv.items() for a in kv])
+    assert option in err
+
+
+def _npz_bytes() -> bytes:
+    import io
+    buffer = io.BytesIO()
+    np.savez(buffer, table_a=np.zeros(128, np.uint32))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name,content", [
+    ("empty.npz", b""),
+    ("truncated.npz", _npz_bytes()[:200]),
+    ("array.npy", None),
+])
+def test_unreadable_vector_files_are_bad_input(tmp_path, capsys, name, content):
+    """Before: EOFError / BadZipFile (exit 1); a .npy blamed --mant-bits."""
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros(3))  # one array, not an archive
+    else:
+        path.write_bytes(content)
+    err = _bad_exit(capsys, ["regress", "--vectors", str(path)])
+    assert "--vectors" in err and name in err and "--mant-bits" not in err
+
+
+def test_demo_out_dir_that_cannot_be_created_is_bad_input(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = _bad_exit(capsys, ["demo", "--out-dir", str(blocker / "sub")])
+    assert "--out-dir" in err
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    """``s2fp8 cycles ... | head -1``: before, a BrokenPipeError 'internal error'."""
+    csv = tmp_path / "many.csv"
+    csv.write_text(GEMM_HEADER + "".join(f"l{i}, 64, 64, 64,\n" for i in range(5000)))
+    # --csv: the table is one write (the kernel returns a short count for it, no
+    # error); the "wrote" line after it is the write that meets the closed pipe
+    proc = subprocess.Popen([sys.executable, "-m", "pysim.cli", "cycles", str(csv),
+                             "--rows", "4", "--cols", "4", "--csv", str(tmp_path / "o.csv")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away with ~700 KB still to come
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE and err == "", err
+
+
+# ---------------------------------------------- item 8: --batch that would be ignored
+
+@pytest.mark.parametrize("spec", ["resnet50", "gemm_mnk.csv", "trace.json"])
+def test_batch_for_an_input_with_a_fixed_batch_is_refused(tmp_path, capsys, spec):
+    if spec.endswith(".csv"):
+        spec = str(DATA / spec)
+    elif spec.endswith(".json"):
+        (tmp_path / spec).write_text(_trace_json("2"))
+        spec = str(tmp_path / spec)
+    err = _bad_exit(capsys, ["cycles", spec, "--rows", "4", "--cols", "4", "--batch", "3"])
+    assert "batch" in err

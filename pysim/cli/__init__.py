@@ -23,6 +23,9 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: The reader of stdout went away (``s2fp8 cycles ... | head``): the status a shell
+#: reports for a tool killed by SIGPIPE (128 + 13), without a message, as Unix tools do.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except BadInput as error:
         print(f"s2fp8 {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -56,3 +64,12 @@ def main(argv=None) -> int:
         return EXIT_FAILED
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python flushes it again at exit, and a second
+    BrokenPipeError there would print "Exception ignored ..." (Python's documented
+    recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests)
+        pass

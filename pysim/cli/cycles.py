@@ -9,7 +9,6 @@ built-in model (``pysim.workload.models.MODELS``: a training step, forward + dgr
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from pysim.errors import BadInput
@@ -44,7 +43,8 @@ def add_arguments(parser) -> None:
                              "recorded in the report, the cycle count does not depend on it")
     parser.add_argument("--batch", metavar="N", default=None,
                         help="batch of SCALE-Sim conv rows and of a symbolic ONNX batch "
-                             "dimension (default 1)")
+                             "dimension (default 1); refused for inputs with a fixed batch "
+                             "(built-in models, trace JSON, GEMM-form CSV)")
     parser.add_argument("--training", action="store_true",
                         help="for .csv/.onnx/.json inputs: forward + dgrad + wgrad of every "
                              "layer (built-in models always are a training step)")
@@ -57,17 +57,31 @@ def add_arguments(parser) -> None:
 
 
 def parse_int_option(option: str, text, minimum: int, maximum: int | None = None) -> int:
-    """An integer option given as text -> int, or a one-line ``BadInput``."""
-    rng = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    elif isinstance(text, str) and re.fullmatch(r"\s*[+-]?\d+\s*", text):
-        value = int(text)
-    else:
-        raise BadInput(f"{option}: must be an integer {rng}, got {text!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        raise BadInput(f"{option}: must be an integer {rng}, got {value}")
-    return value
+    """An integer option given as text (ASCII digits, below 2^63) -> int, or a one-line
+    ``BadInput``."""
+    from pysim.validate import INT_TEXT_MAX, is_int, parse_int_text
+    maximum = INT_TEXT_MAX if maximum is None else maximum
+    if is_int(text):
+        text = str(int(text)) if abs(int(text)) <= INT_TEXT_MAX else "9" * 20
+    return parse_int_text(text, f"{option}:", minimum=minimum, maximum=maximum)
+
+
+def check_batch_applies(spec: str, batch: int | None) -> None:
+    """``--batch`` sets the batch of SCALE-Sim conv rows and of a symbolic ONNX batch
+    dimension; given for an input whose batch is fixed (a built-in model, a trace JSON)
+    it would be silently ignored, so it is refused (a GEMM-form CSV is refused by
+    :func:`pysim.workload.importers.scalesim.import_scalesim`)."""
+    from pathlib import Path
+
+    from pysim.workload.models import MODELS
+    if batch is None:
+        return
+    if spec in MODELS and not Path(spec).exists():
+        raise BadInput(f"--batch: the built-in model {spec!r} has a fixed batch; --batch "
+                       f"applies to SCALE-Sim conv CSVs and ONNX models only")
+    if Path(spec).suffix.lower() == ".json":
+        raise BadInput(f"--batch: a trace JSON ({spec}) fixes the batch of every layer; "
+                       f"--batch applies to SCALE-Sim conv CSVs and ONNX models only")
 
 
 def warn_unsupported(prog: str, source: str, unsupported) -> None:
@@ -92,6 +106,7 @@ def run(args) -> int:
     cols = parse_int_option("--cols", args.cols, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
     mant_bits = parse_int_option("--mant-bits", args.mant_bits, MANT_BITS_MIN, MANT_BITS_MAX)
     batch = None if args.batch is None else parse_int_option("--batch", args.batch, 1)
+    check_batch_applies(args.trace, batch)
     for option in ("csv", "json", "plot"):
         value = getattr(args, option)
         if value is not None and not value:

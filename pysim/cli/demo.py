@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from pysim import accuracy
+    from pysim.errors import BadInput
     from pysim.perf import report
     from pysim.workload.models import build_model, training_step_gemms
     from pysim.workload.trace import atomic_write_many, load_trace
@@ -36,8 +37,12 @@ def run(args) -> int:
     start = time.perf_counter()
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        from pysim.errors import BadInput
         raise BadInput(f"--out-dir: {out_dir} exists and is not a directory")
+    try:  # first, so an unusable --out-dir fails before the 4 s of work
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"--out-dir: cannot create {out_dir}: "
+                       f"{error.strerror or error}") from None
 
     gemms = training_step_gemms(build_model(DEFAULT_MODEL))
     cycles = report.cycle_report(gemms, DEFAULT_ROWS, DEFAULT_COLS, source=DEFAULT_MODEL)
@@ -45,7 +50,6 @@ def run(args) -> int:
     rows, _ = accuracy.trace_accuracy(trace)
     title = f"digits CNN training step ({DIGITS_TRACE.name}), S2FP8 W=24"
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     cycles_png, accuracy_png = out_dir / "resnet50_cycles.png", out_dir / "digits_accuracy.png"
     atomic_write_many({str(cycles_png): report.to_png(cycles),
                        str(accuracy_png): accuracy.to_png(rows, title)})

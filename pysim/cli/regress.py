@@ -10,7 +10,10 @@ the checks is ``hw.tb.runner.run_checks``.
 """
 from __future__ import annotations
 
+import os
 import sys
+import zipfile
+import zlib
 
 HELP = "run the RTL regression (cocotb + Verilator) and print a summary table"
 DEFAULT_SEED = 1
@@ -90,6 +93,22 @@ def run(args) -> int:
     return print_summary(reports, args.seed)
 
 
+def check_vector_archive(path) -> None:
+    """``path`` must be a readable zip archive (what ``numpy.savez`` writes): an empty or
+    truncated file, or a single ``.npy`` array, is bad input naming the file, checked
+    before numpy reads it (numpy raises EOFError, BadZipFile or returns an array)."""
+    from pysim.errors import BadInput
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise BadInput(f"--vectors: {path}: cannot read: {error.strerror or error}") from None
+    if not os.path.isfile(path):
+        raise BadInput(f"--vectors: {path}: no such file")
+    if not is_zip:
+        raise BadInput(f"--vectors: {path}: not a .npz file (a zip archive of arrays, as "
+                       f"numpy.savez writes; the file is empty, truncated or another format)")
+
+
 def _run_vector_file(args, info) -> int:
     """``--vectors FILE.npz``: the file's sequences through the MAC RTL, mismatches counted
     and the first failing sequence printed decoded."""
@@ -98,10 +117,17 @@ def _run_vector_file(args, info) -> int:
     from hw.tb.mac_checks import VectorFileError, load_vector_file, run_vector_file
     try:
         check_mant_bits(args.mant_bits)
+    except (TypeError, ValueError) as error:
+        raise BadInput(f"--mant-bits: {error}") from None
+    check_vector_archive(args.vectors)
+    try:
         load_vector_file(args.vectors)       # validate before building anything
-    except (VectorFileError, TypeError, ValueError) as error:
-        raise BadInput(f"--vectors: {error}" if isinstance(error, VectorFileError)
-                       else f"--mant-bits: {error}") from None
+    except VectorFileError as error:
+        raise BadInput(f"--vectors: {error}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError, TypeError,
+            KeyError) as error:              # a damaged member of a valid-looking archive
+        raise BadInput(f"--vectors: {args.vectors}: not a readable .npz file "
+                       f"({type(error).__name__}: {error})") from None
     print(f"s2fp8 regress: vectors {args.vectors}, W={args.mant_bits}, seed {args.seed}, "
           f"verilator {info.version_text} ({info.source})", flush=True)
     report = run_vector_file(args.vectors, args.seed, mant_bits=args.mant_bits)

@@ -41,18 +41,20 @@ class ImportCommand:
                             help="trace JSON to write (atomically)")
         parser.add_argument("--batch", metavar="N", default=None,
                             help="batch of SCALE-Sim conv rows and of a symbolic ONNX "
-                                 "batch dimension (default 1)")
+                                 "batch dimension (default 1); refused for a trace JSON "
+                                 "or a GEMM-form CSV (their batch is fixed)")
         parser.add_argument("--training", action="store_true",
                             help="forward + dgrad + wgrad of every layer (default: "
                                  "forward only); the first layer has no dgrad")
 
     @staticmethod
     def run(args) -> int:
-        from pysim.cli.cycles import parse_int_option, warn_unsupported
+        from pysim.cli.cycles import check_batch_applies, parse_int_option, warn_unsupported
         from pysim.workload.importers import import_file
         from pysim.workload.trace import save_trace
 
         batch = None if args.batch is None else parse_int_option("--batch", args.batch, 1)
+        check_batch_applies(args.file, batch)
         if not args.output.lower().endswith(".json"):
             raise BadInput(f"-o: the output must be a .json file, got {args.output!r}")
         trace = import_file(args.file, batch=batch, training=args.training)

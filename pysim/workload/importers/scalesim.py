@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pysim.validate import parse_int_text
 from pysim.workload.layers import PHASES, Conv2d, Linear
 from pysim.workload.trace import Trace, TraceError, TraceLayer, read_input_text
 
@@ -99,13 +100,15 @@ def scalesim_padding(size: int, filt: int, stride: int) -> int:
 def import_scalesim(path, batch: int | None = None, training: bool = False) -> Trace:
     """Read a SCALE-Sim topology CSV (conv or GEMM form) into a :class:`Trace`.
 
-    ``batch`` (conv form only; default 1) sets the Conv2d batch. With ``training`` every
+    ``batch`` (conv form only; default 1) sets the Conv2d batch; given for a GEMM-form
+    file it is an error (it would be ignored). With ``training`` every
     layer runs forward, dgrad and wgrad, except the first layer's dgrad (its input is
     the network input).
     """
     path = Path(path)
     display = str(path)
     text = read_input_text(path, encoding="utf-8-sig")
+    batch_given = batch is not None
     if batch is None:
         batch = 1
     form = columns = None
@@ -117,6 +120,9 @@ def import_scalesim(path, batch: int | None = None, training: bool = False) -> T
             continue
         if form is None:
             form, columns = _form(cells, display, line_no)
+            if form == "gemm" and batch_given:
+                raise TraceError(f"{display}: line {line_no}: a batch ({batch}) does not "
+                                 f"apply to a GEMM-form CSV (its M is the batch)")
             column_titles = [c.strip() for c in cells[:len(columns)]]
             continue
         if len(cells) < len(columns):
@@ -126,11 +132,9 @@ def import_scalesim(path, batch: int | None = None, training: bool = False) -> T
         name = cells[0].strip() or f"line{line_no}"
         values = []
         for title, cell in zip(column_titles[1:], cells[1:len(columns)]):
-            value = cell.strip()
-            if not re.fullmatch(r"\+?\d+", value) or int(value) < 1:
-                raise TraceError(f"{display}: line {line_no}: layer {name!r}: column "
-                                 f"{title!r}: must be an integer >= 1, got {value!r}")
-            values.append(int(value))
+            values.append(parse_int_text(
+                cell, f"{display}: line {line_no}: layer {name!r}: column {title!r}:",
+                minimum=1, error=TraceError))
         if name in names:  # SCALE-Sim does not require unique names; a trace does
             names[name] += 1
             name = f"{name}#{names[name]}"

@@ -13,7 +13,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from pysim.errors import TraceError
-from pysim.validate import is_int
+from pysim.validate import is_int, parse_int_text
 from pysim.workload.layers import PHASES, FieldRule, ShapeError, field_rules
 from pysim.workload.trace.model import (FORMAT, OPS, ROLES, VERSION, Trace, TraceLayer,
                                         Unsupported)
@@ -234,8 +234,11 @@ def load_trace(path) -> Trace:
     display = str(path)
     text = read_input_text(path)
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=lambda digits: parse_int_text(
+            digits, f"{display}: JSON number", error=TraceError))
     except json.JSONDecodeError as error:
         raise TraceError(f"{display}: line {error.lineno}, column {error.colno}: "
                          f"invalid JSON: {error.msg}") from None
+    except RecursionError:  # json's decoder recurses once per level of [ or {
+        raise TraceError(f"{display}: invalid JSON: nested too deeply") from None
     return trace_from_dict(data, display, path.absolute().parent, path)
