@@ -92,7 +92,7 @@ def test_scalesim_whitespace_no_trailing_comma_blank_and_extra_columns(tmp_path)
 
 @pytest.mark.parametrize("text, expected", [
     ("Layer, M, N, K,\nfc, 4, x, 8,\n", "line 2: layer 'fc': column 'N': must be an integer >= 1, got 'x'"),
-    ("Layer, M, N, K,\nfc, 4, 0, 8,\n", "column 'N': must be an integer >= 1, got '0'"),
+    ("Layer, M, N, K,\nfc, 4, 0, 8,\n", "column 'N': must be an integer >= 1, got 0"),
     ("Layer, M, N, K,\nfc, 4, 8,\n", "line 2: column 'K': missing"),
     ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
      "Num Filter, Strides,\nc1, 2, 8, 3, 3, 1, 1, 1,\n",
