@@ -99,6 +99,8 @@ TOPS: list[Top] = [
         always=(FP32.precision,), emit_src=False, modules=lambda W: [_pe(W)]),
     Top("s2fp8_array_8x8_w24", lambda W: _systolic_array(8, 8, W),
         emit_src=False, modules=lambda W: [_pe(W)]),
+    Top("s2fp8_outpath_c4", lambda W: importlib.import_module("hw.outpath").OutputPath(lanes=4),
+        emit_src=False),  # five 1024-entry log2 ROMs: src attributes would add 40 %
 ]
 
 
