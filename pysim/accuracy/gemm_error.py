@@ -41,7 +41,8 @@ from pysim.errors import BadInput
 from pysim.numerics.formats import E4M3, E5M2, MANT_BITS_MAX, S2FP8_BASE
 from pysim.workload.trace import Trace, TraceError
 
-FORMATS = ("s2fp8", "e5m2", "e4m3", "fp32")
+#: the number formats an accuracy run compares, in table and plot order
+COMPARED_FORMATS = ("s2fp8", "e5m2", "e4m3", "fp32")
 LABELS = {"s2fp8": "S2FP8", "e5m2": "E5M2", "e4m3": "E4M3", "fp32": "FP32"}
 DEFAULT_MAX_MACS = 100_000_000
 
@@ -135,8 +136,9 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
     result = GemmAccuracy(layer, phase, m, k, n, count, float(ta.alpha), float(ta.beta),
                           float(tb.alpha), float(tb.beta))
     # S2FP8 flush: nonzero inputs whose code is +-0; it never overflows (max -> 2^15)
-    result.flush["s2fp8"] = int(np.count_nonzero((a != 0) & ((ta.codes & S2FP8_BASE.magnitude_mask) == 0))
-                                + np.count_nonzero((b != 0) & ((tb.codes & S2FP8_BASE.magnitude_mask) == 0)))
+    magnitude = S2FP8_BASE.magnitude_mask
+    result.flush["s2fp8"] = int(np.count_nonzero((a != 0) & ((ta.codes & magnitude) == 0))
+                                + np.count_nonzero((b != 0) & ((tb.codes & magnitude) == 0)))
     result.overflow["s2fp8"] = 0
     for fmt, limit in (("e5m2", E5M2.max_finite), ("e4m3", E4M3.max_finite)):
         fa, oa = _counts(a, q[fmt][0], limit)
@@ -146,8 +148,8 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
     rng = np.random.default_rng(seed)
     inst, rows, cols, result.sampled = _sample(count, m, k, n, max_macs, rng)
     result.macs_run = len(inst) * len(rows) * k * len(cols)
-    diff2 = {f: 0.0 for f in FORMATS}
-    dmax = {f: 0.0 for f in FORMATS}
+    diff2 = {f: 0.0 for f in COMPARED_FORMATS}
+    dmax = {f: 0.0 for f in COMPARED_FORMATS}
     ref2, refmax = 0.0, 0.0
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
@@ -169,7 +171,7 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
                 d = c - ref
                 diff2[fmt] += float(np.sum(d * d))
                 dmax[fmt] = max(dmax[fmt], float(np.max(np.abs(d))) if d.size else 0.0)
-    for fmt in FORMATS:
+    for fmt in COMPARED_FORMATS:
         result.err[fmt] = _ratio(math.sqrt(diff2[fmt]) if diff2[fmt] == diff2[fmt]
                                  else math.nan, math.sqrt(ref2))
         result.max_err[fmt] = _ratio(dmax[fmt], refmax)
@@ -184,8 +186,8 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-def trace_accuracy(trace: Trace, mant_bits: int = MANT_BITS_MAX, max_macs: int | None = DEFAULT_MAX_MACS,
-                   skip_missing: bool = False, progress=None) -> tuple[list[GemmAccuracy], list]:
+def trace_accuracy(trace: Trace, mant_bits: int = MANT_BITS_MAX,
+                   max_macs: int | None = DEFAULT_MAX_MACS, skip_missing: bool = False, progress=None) -> tuple[list[GemmAccuracy], list]:
     """Accuracy of every GEMM with tensors. A GEMM without tensors is an error (a
     :class:`TraceError` naming the layer) unless ``skip_missing``; returns (rows,
     skipped (layer, phase) list)."""
@@ -228,7 +230,7 @@ def summarize(rows: list[GemmAccuracy]) -> dict:
     """Per format: median and max relative error over all GEMMs, over forward and over
     gradient (dgrad + wgrad) GEMMs; number of NaN GEMMs; total flush / overflow."""
     out = {}
-    for fmt in FORMATS:
+    for fmt in COMPARED_FORMATS:
         def stats(sel):
             vals = np.array([r.err[fmt] for r in rows if sel(r)], dtype=np.float64)
             finite = vals[~np.isnan(vals)]
@@ -298,7 +300,7 @@ def to_csv(rows: list[GemmAccuracy]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     head = ["layer", "phase", "M", "K", "N", "count", "alpha_a", "beta_a", "alpha_b",
             "beta_b"]
-    for f in FORMATS:
+    for f in COMPARED_FORMATS:
         head += [f"{f}_err", f"{f}_max_err"]
     head += ["s2fp8_flush", "e5m2_flush", "e5m2_overflow", "e4m3_flush", "e4m3_overflow",
              "sampled", "macs_run"]
@@ -306,7 +308,7 @@ def to_csv(rows: list[GemmAccuracy]) -> str:
     for r in rows:
         cells = [r.layer, r.phase, r.m, r.k, r.n, r.count, repr(r.alpha_a), repr(r.beta_a),
                  repr(r.alpha_b), repr(r.beta_b)]
-        for f in FORMATS:
+        for f in COMPARED_FORMATS:
             cells += [repr(r.err[f]), repr(r.max_err[f])]
         cells += [r.flush["s2fp8"], r.flush["e5m2"], r.overflow["e5m2"], r.flush["e4m3"],
                   r.overflow["e4m3"], r.sampled, r.macs_run]
@@ -330,16 +332,16 @@ def to_png(rows: list[GemmAccuracy], title: str) -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     x = np.arange(n)
-    width = 0.8 / len(FORMATS)
-    finite = [r.err[f] for r in rows for f in FORMATS
+    width = 0.8 / len(COMPARED_FORMATS)
+    finite = [r.err[f] for r in rows for f in COMPARED_FORMATS
               if np.isfinite(r.err[f]) and r.err[f] > 0]
     floor = min(finite) / 3 if finite else 1e-12
     top = max(finite) * 30 if finite else 1.0
-    for j, fmt in enumerate(FORMATS):
+    for j, fmt in enumerate(COMPARED_FORMATS):
         vals = np.array([r.err[fmt] for r in rows], dtype=np.float64)
         bad = ~np.isfinite(vals)
         heights = np.where(bad, np.nan, np.maximum(vals, floor))
-        pos = x + (j - (len(FORMATS) - 1) / 2) * width
+        pos = x + (j - (len(COMPARED_FORMATS) - 1) / 2) * width
         ax.bar(pos, heights, width=width, color=FORMAT_COLORS[fmt], label=LABELS[fmt],
                bottom=0)
         if bad.any():
@@ -352,7 +354,7 @@ def to_png(rows: list[GemmAccuracy], title: str) -> bytes:
     ax.set_xticklabels([f"{r.layer} {r.phase}" for r in rows], rotation=90,
                        fontsize=7 if n <= 60 else 5)
     ax.grid(axis="y", which="major", alpha=0.3)
-    ax.legend(loc="upper left", ncol=len(FORMATS), fontsize=8)
+    ax.legend(loc="upper left", ncol=len(COMPARED_FORMATS), fontsize=8)
     ax.set_title(title, fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -28,10 +28,10 @@ DEFAULT_MAX_ELEMENTS = 1 << 20
 
 
 def add_arguments(parser) -> None:
-    from pysim.workload.zoo import MODELS
+    from pysim.workload.zoo import TORCH_MODELS
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EPILOG.format(models=", ".join(MODELS))
-    parser.add_argument("model", metavar="MODEL", help=f"model: {', '.join(MODELS)}")
+    parser.epilog = EPILOG.format(models=", ".join(TORCH_MODELS))
+    parser.add_argument("model", metavar="MODEL", help=f"model: {', '.join(TORCH_MODELS)}")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.json",
                         help="trace JSON to write (tensors go to OUT.npz beside it)")
     parser.add_argument("--tensors", action="store_true",
@@ -47,16 +47,16 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from pysim.cli.cycles import parse_int_option
-    from pysim.workload.zoo import MODELS
+    from pysim.workload.zoo import TORCH_MODELS
 
-    if args.model not in MODELS:
-        raise BadInput(f"unknown model {args.model!r} (choose from {', '.join(MODELS)})")
+    if args.model not in TORCH_MODELS:
+        raise BadInput(f"unknown model {args.model!r} (choose from {', '.join(TORCH_MODELS)})")
     if not args.output.lower().endswith(".json"):
         raise BadInput(f"-o: the output must be a .json file, got {args.output!r}")
     max_elements = parse_int_option("--max-elements", args.max_elements, 1)
     from pysim.workload.capture import require_torch, save_capture
     require_torch()
-    zoo = importlib.import_module(MODELS[args.model])
+    zoo = importlib.import_module(TORCH_MODELS[args.model])
     bar = None
     if not args.quiet:
         from tqdm import tqdm

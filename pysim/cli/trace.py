@@ -5,8 +5,8 @@ module) exposing ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``, t
 contract as the top-level commands of ``pysim.cli``:
 
 - ``import``: SCALE-Sim CSV / ONNX / trace JSON -> a validated trace JSON;
-- ``capture`` (to be added: register ``"capture": "pysim.<module>"`` here): run a
-  model and record the operand tensors of each GEMM into a trace.
+- ``capture`` (:mod:`pysim.cli.capture`): run a PyTorch model of the zoo forward and
+  backward and record its GEMMs (and optionally their operand tensors) into a trace.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Round-to-nearest-even from binary64 onto a smaller binary format, vectorized.
 
-One rule, used for every conversion in the golden model (E5M2 encode, decode tables,
-reduced-significand FP32): a finite float64 ``x`` in binade [2^e, 2^(e+1)) is rounded,
+One rule, used for the conversions onto FP32 of the golden model (the S2FP8 decode
+tables and reduced-significand FP32, :func:`float64_to_fp32_bits`; the E5M2 encoder in
+:mod:`pysim.numerics.fp8` applies the same rule with its own integer arithmetic on the
+float64 bit pattern): a finite float64 ``x`` in binade [2^e, 2^(e+1)) is rounded,
 ties to even, to the grid of spacing 2^max(e - (p - 1), q_min), where ``p`` is the
 precision (significant bits) and ``q_min`` the exponent of the smallest subnormal.
 That single rounding is exactly "round to p significant bits and to the format's

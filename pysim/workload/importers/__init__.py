@@ -15,8 +15,8 @@ from pathlib import Path
 from pysim.workload.layers import PHASES
 from pysim.workload.trace import Trace, TraceError, TraceLayer, load_trace
 
-#: extension -> format name
-FORMATS = {".csv": "scalesim", ".onnx": "onnx", ".json": "trace"}
+#: file extension -> the kind of input (which importer reads it)
+INPUT_KINDS = {".csv": "scalesim", ".onnx": "onnx", ".json": "trace"}
 
 
 def import_file(path, batch: int | None = None, training: bool = False) -> Trace:
@@ -27,10 +27,10 @@ def import_file(path, batch: int | None = None, training: bool = False) -> Trace
     runs all three phases (a trace's layers too: their ``phases`` are replaced).
     """
     path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
+    kind = INPUT_KINDS.get(path.suffix.lower())
     if kind is None:
         raise TraceError(f"{path}: unknown input format {path.suffix or '(no extension)'!r}"
-                         f" (expected {', '.join(FORMATS)})")
+                         f" (expected {', '.join(INPUT_KINDS)})")
     if not path.exists():
         raise TraceError(f"{path}: no such file")
     if kind == "scalesim":
@@ -62,7 +62,7 @@ def load_input(spec: str, batch: int | None = None, training: bool = False) -> T
     if spec in MODELS and not path.exists():
         return builtin_trace(spec)
     if not path.exists():
-        if path.suffix.lower() in FORMATS:
+        if path.suffix.lower() in INPUT_KINDS:
             raise TraceError(f"{spec}: no such file")
         raise TraceError(f"{spec}: no such file, and not a built-in model (built-in: "
                          f"{', '.join(MODELS)})")
