@@ -20,6 +20,7 @@ COMMANDS = {
     "cycles": "pysim.cli.cycles",
     "trace": "pysim.cli.trace",
     "accuracy": "pysim.cli.accuracy",
+    "synth": "pysim.cli.synth",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
