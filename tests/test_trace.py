@@ -235,3 +235,58 @@ def test_safetensors_optional(tmp_path):
     else:  # installed: the corrupt file is reported, not a traceback
         with pytest.raises(TraceError, match="cannot read"):
             trace.tensors("fc")
+
+
+# ------------------------------------------------------------ layer rules, atomic writes
+
+MINIMAL = {"linear": {"batch": 2, "in_features": 3, "out_features": 4},
+           "conv2d": {"batch": 1, "in_channels": 2, "out_channels": 2, "height": 5,
+                      "width": 5},
+           "matmul": {"batch": 1, "m": 2, "k": 3, "n": 4}}
+
+
+@pytest.mark.parametrize("op", sorted(MINIMAL))
+def test_trace_fields_follow_the_layer_rules(tmp_path, op):
+    """Every parameter of every op is checked by the layer's own rule (its kind and
+    minimum), worded for JSON: the smallest allowed value loads, one below is refused."""
+    from pysim.workload.layers import field_rules
+    from pysim.workload.trace import OPS
+
+    def load(**changes):
+        layer = {"name": "x", "op": op, **MINIMAL[op], **changes}
+        return load_trace(write(tmp_path, {"format": FORMAT, "version": VERSION,
+                                           "model": "m", "layers": [layer]}))
+
+    rules = field_rules(OPS[op])
+    assert set(MINIMAL[op]) <= set(rules)
+    for name, rule in rules.items():
+        if rule.kind == "bool":
+            assert getattr(load(**{name: False}).layers[0].layer, name) is False
+            with pytest.raises(TraceError, match=f"field '{name}': must be true or false, "
+                                                 f"got 1"):
+                load(**{name: 1})
+            continue
+        # the smallest value loads (padding 0 needs no larger input than 5x5)
+        assert load(**{name: rule.minimum}).layers[0].layer is not None
+        expected = f"field '{name}': must be an integer >= {rule.minimum}"
+        expected += " or a pair [h, w] of such integers" if rule.kind == "pair" else ", got"
+        for bad in (rule.minimum - 1, 1.5, True, "2"):
+            with pytest.raises(TraceError) as info:
+                load(**{name: bad})
+            assert expected in str(info.value), str(info.value)
+    assert {r.minimum for r in field_rules(OPS["conv2d"]).values()} == {0, 1}
+
+
+def test_atomic_write_many_is_all_or_nothing(tmp_path):
+    from pysim.files import atomic_write, atomic_write_many
+
+    atomic_write(tmp_path / "old.txt", "old")
+    with pytest.raises(BadInput, match=r"missing/b.bin: cannot write: No such file"):
+        atomic_write_many({tmp_path / "old.txt": "new", tmp_path / "missing" / "b.bin": b"b"})
+    # the first file was staged before the second failed: neither it nor a temp file lands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
+    assert (tmp_path / "old.txt").read_text() == "old"
+    atomic_write_many({tmp_path / "old.txt": "new", tmp_path / "b.bin": b"\x00\xff"})
+    assert (tmp_path / "old.txt").read_text() == "new"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "old.txt"]
