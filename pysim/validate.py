@@ -9,6 +9,8 @@ from pysim.errors import BadInput
 
 def is_int(value) -> bool:
     """True for Python and numpy integers; False for bools, floats and strings."""
+    if type(value) is int:  # the common case, without the ABC check (~1 us per call)
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

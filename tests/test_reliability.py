@@ -252,3 +252,28 @@ def test_batch_for_an_input_with_a_fixed_batch_is_refused(tmp_path, capsys, spec
         spec = str(tmp_path / spec)
     err = _bad_exit(capsys, ["cycles", spec, "--rows", "4", "--cols", "4", "--batch", "3"])
     assert "batch" in err
+
+
+# ------------------------------------------------ item 9: report time linear in GEMMs
+
+def test_report_rows_read_each_breakdown_array_once():
+    """Before: rows_as_dicts evaluated ``cycles.total`` (a sum of four arrays) once per
+    row, so a 100k-GEMM report did 10^10 additions. Counted, not timed."""
+    from pysim.perf.gemm import Gemm
+    from pysim.perf.report import cycle_report
+
+    gemms = [Gemm(f"l{i}", "forward", 8 + i, 16, 4, 1) for i in range(50)]
+    report = cycle_report(gemms, 4, 4)
+    reads = {"total": 0}
+    breakdown_type = type(report.cycles)
+
+    class CountingBreakdown(breakdown_type):
+        @property
+        def total(self):
+            reads["total"] += 1
+            return breakdown_type.total.fget(self)
+
+    report.cycles = CountingBreakdown(*report.cycles)
+    rows = report.rows_as_dicts()
+    assert len(rows) == 50 and reads["total"] <= 2, reads
+    assert [r["cycles"] for r in rows] == breakdown_type.total.fget(report.cycles).tolist()

@@ -79,20 +79,18 @@ class CycleReport:
                 "fp32_bytes": int(self.fp32_bytes.sum())}
 
     def rows_as_dicts(self) -> list[dict]:
-        out = []
-        for i, g in enumerate(self.gemms):
-            out.append({"layer": g.layer, "phase": g.phase, "M": g.m, "K": g.k, "N": g.n,
-                        "count": g.count, "MACs": int(self.macs[i]),
-                        "cycles": int(self.cycles.total[i]),
-                        "utilization": float(self.utilization[i]),
-                        "s2fp8_bytes": int(self.s2fp8_bytes[i]),
-                        "fp32_bytes": int(self.fp32_bytes[i]),
-                        "tiles": int(self.cycles.tiles[i]),
-                        "table_load": int(self.cycles.table_load[i]),
-                        "steady": int(self.cycles.steady[i]),
-                        "tile_overhead": int(self.cycles.tile_overhead[i]),
-                        "fill_drain": int(self.cycles.fill_drain[i])})
-        return out
+        """One dict per GEMM. Each column is converted once (``tolist()``: Python ints
+        and floats) before the loop: ``self.cycles.total`` sums four arrays, and taking
+        it per row made a 100k-GEMM report quadratic (over 10 minutes; bench.report)."""
+        c = self.cycles
+        columns = {"MACs": self.macs, "cycles": c.total, "utilization": self.utilization,
+                   "s2fp8_bytes": self.s2fp8_bytes, "fp32_bytes": self.fp32_bytes,
+                   "tiles": c.tiles, "table_load": c.table_load, "steady": c.steady,
+                   "tile_overhead": c.tile_overhead, "fill_drain": c.fill_drain}
+        keys = ("layer", "phase", "M", "K", "N", "count", *columns)
+        values = [np.asarray(array).tolist() for array in columns.values()]
+        return [dict(zip(keys, (g.layer, g.phase, g.m, g.k, g.n, g.count, *row)))
+                for g, *row in zip(self.gemms, *values)]
 
 
 def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = MANT_BITS_MAX,
@@ -173,12 +171,25 @@ def to_csv(report: CycleReport) -> str:
 
 
 def to_json(report: CycleReport, unsupported=()) -> str:
+    """The report as JSON: one line per GEMM in ``gemms``, the rest indented.
+
+    ``json.dumps(..., indent=1)`` of the whole report runs Python's pure-Python
+    encoder (the C one takes no indent): 5 s of a 100k-GEMM report (bench.report).
+    Each GEMM row is encoded by the C encoder instead."""
     data = {"format": "s2fp8-cycles", "version": 1, "source": report.source,
             "array": {"rows": report.rows, "cols": report.cols,
                       "mant_bits": report.mant_bits},
             "totals": report.totals(), "gemms": report.rows_as_dicts(),
             "unsupported": [{"node": u[0], "op_type": u[1]} for u in unsupported]}
-    return json.dumps(data, indent=1) + "\n"
+    fields = []
+    for key, value in data.items():
+        if key == "gemms" and value:
+            encode = json.JSONEncoder().encode
+            text = "[\n  " + ",\n  ".join(map(encode, value)) + "\n ]"
+        else:
+            text = json.dumps(value, indent=1).replace("\n", "\n ")
+        fields.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(fields) + "\n}\n"
 
 
 PHASE_COLORS = {"forward": "#4477aa", "dgrad": "#ee6677", "wgrad": "#228833"}

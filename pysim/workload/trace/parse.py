@@ -234,8 +234,9 @@ def load_trace(path) -> Trace:
     display = str(path)
     text = read_input_text(path)
     try:
-        data = json.loads(text, parse_int=lambda digits: parse_int_text(
-            digits, f"{display}: JSON number", error=TraceError))
+        data = json.loads(text, parse_int=lambda digits: int(digits) if len(digits) < 19
+                          else parse_int_text(digits, f"{display}: JSON number",
+                                              error=TraceError))
     except json.JSONDecodeError as error:
         raise TraceError(f"{display}: line {error.lineno}, column {error.colno}: "
                          f"invalid JSON: {error.msg}") from None
