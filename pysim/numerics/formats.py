@@ -91,6 +91,9 @@ class FloatFormat:
 E5M2 = FloatFormat("E5M2", exp_bits=5, frac_bits=2)
 E4M3 = FloatFormat("E4M3", exp_bits=4, frac_bits=3, ieee_specials=False)
 FP32 = FloatFormat("FP32", exp_bits=8, frac_bits=23)
+#: 16-bit formats the memory model prices side by side with S2FP8 (pysim.perf.formats_cost)
+BF16 = FloatFormat("BF16", exp_bits=8, frac_bits=7)
+FP16 = FloatFormat("FP16", exp_bits=5, frac_bits=10)
 
 # --- S2FP8 ----------------------------------------------------------------------------
 #: The 8-bit base format of S2FP8.
