@@ -277,3 +277,24 @@ def test_report_rows_read_each_breakdown_array_once():
     rows = report.rows_as_dicts()
     assert len(rows) == 50 and reads["total"] <= 2, reads
     assert [r["cycles"] for r in rows] == breakdown_type.total.fget(report.cycles).tolist()
+
+
+# ------------------------------------------- item 10: interrupted `s2fp8 verilog`
+
+def test_interrupted_verilog_leaves_no_partial_set(tmp_path, monkeypatch, capsys):
+    """Before: the files written before Ctrl-C stayed in --out-dir (a partial set)."""
+    import pysim.cli.verilog as cli_verilog
+    real_generate = cli_verilog.generate
+    seen = []
+
+    def interrupted(widths, out_dir, on_written=None):
+        def progress(path):
+            seen.append(path)
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+        return real_generate(widths, out_dir, on_written=progress)
+
+    monkeypatch.setattr(cli_verilog, "generate", interrupted)
+    out = tmp_path / "rtl"
+    assert main(["verilog", "-W", "8", "-o", str(out)]) == 130
+    assert len(seen) == 2 and list(out.iterdir()) == []  # no file, no staging directory

@@ -1,7 +1,18 @@
-"""``s2fp8 verilog``: Verilog of every top-level block (``hw.verilog``), optionally linted."""
+"""``s2fp8 verilog``: Verilog of every top-level block (``hw.verilog``), optionally linted.
+
+All or nothing: the files are generated into a temporary directory inside ``--out-dir``
+and moved in only when every one is done (an interrupt leaves the directory as it was).
+"""
 from __future__ import annotations
 
+import filecmp
+import os
+import shutil
+import signal
+import stat
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from hw.verilog import DEFAULT_MANT_BITS, DEFAULT_OUT_DIR, LINT_WAIVERS, generate, lint
@@ -24,6 +35,29 @@ def add_arguments(parser) -> None:
                              "file; exit 1 on any warning")
 
 
+def _move_in(staging: Path, out_dir: Path) -> None:
+    """Move every file of ``staging`` into ``out_dir`` (same file system: renames), with
+    Ctrl-C held back so an interrupt cannot leave half of the set: generation takes
+    ~15 s and writes into ``staging`` first, an interrupt there leaves ``out_dir`` as it
+    was. Files whose content is unchanged are left alone (their mtime too); a replaced
+    file keeps its permission bits."""
+    names = sorted(path.name for path in staging.iterdir())
+    blocked = threading.current_thread() is threading.main_thread()
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for name in names:
+            target = out_dir / name
+            if target.is_file():
+                if filecmp.cmp(staging / name, target, shallow=False):
+                    continue
+                os.chmod(staging / name, stat.S_IMODE(target.stat().st_mode))
+            os.replace(staging / name, target)
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def run(args) -> int:
     widths = []
     for w in args.mant_bits:
@@ -35,9 +69,20 @@ def run(args) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out-dir {out_dir} exists and is not a directory")
     try:
-        paths = generate(widths, out_dir, on_written=lambda path: print(path, flush=True))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".s2fp8-verilog.", dir=out_dir))
     except OSError as error:
         raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    try:
+        staged = generate(widths, staging,
+                          on_written=lambda path: print(f"generated {path.name}", flush=True))
+        _move_in(staging, out_dir)
+    except OSError as error:
+        raise BadInput(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    paths = [out_dir / path.name for path in staged]
+    print(f"wrote {len(paths)} Verilog files to {out_dir}", flush=True)
     if args.lint:
         from hw.toolchain import ToolchainError
         try:
