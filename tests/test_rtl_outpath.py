@@ -5,6 +5,7 @@ statistics, alpha/beta and codes bit-exact against pysim.numerics.outpath, laten
 import os
 
 import numpy as np
+import pytest
 
 from hw.tb import outpath_checks
 from pysim.numerics import outpath
@@ -32,3 +33,65 @@ def test_random_tensors_cover_the_hard_cases():
     assert subnormal.sum() > 100
     alphas = [outpath.scalar_step(s)[0] for s in stats]
     assert max(alphas) > 100 and min(alphas) < 0.5                        # near-constant, wide
+
+
+def _tensor_file(path, rng):
+    x = (rng.standard_normal((3, 50)) * [[1e-3], [1.0], [30.0]]).astype(np.float32)
+    x[1, ::4] = 0
+    np.savez(path, x=x)
+    return x
+
+
+def test_tensor_file_through_rtl_writes_codes_alpha_beta(rtl_build, tmp_path):
+    rtl_build(outpath_checks.TOP)
+    x = _tensor_file(tmp_path / "t.npz", np.random.default_rng(SEED))
+    report = outpath_checks.run_tensor_file(tmp_path / "t.npz", SEED, out=tmp_path / "o.npz")
+    assert report.ok, "\n".join(report.errors)
+    with np.load(tmp_path / "o.npz") as out:
+        assert out["codes"].dtype == np.uint8 and out["codes"].shape == x.shape
+        assert out["alpha"].dtype == np.float32 and out["alpha"].shape == (3,)
+        for s in range(3):
+            expect = outpath.encode_hw(x[s])
+            assert np.array_equal(out["codes"][s], expect.codes)
+            assert (out["alpha"][s], out["beta"][s]) == (expect.alpha, expect.beta)
+
+
+def test_tensor_file_difference_is_decoded(rtl_build, tmp_path, monkeypatch):
+    """A wrong expectation (one code flipped in the golden) is reported with the tensor,
+    the value (hex and decimal) and both codes."""
+    rtl_build(outpath_checks.TOP)
+    _tensor_file(tmp_path / "t.npz", np.random.default_rng(SEED))
+    real = outpath_checks.expected_output
+
+    def off_by_one(bits):
+        stats, alpha, beta, codes = real(bits)
+        codes = codes.copy()
+        codes[7] ^= 1
+        return stats, alpha, beta, codes
+
+    monkeypatch.setattr(outpath_checks, "expected_output", off_by_one)
+    report = outpath_checks.run_tensor_file(tmp_path / "t.npz", SEED)
+    assert report.mismatches == 3
+    assert report.errors[0].startswith("tensor 0, value 7: 0x")
+    assert "expected code" in report.errors[0] and "(1 codes differ)" in report.errors[0]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"y": np.zeros((2, 3), np.float32)}, "array 'x' is missing"),
+    ({"x": np.zeros((2, 3), np.float32), "z": np.zeros(1)}, "unexpected array 'z'"),
+    ({"x": np.zeros((2, 3))}, "dtype float64, expected float32"),
+    ({"x": np.zeros(3, np.float32)}, "shape [3], expected [S, L]"),
+    ({"x": np.zeros((2, 0), np.float32)}, "shape [2, 0]"),
+    ({"x": np.float32([[1, 2], [3, np.inf]])}, "x[1, 1] is"),
+])
+def test_bad_tensor_files(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(outpath_checks.TensorFileError) as error:
+        outpath_checks.load_tensor_file(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(outpath_checks.TensorFileError, match="no such file"):
+        outpath_checks.load_tensor_file(tmp_path / "missing.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(outpath_checks.TensorFileError, match="not a readable"):
+        outpath_checks.load_tensor_file(tmp_path / "empty.npz")

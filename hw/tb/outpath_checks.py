@@ -9,10 +9,15 @@ Check (registered in ``hw.tb.registry``):
   equal to ``encode_codes`` through the golden threshold table, 7 cycles after each beat.
   Tensors with Inf/NaN: the statistics must report them (``nonfinite``), which is what
   makes the controller refuse the tensor; their codes are still compared.
+A user's tensor file (array ``x``, float32 [S, L]) runs through :func:`run_tensor_file`,
+the host side of the planned ``s2fp8 regress --tensors FILE.npz [-o OUT.npz]`` (the CLI
+option itself is not wired yet).
 """
 from __future__ import annotations
 
 import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -89,8 +94,10 @@ def _describe_code(tensor: int, position: int, bits: int, expected: int, got: in
 
 
 def run_tensors(name: str, tensors: list[np.ndarray], *, seed: int, idle_prob: float = 0.2,
-                build_root=None) -> Report:
-    """Both passes of every tensor through the RTL, compared with the golden rule."""
+                outputs: dict | None = None, build_root=None) -> Report:
+    """Both passes of every tensor through the RTL, compared with the golden rule.
+    ``outputs`` (optional dict) receives what the RTL produced: ``codes`` (a uint8 array
+    per tensor), ``alpha``, ``beta`` (float32 per tensor)."""
     start = time.monotonic()
     padded, first, last = [], [], []
     for t in tensors:
@@ -118,11 +125,15 @@ def run_tensors(name: str, tensors: list[np.ndarray], *, seed: int, idle_prob: f
         report.errors.append(f"encoder latency {sorted(set(got['encode_lag'].tolist()))}, "
                              f"expected {ThresholdEncoder.latency}")
     codes = got["codes"].reshape(-1, LANES)
+    if outputs is not None:
+        outputs.update(codes=[], alpha=got["alpha"], beta=got["beta"])
     row = 0
     for index, (t, beats) in enumerate(zip(tensors, padded)):
         stats, alpha, beta, expected = expected_output(t)
         tensor_codes = codes[row:row + beats.shape[0]].reshape(-1)[:t.size]
         row += beats.shape[0]
+        if outputs is not None:
+            outputs["codes"].append(tensor_codes)
         problems = []
         if index < len(stats_words):
             rtl_stats = decode_stats(stats_words[index])
@@ -152,6 +163,65 @@ def run_random(n: int, seed: int, *, build_root=None) -> Report:
     rng = np.random.default_rng(seed)
     return run_tensors("outpath_random_c4", random_tensors(n, rng), seed=seed,
                        build_root=build_root)
+
+
+# --- a user's tensor file (``s2fp8 regress --tensors``) -----------------------------------
+
+class TensorFileError(ValueError):
+    """A malformed ``--tensors`` file (the message names the file, array and problem)."""
+
+
+def load_tensor_file(path) -> np.ndarray:
+    """The float32 array ``x`` of shape (S, L) of a tensor file: S tensors of L values.
+    Raises TensorFileError (one line) for a missing/unreadable file, a missing or extra
+    array, another dtype or shape, or a NaN/Inf (which S2FP8 cannot encode)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise TensorFileError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise TensorFileError(f"{path}: not a readable .npz file ({error})") from None
+    if not isinstance(arrays, dict) or "x" not in arrays:
+        raise TensorFileError(f"{path}: array 'x' is missing (expected float32[S, L]: S "
+                              f"tensors of L values)")
+    extra = sorted(set(arrays) - {"x"})
+    if extra:
+        raise TensorFileError(f"{path}: unexpected array '{extra[0]}' (expected only 'x')")
+    x = arrays["x"]
+    if x.dtype != np.float32:
+        raise TensorFileError(f"{path}: array 'x' has dtype {x.dtype}, expected float32")
+    if x.ndim != 2 or 0 in x.shape:
+        raise TensorFileError(f"{path}: array 'x' has shape {list(x.shape)}, expected [S, L] "
+                              f"with S, L >= 1")
+    if x.shape[1] >= 1 << outpath.COUNT_BITS:
+        raise TensorFileError(f"{path}: tensors of {x.shape[1]} values, the output path "
+                              f"supports up to 2^{outpath.COUNT_BITS} - 1")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        s, i = (int(v) for v in np.argwhere(bad)[0])
+        raise TensorFileError(f"{path}: x[{s}, {i}] is {x[s, i]!r}: NaN/Inf cannot be encoded "
+                              f"({int(bad.sum())} non-finite value(s))")
+    return x
+
+
+def run_tensor_file(path, seed: int, *, out=None, build_root=None) -> Report:
+    """A user's tensors through the RTL output path, compared with the golden rule; with
+    ``out``, the RTL's ``codes`` (uint8[S, L]), ``alpha`` and ``beta`` (float32[S]) are
+    written there (atomically, only after a complete run)."""
+    x = load_tensor_file(path)
+    outputs: dict = {}
+    report = run_tensors(Path(path).name, [row.view(np.uint32) for row in x], seed=seed,
+                         outputs=outputs, build_root=build_root)
+    if out is not None:
+        codes = np.zeros(x.shape, np.uint8)
+        for index, tensor_codes in enumerate(outputs["codes"]):
+            codes[index, :tensor_codes.size] = tensor_codes
+        from .sim import save_npz
+        save_npz(Path(out), {"codes": codes, "alpha": outputs["alpha"].astype(np.float32),
+                             "beta": outputs["beta"].astype(np.float32)})
+    return report
 
 
 CHECKS = [Check("outpath_random_c4", {"quick": 60, "full": 1_000}, run_random)]
