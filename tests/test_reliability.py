@@ -3,6 +3,7 @@ all-or-nothing. Each test here failed on the tree before its fix."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -298,3 +299,68 @@ def test_interrupted_verilog_leaves_no_partial_set(tmp_path, monkeypatch, capsys
     out = tmp_path / "rtl"
     assert main(["verilog", "-W", "8", "-o", str(out)]) == 130
     assert len(seen) == 2 and list(out.iterdir()) == []  # no file, no staging directory
+
+
+# --------------------------------------------- item 6: output files all-or-nothing
+
+import os  # noqa: E402
+import stat  # noqa: E402
+
+CYCLES = ["cycles", "ncf", "--rows", "4", "--cols", "4", "-q"]
+
+
+def test_failed_rename_puts_back_the_files_already_replaced(tmp_path, monkeypatch, capsys):
+    """Before: `cycles --csv a.csv --json B`, B not replaceable, left a new a.csv."""
+    import pysim.files
+    old_csv, new_csv = tmp_path / "old.csv", tmp_path / "new.csv"
+    old_csv.write_text("previous\n")
+    blocked = tmp_path / "b.json"
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == blocked:
+            raise PermissionError(1, "Operation not permitted")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(pysim.files.os, "replace", replace)
+    _bad_exit(capsys, CYCLES + ["--csv", str(old_csv), "--json", str(blocked)])
+    _bad_exit(capsys, CYCLES + ["--csv", str(new_csv), "--json", str(blocked)])
+    assert old_csv.read_text() == "previous\n" and not new_csv.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv"]  # no temp, no backup
+
+
+def test_output_over_an_input_is_refused(tmp_path, capsys):
+    """Before: `cycles net.csv --csv net.csv` replaced the input with the report."""
+    net = tmp_path / "net.csv"
+    net.write_text((DATA / "gemm_mnk.csv").read_text())
+    before = net.read_text()
+    err = _bad_exit(capsys, ["cycles", str(net), "--rows", "4", "--cols", "4",
+                             "--csv", str(net)])
+    assert "input" in err and net.read_text() == before
+
+
+def test_device_nodes_are_written_through_never_replaced(tmp_path, capsys):
+    """Before: as root, `--csv /dev/full` turned the device into a regular file."""
+    full, null = tmp_path / "full", tmp_path / "null"
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))   # what /dev/full is
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))   # what /dev/null is
+    csv = tmp_path / "a.csv"
+    err = _bad_exit(capsys, CYCLES + ["--csv", str(csv), "--json", str(full)])
+    assert "No space left" in err and not csv.exists()
+    assert main(CYCLES + ["--csv", str(null)]) == 0
+    assert stat.S_ISCHR(os.stat(full).st_mode) and stat.S_ISCHR(os.stat(null).st_mode)
+
+
+def test_symlink_target_replaced_link_and_mode_kept(tmp_path, capsys):
+    """Before: the link was replaced by a regular file, and modes reset to 0644."""
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    os.chmod(real, 0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert main(CYCLES + ["--csv", str(link)]) == 0
+    assert link.is_symlink() and real.read_text().startswith("layer,")
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o600
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "missing" / "x.csv")
+    _bad_exit(capsys, CYCLES + ["--csv", str(dangling)])

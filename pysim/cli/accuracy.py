@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from pysim.accuracy.gemm_error import format_table, to_csv, to_png, trace_accuracy
     from pysim.cli.cycles import parse_int_option
-    from pysim.files import atomic_write_many
+    from pysim.files import atomic_write_many, check_outputs
     from pysim.workload.trace import load_trace
 
     mant_bits = parse_int_option("--mant-bits", args.mant_bits, MANT_BITS_MIN, MANT_BITS_MAX)
@@ -57,6 +57,10 @@ def run(args) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise BadInput(f"--plot: the output must be a .png file, got {args.plot!r}")
     trace = load_trace(args.trace)
+    inputs = [args.trace] + sorted({str(ref.path) for entry in trace.layers
+                                    for refs in entry.tensors.values()
+                                    for ref in refs.values()})
+    check_outputs([args.csv, args.plot], inputs)  # before the work
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -76,7 +80,7 @@ def run(args) -> int:
     if args.plot:
         outputs[args.plot] = to_png(rows, title)
     if outputs:
-        atomic_write_many(outputs)
+        atomic_write_many(outputs, inputs)
     print(format_table(rows, title, args.quiet))
     if skipped:
         print(f"skipped {len(skipped)} GEMM(s) without tensors: "

@@ -54,6 +54,11 @@ def run(args) -> int:
     if not args.output.lower().endswith(".json"):
         raise BadInput(f"-o: the output must be a .json file, got {args.output!r}")
     max_elements = parse_int_option("--max-elements", args.max_elements, 1)
+    from pathlib import Path
+
+    from pysim.files import check_outputs
+    check_outputs([args.output] + ([str(Path(args.output).with_suffix(".npz"))]
+                                   if args.tensors else []))  # before the model runs
     from pysim.workload.capture import require_torch, save_capture
     require_torch()
     zoo = importlib.import_module(TORCH_MODELS[args.model])

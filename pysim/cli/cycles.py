@@ -100,7 +100,7 @@ def run(args) -> int:
     from pysim.workload.importers import load_input
     from pysim.workload.models import MODELS, build_model, training_step_gemms
     from pysim.perf.report import cycle_report, format_table, to_csv, to_json, to_png
-    from pysim.workload.trace import atomic_write_many
+    from pysim.files import atomic_write_many, check_outputs
 
     rows = parse_int_option("--rows", args.rows, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
     cols = parse_int_option("--cols", args.cols, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
@@ -113,9 +113,11 @@ def run(args) -> int:
             raise BadInput(f"--{option}: empty file name")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise BadInput(f"--plot: the file name must end in .png, got {args.plot!r}")
+    from pathlib import Path
+    inputs = [args.trace] if Path(args.trace).is_file() else []
+    check_outputs([args.csv, args.json, args.plot], inputs)  # before the work
 
     unsupported = []
-    from pathlib import Path
     if args.trace in MODELS and not Path(args.trace).exists():
         gemms = training_step_gemms(build_model(args.trace))
         source = args.trace
@@ -136,7 +138,7 @@ def run(args) -> int:
         outputs[args.json] = to_json(report, unsupported)
     if args.plot:
         outputs[args.plot] = to_png(report)
-    atomic_write_many(outputs)
+    atomic_write_many(outputs, inputs)
     sys.stdout.write(format_table(report, quiet=args.quiet))
     for path in outputs:
         print(f"wrote {path}")

@@ -50,6 +50,7 @@ class ImportCommand:
     @staticmethod
     def run(args) -> int:
         from pysim.cli.cycles import check_batch_applies, parse_int_option, warn_unsupported
+        from pysim.files import check_outputs
         from pysim.workload.importers import import_file
         from pysim.workload.trace import save_trace
 
@@ -57,6 +58,7 @@ class ImportCommand:
         check_batch_applies(args.file, batch)
         if not args.output.lower().endswith(".json"):
             raise BadInput(f"-o: the output must be a .json file, got {args.output!r}")
+        check_outputs([args.output], [args.file])
         trace = import_file(args.file, batch=batch, training=args.training)
         warn_unsupported("s2fp8 trace import", args.file, trace.unsupported)
         save_trace(trace, args.output)
