@@ -4,6 +4,7 @@ neighbours for several alpha/beta, the statistics unit on back-to-back tensors w
 subnormals, Inf/NaN and near-constant values. Latencies are measured, not assumed."""
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.outpath import Log2Unit, OutputPath, SearchStage, StatisticsUnit, ThresholdEncoder
@@ -228,5 +229,8 @@ def test_parameters_validated():
         Log2Unit(config=(10, 22))
     with pytest.raises(ValueError, match="level"):
         SearchStage(level=7)
-    assert (StatisticsUnit(lanes=2).latency, ThresholdEncoder(lanes=2).latency) == (6, 7)
-    assert TABLE_ENTRIES == 1 << ThresholdEncoder(lanes=1).latency
+    assert (StatisticsUnit.latency, ThresholdEncoder.latency, Log2Unit.latency) == (6, 7, 2)
+    assert TABLE_ENTRIES == 1 << ThresholdEncoder.latency
+    path = OutputPath(lanes=2)
+    assert (path.lanes, path.stats_latency, path.encode_latency) == (2, 6, 7)
+    Fragment.get(path, None)             # elaborates (and so counts as used)

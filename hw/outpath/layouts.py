@@ -11,6 +11,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import Out
 
 from pysim.numerics.formats import TABLE_ADDR_BITS
+from pysim.validate import check_int
 from pysim.numerics.outpath import (COUNT_BITS, LOG2_INT_BITS, MAGNITUDE_BITS, SEARCH_STEPS,
                                     THRESHOLD_BITS, Log2Config)
 
@@ -106,9 +107,12 @@ class ThresholdWriteSignature(wiring.Signature):
         })
 
 
+#: Largest lane count accepted: far above any array width this project builds (32x32).
+MAX_LANES = 64
+
+
 def check_lanes(owner: str, lanes) -> int:
-    from pysim.validate import check_int
-    return check_int(lanes, f"{owner}: lanes", minimum=1, maximum=64, error=ValueError)
+    return check_int(lanes, f"{owner}: lanes", minimum=1, maximum=MAX_LANES, error=ValueError)
 
 
 def check_config(owner: str, config) -> Log2Config:
