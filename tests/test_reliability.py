@@ -364,3 +364,25 @@ def test_symlink_target_replaced_link_and_mode_kept(tmp_path, capsys):
     dangling = tmp_path / "dangling.csv"
     dangling.symlink_to(tmp_path / "missing" / "x.csv")
     _bad_exit(capsys, CYCLES + ["--csv", str(dangling)])
+
+
+# ---------------------------- item 8: accuracy with float64 tensors beyond FP32's range
+
+def test_accuracy_reports_fp32_overflow_without_warnings(tmp_path, capsys):
+    """Before: 'RuntimeWarning: overflow encountered in cast' leaked to stderr (and with
+    warnings as errors the command failed); now the overflow is counted in the table."""
+    import warnings
+    np.save(tmp_path / "a.npy", np.array([[1e39, 2.0], [3.0, -1e300]]))
+    np.save(tmp_path / "b.npy", np.array([[1.0, 2.0], [3.0, 4.0]]))
+    (tmp_path / "t.json").write_text(
+        '{"format": "s2fp8-trace", "version": 1, "model": "m", "layers": [{"name": "fc", '
+        '"op": "linear", "batch": 2, "in_features": 2, "out_features": 2, '
+        '"tensors": {"forward": {"a": "a.npy", "b": "b.npy"}}}]}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["accuracy", str(tmp_path / "t.json"), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "Warning" not in err
+    fp32_row = next(line for line in out.splitlines() if line.startswith("FP32 "))
+    assert fp32_row.split()[-1] == "2", fp32_row          # overflow column: 2 inputs
+    assert "beyond the FP32 range" in out

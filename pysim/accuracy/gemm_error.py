@@ -22,7 +22,9 @@ golden model): the difference is at the FP32 rounding level, far below FP8 error
 Metrics per GEMM and format: ``err`` = ||C - C_ref||_F / ||C_ref||_F and ``max_err`` =
 max|C - C_ref| / max|C_ref| (NaN if C holds NaN). Per format and operand pair,
 ``flush`` counts nonzero inputs that encode to zero and ``overflow`` inputs beyond the
-format's largest finite value (57344 for E5M2: saturated; 448 for E4M3: NaN from 464).
+format's largest finite value (57344 for E5M2: saturated; 448 for E4M3: NaN from 464;
+for FP32 and S2FP8, whose decode is FP32, float64 inputs beyond FP32's range: Inf, and
+counted, never a RuntimeWarning).
 
 Large GEMMs: if ``count * M * K * N > max_macs``, the GEMM is sampled (seeded, reported
 in the ``sampled`` column): first the GEMMs of a stack (the first ``ceil(count * r)``),
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pysim.errors import BadInput
-from pysim.numerics.formats import E4M3, E5M2, MANT_BITS_MAX, S2FP8_BASE
+from pysim.numerics.formats import E4M3, E5M2, FP32, MANT_BITS_MAX, S2FP8_BASE
 from pysim.workload.trace import Trace, TraceError
 
 #: the number formats an accuracy run compares, in table and plot order
@@ -135,11 +137,14 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
          "e4m3": (_e4m3_roundtrip(a), _e4m3_roundtrip(b))}
     result = GemmAccuracy(layer, phase, m, k, n, count, float(ta.alpha), float(ta.beta),
                           float(tb.alpha), float(tb.beta))
-    # S2FP8 flush: nonzero inputs whose code is +-0; it never overflows (max -> 2^15)
+    # S2FP8 flush: nonzero inputs whose code is +-0. Its codes never overflow (max ->
+    # 2^15), but float64 inputs beyond FP32's range decode to Inf, as FP32 makes them.
     magnitude = S2FP8_BASE.magnitude_mask
     result.flush["s2fp8"] = int(np.count_nonzero((a != 0) & ((ta.codes & magnitude) == 0))
                                 + np.count_nonzero((b != 0) & ((tb.codes & magnitude) == 0)))
-    result.overflow["s2fp8"] = 0
+    beyond_fp32 = int(np.count_nonzero(np.abs(a) > FP32.max_finite)
+                      + np.count_nonzero(np.abs(b) > FP32.max_finite))
+    result.overflow["s2fp8"] = result.overflow["fp32"] = beyond_fp32
     for fmt, limit in (("e5m2", E5M2.max_finite), ("e4m3", E4M3.max_finite)):
         fa, oa = _counts(a, q[fmt][0], limit)
         fb, ob = _counts(b, q[fmt][1], limit)
@@ -152,8 +157,8 @@ def gemm_accuracy(a: np.ndarray, b: np.ndarray, layer: str = "gemm", phase: str 
     dmax = {f: 0.0 for f in COMPARED_FORMATS}
     ref2, refmax = 0.0, 0.0
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    a32, b32 = a.astype(np.float32), b.astype(np.float32)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # overflow to Inf is counted above, not a warning
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
         for i in inst:
             ref = a64[i][rows] @ b64[i][:, cols]
             out = {
@@ -286,6 +291,10 @@ def format_table(rows: list[GemmAccuracy], title: str, quiet: bool = False) -> s
     for c in [head] + body:
         lines.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w)
                                for i, (x, w) in enumerate(zip(c, widths))))
+    beyond = summary["fp32"]["overflow"]
+    if beyond:
+        lines.append(f"{beyond:,} input(s) beyond the FP32 range (|x| > "
+                     f"{FP32.max_finite:.4g}): Inf in FP32 and in S2FP8's FP32 decode")
     grads = [r for r in rows if r.phase != "forward"]
     if grads:
         wins = sum(1 for r in grads if r.err["s2fp8"] < r.err["e5m2"])
