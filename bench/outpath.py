@@ -9,12 +9,13 @@ from the paper's own alpha and beta (the encoder alone). Targets (issue 10): >= 
 identical codes, never more than one step apart, alpha and beta within 1e-4 relative.
 
 ``--sweep`` repeats the table over log2 configurations (table bits x fractional bits),
-the measurement that chose ``Log2Config``'s defaults. ``--trace FILE.npz`` adds every
-tensor of a captured trace (default: traces/digits_cnn/digits_cnn.npz if present).
+the measurement that chose ``Log2Config``'s defaults. ``--trace FILE.npz ...`` adds every
+tensor of captured traces (default: traces/digits_cnn/digits_cnn.npz).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,13 +121,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=200_000, help="values per random tensor")
     parser.add_argument("--seed", type=int, default=10)
-    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument("--trace", type=Path, nargs="*", default=[DEFAULT_TRACE],
+                        help="captured trace tensor files (.npz; default: the digits CNN's), "
+                             "e.g. from `s2fp8 trace capture minilm --tensors -o m.json`")
     parser.add_argument("--sweep", action="store_true", help="also other log2 configurations")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     groups = distributions(rng, args.size)
-    if args.trace and args.trace.is_file():
-        groups[f"trace {args.trace.stem}"] = trace_tensors(args.trace)
+    for path in args.trace:
+        if not path.is_file():
+            print(f"bench.outpath: {path}: no such file", file=sys.stderr)
+            return 2
+        groups[f"trace {path.stem}"] = trace_tensors(path)
     configs = [outpath.DEFAULT_LOG2]
     if args.sweep:
         configs += [outpath.Log2Config(table_bits=t, frac_bits=f)
