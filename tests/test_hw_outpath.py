@@ -30,9 +30,11 @@ def _every_band(rng, per_band):
     return sign | (exp_field << np.uint32(FP32.frac_bits)) | frac   # zeros, Inf, NaN included
 
 
-def test_log2_unit_every_exponent_band():
-    bits = _every_band(np.random.default_rng(1), 16)
-    dut = Log2Unit()
+@pytest.mark.parametrize("config", [outpath.DEFAULT_LOG2,
+                                    outpath.Log2Config(table_bits=3, frac_bits=9)])
+def test_log2_unit_every_exponent_band(config):
+    bits = _every_band(np.random.default_rng(1), 16 if config == outpath.DEFAULT_LOG2 else 4)
+    dut = Log2Unit(config=config)
     got, flags, lag = [], [], []
 
     async def bench(ctx):
@@ -48,7 +50,7 @@ def test_log2_unit_every_exponent_band():
 
     _simulate(dut, bench)
     assert set(lag) == {dut.latency}
-    assert np.array_equal(np.array(got, np.int64), outpath.log2_fixed(bits))
+    assert np.array_equal(np.array(got, np.int64), outpath.log2_fixed(bits, config))
     _, nonzero, nonfinite = outpath.classify(bits)
     assert flags == list(zip(nonzero.astype(int).tolist(), nonfinite.astype(int).tolist()))
 
