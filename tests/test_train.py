@@ -1,0 +1,230 @@
+"""s2fp8 train (pysim.accuracy.quantize, pysim.accuracy.train, pysim.cli.train): the torch
+quantizers bit for bit against pysim, the quantization points of a conv, short training
+runs per mode, determinism, loss-scale unscaling, divergence, and bad input."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="s2fp8 train needs the torch extra")
+
+from pysim.accuracy.gemm_error import _e4m3_roundtrip  # noqa: E402
+from pysim.accuracy.quantize import (  # noqa: E402
+    QUANTIZERS, GradientFlushCounter, NonFiniteTensor, QuantizedConv2d, QuantizedLinear,
+    quantize_e4m3, quantize_e5m2, quantize_s2fp8)
+from pysim.accuracy.train import TrainConfig, load_data, train_run  # noqa: E402
+from pysim.cli import main  # noqa: E402
+from pysim.numerics import s2fp8  # noqa: E402
+from pysim.numerics.formats import E4M3, E5M2  # noqa: E402
+from pysim.numerics.fp8 import E5M2_VALUES, e5m2_decode, e5m2_encode  # noqa: E402
+
+N = 100_000
+
+
+def _grid_and_midpoints(fmt_values: np.ndarray) -> np.ndarray:
+    """Every finite grid point of a format, every midpoint between neighbours (the ties
+    of round-to-nearest-even), and the float32 neighbours of each midpoint, both signs."""
+    grid = np.unique(np.abs(fmt_values[np.isfinite(fmt_values)].astype(np.float64)))
+    mids = ((grid[:-1] + grid[1:]) / 2).astype(np.float32)
+    near = np.concatenate([np.nextafter(mids, np.float32(np.inf)),
+                           np.nextafter(mids, np.float32(0))])
+    values = np.concatenate([grid.astype(np.float32), mids, near])
+    return np.concatenate([values, -values])
+
+
+def _wide_random(rng, n: int) -> np.ndarray:
+    """float32 values over 2^-40 .. 2^20 (well past both ends of both formats), a tenth
+    of them zero, with both zero signs."""
+    x = (rng.standard_normal(n) * np.exp2(rng.uniform(-40, 20, n))).astype(np.float32)
+    x[rng.random(n) < 0.1] = 0.0
+    x[rng.random(n) < 0.02] = -0.0
+    return x
+
+
+def _bits(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
+
+
+def _e4m3_grid() -> np.ndarray:
+    import ml_dtypes
+    codes = np.arange(256, dtype=np.uint8)
+    return codes.view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["e5m2", "e4m3"])
+def test_fp8_quantizers_bit_exact(mode):
+    """>= 1e5 values per mode, with every grid point, midpoint and midpoint neighbour,
+    overflow and Inf, against pysim's E5M2 / the ml_dtypes E4M3 of gemm_error."""
+    rng = np.random.default_rng(13)
+    grid = _grid_and_midpoints(E5M2_VALUES if mode == "e5m2" else _e4m3_grid())
+    specials = np.float32([np.inf, -np.inf, 57344, 61439, 61440, 1e30, 448, 463.9, 464,
+                           464.01, -480, 2.0 ** -17, 2.0 ** -10, 1e-45])
+    x = np.concatenate([_wide_random(rng, N), grid, specials])
+    reference = {"e5m2": lambda a: e5m2_decode(e5m2_encode(a)), "e4m3": _e4m3_roundtrip}
+    got = QUANTIZERS[mode](torch.from_numpy(x)).numpy()
+    want = reference[mode](x)
+    mismatch = _bits(got) != _bits(want)
+    assert not mismatch.any(), (f"{int(mismatch.sum())} mismatches, first x="
+                                f"{x[mismatch][:5]} got {got[mismatch][:5]} want "
+                                f"{want[mismatch][:5]}")
+
+
+def test_e4m3_overflow_is_nan_with_sign():
+    x = torch.tensor([E4M3.max_finite, 464.0, 464.5, -1e6])
+    q = quantize_e4m3(x)
+    assert q[0] == E4M3.max_finite and q[1] == E4M3.max_finite  # the tie rounds to even
+    assert math.isnan(q[2]) and math.isnan(q[3]) and torch.signbit(q[3])
+
+
+def test_s2fp8_quantizer_bit_exact():
+    """>= 1e5 values in 200 tensors of different spreads (the statistics are per tensor),
+    plus the E5M2 grid and midpoints as one tensor, and the degenerate tensors."""
+    rng = np.random.default_rng(14)
+    tensors = [_wide_random(rng, 600) * np.float32(2.0 ** rng.integers(-30, 10))
+               for _ in range(200)]
+    tensors += [_grid_and_midpoints(E5M2_VALUES), np.zeros(7, np.float32),
+                np.float32([-3.5, 3.5, 0, 3.5]), np.float32([1e-30])]
+    assert sum(t.size for t in tensors) >= N
+    for x in tensors:
+        got = quantize_s2fp8(torch.from_numpy(x)).numpy()
+        want = s2fp8.decode(s2fp8.encode(x))
+        assert np.array_equal(_bits(got), _bits(want)), x[_bits(got) != _bits(want)][:5]
+    # a non-contiguous view quantizes its own elements
+    base = torch.from_numpy(tensors[0].reshape(20, 30))
+    assert torch.equal(quantize_s2fp8(base.t()), quantize_s2fp8(base.t().contiguous()))
+
+
+def test_s2fp8_quantizer_refuses_nan():
+    with pytest.raises(NonFiniteTensor):
+        quantize_s2fp8(torch.tensor([1.0, float("nan")]))
+
+
+def test_conv_quantization_points():
+    """Forward: conv of the quantized input and weight. Backward: the incoming gradient
+    quantized once, dgrad and wgrad from it and the saved quantized operands. The flush
+    counter sees the gradient before quantization."""
+    torch.manual_seed(0)
+    counter = GradientFlushCounter()
+    conv = QuantizedConv2d(3, 4, 3, quantize=quantize_e5m2, counter=counter, name="c")
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    grad = torch.randn(2, 4, 5, 5) * 2.0 ** -14     # many entries below E5M2's subnormals
+    out = conv(x)
+    out.backward(grad)
+    qx, qw, qg = quantize_e5m2(x.detach()), quantize_e5m2(conv.weight.detach()), \
+        quantize_e5m2(grad)
+    nn = torch.nn.grad
+    assert torch.equal(out, torch.nn.functional.conv2d(qx, qw, padding=1))
+    assert torch.allclose(x.grad, nn.conv2d_input(x.shape, qw, qg, padding=1), rtol=1e-6,
+                          atol=0)
+    assert torch.allclose(conv.weight.grad, nn.conv2d_weight(qx, qw.shape, qg, padding=1),
+                          rtol=1e-6, atol=0)
+    flushed = int(((grad != 0) & (qg == 0)).sum())
+    assert flushed > 0 and counter.flushed == {"c": flushed}
+    assert counter.fractions()["c"] == flushed / grad.numel()
+
+
+def test_linear_quantization_points():
+    torch.manual_seed(1)
+    fc = QuantizedLinear(6, 3, quantize=quantize_s2fp8)
+    x = torch.randn(4, 6, requires_grad=True)
+    grad = torch.randn(4, 3) * 1e-6
+    out = fc(x)
+    out.backward(grad)
+    qx, qw, qg = (quantize_s2fp8(t.detach()) for t in (x, fc.weight, grad))
+    assert torch.equal(out, qx @ qw.t() + fc.bias)
+    assert torch.equal(x.grad, qg @ qw)
+    assert torch.equal(fc.weight.grad, qg.t() @ qx)
+    assert torch.equal(fc.bias.grad, grad.sum(0))   # the bias stays FP32
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return load_data(train_subset=96)
+
+
+def _short(mode, seed=0, **kw):
+    """2 steps of 48 images per epoch, 1 epoch unless given."""
+    kw.setdefault("epochs", 1)
+    kw.setdefault("batch_size", 48)
+    kw.setdefault("model", "resnet8")
+    return TrainConfig(mode=mode, seed=seed, train_subset=96, **kw)
+
+
+def test_same_seed_same_result(small_data):
+    a = train_run(_short("s2fp8"), small_data)
+    b = train_run(_short("s2fp8"), small_data)
+    c = train_run(_short("s2fp8", seed=1), small_data)
+    assert a.train_loss == b.train_loss and a.test_accuracies == b.test_accuracies
+    assert a.grad_flushed == b.grad_flushed
+    assert a.train_loss != c.train_loss
+    assert list(a.grad_flushed) == ["conv1", "block1.a", "block1.b", "block2.a", "block2.b",
+                                    "block3.a", "block3.b", "fc"]
+
+
+def test_loss_scale_is_undone_before_the_step(small_data):
+    """Scaling the FP32 loss by a power of two scales every gradient exactly, so with the
+    unscaling before the optimizer step the run is identical to the unscaled one."""
+    plain = train_run(_short("fp32", epochs=2, model="mlp"), small_data)
+    scaled = train_run(_short("fp32", epochs=2, model="mlp", loss_scale=1024.0), small_data)
+    assert scaled.train_loss == plain.train_loss
+    assert scaled.test_accuracies == plain.test_accuracies
+
+
+def test_nan_loss_stops_the_run(small_data):
+    run = train_run(_short("fp32", epochs=3, model="mlp", lr=1e30), small_data)
+    assert run.diverged_epoch is not None and run.test_accuracy is None
+    assert run.final_train_loss is None
+
+
+def test_cli_smoke_every_mode(tmp_path, capsys):
+    """1 epoch on 64 images per mode (and E5M2 with loss scaling): the table, the JSON
+    and the PNG."""
+    out_json, out_png = tmp_path / "runs.json", tmp_path / "curves.png"
+    assert main(["train", "--epochs", "1", "--seeds", "3", "--train-subset", "64",
+                 "--json", str(out_json), "--plot", str(out_png), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    for label in ("FP32", "S2FP8", "E5M2", "E5M2 + LS 1024", "E4M3"):
+        assert f"\n{label} " in text
+    assert "gradient entries flushed to zero" in text
+    runs = json.loads(out_json.read_text())["runs"]
+    assert [(r["mode"], r["loss_scale"]) for r in runs] == [
+        ("fp32", None), ("s2fp8", None), ("e5m2", None), ("e5m2", 1024.0), ("e4m3", None)]
+    for r in runs:
+        assert r["seed"] == 3 and 0 <= r["test_accuracy"] <= 100
+        assert r["final_train_loss"] > 0 and len(r["train_loss"]) == 1
+    assert runs[0]["grad_flushed"] == {}
+    assert set(runs[1]["grad_flushed"]) >= {"conv1", "fc"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--modes", "fp16"], "unknown mode 'fp16'"),
+    (["--modes", "fp32,,s2fp8"], "comma-separated"),
+    (["--seeds", "a"], "--seeds"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--seeds", "0,0"], "twice"),
+    (["--seeds", ""], "--seeds"),
+    (["--epochs", "0"], "--epochs"),
+    (["--loss-scale", "-4"], "--loss-scale"),
+    (["--loss-scale", "inf"], "--loss-scale"),
+    (["--model", "vgg"], "unknown model"),
+    (["--plot", "curves.jpg"], ".png"),
+])
+def test_bad_input_exit_2(argv, message, tmp_path, capsys):
+    out_json = tmp_path / "runs.json"
+    assert main(["train", "--json", str(out_json), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out_json.exists()
+
+
+def test_unwritable_output_writes_nothing(tmp_path, capsys):
+    out_png = tmp_path / "curves.png"
+    assert main(["train", "--epochs", "1", "--seeds", "0", "--modes", "fp32",
+                 "--model", "mlp", "--train-subset", "32", "--quiet", "--plot",
+                 str(out_png), "--json", str(tmp_path / "missing" / "runs.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert not out_png.exists()
