@@ -20,6 +20,7 @@ COMMANDS = {
     "cycles": "pysim.cli.cycles",
     "trace": "pysim.cli.trace",
     "accuracy": "pysim.cli.accuracy",
+    "sweep": "pysim.cli.sweep",
     "synth": "pysim.cli.synth",
 }
 

@@ -54,6 +54,21 @@ def add_arguments(parser) -> None:
                         help="write a PNG: cycles per GEMM (bars, log) and utilization (line)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="print only the totals, not one row per GEMM")
+    memory = parser.add_argument_group(
+        "memory model (docs/memory.md); any of these adds stalls, DRAM bytes and energy "
+        "per operand format, and --json then holds them per format")
+    memory.add_argument("--config", metavar="ACC.toml",
+                        help="accelerator TOML: buffers, DRAM bandwidth, clock, formats, energy")
+    memory.add_argument("--dram-bw", metavar="BYTES_PER_CYCLE",
+                        help="DRAM bandwidth in bytes per cycle, or inf (default 32)")
+    memory.add_argument("--buffer-kib", metavar="N",
+                        help="on-chip A + B operand buffers in KiB, split evenly, or inf "
+                             "(default 256)")
+    memory.add_argument("--formats", metavar="LIST",
+                        help="operand formats side by side, e.g. s2fp8,bf16,fp32 "
+                             "(s2fp8, e5m2, e4m3, bf16, fp16, fp32)")
+    memory.add_argument("--roofline", metavar="FILE.png",
+                        help="write a roofline PNG: every GEMM a point per format")
 
 
 def parse_int_option(option: str, text, minimum: int, maximum: int | None = None) -> int:
@@ -115,7 +130,8 @@ def run(args) -> int:
         raise BadInput(f"--plot: the file name must end in .png, got {args.plot!r}")
     from pathlib import Path
     inputs = [args.trace] if Path(args.trace).is_file() else []
-    check_outputs([args.csv, args.json, args.plot], inputs)  # before the work
+    inputs += [args.config] if args.config else []
+    check_outputs([args.csv, args.json, args.plot, args.roofline], inputs)  # before the work
 
     unsupported = []
     if args.trace in MODELS and not Path(args.trace).exists():
@@ -131,6 +147,8 @@ def run(args) -> int:
         raise BadInput(f"{source}: no GEMM to run (every requested phase was dropped)")
 
     report = cycle_report(gemms, rows, cols, mant_bits, source=source)
+    from pysim.perf.memory import memory_cli_outputs
+    memory_text, memory_files = memory_cli_outputs(args, gemms, source, rows, cols, mant_bits)
     outputs = {}
     if args.csv:
         outputs[args.csv] = to_csv(report)
@@ -138,8 +156,9 @@ def run(args) -> int:
         outputs[args.json] = to_json(report, unsupported)
     if args.plot:
         outputs[args.plot] = to_png(report)
+    outputs.update(memory_files)
     atomic_write_many(outputs, inputs)
-    sys.stdout.write(format_table(report, quiet=args.quiet))
+    sys.stdout.write(format_table(report, quiet=args.quiet) + memory_text)
     for path in outputs:
         print(f"wrote {path}")
     return 0

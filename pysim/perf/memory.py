@@ -330,8 +330,12 @@ def choose_blocking(m, k, n, acc: Accelerator, e: int, o: int) -> Blocking:
     powers = (1 << np.arange(levels, dtype=np.int64))[None, :]
     row_bytes = R * k * e                                # one A panel (full rows)
     col_bytes = C * k * e
-    fit_m = np.clip(cap_a // row_bytes, 1, mtiles)
-    fit_n = np.clip(cap_b // col_bytes, 1, ntiles)
+    # the largest block of full tiles the operand and the results buffer allow with one
+    # tile across: with the whole dimension, the optimum of each order (docs/memory.md)
+    fit_m = np.clip(np.minimum(cap_a // row_bytes,
+                               cap_r // (R * np.minimum(C, n) * o)), 1, mtiles)
+    fit_n = np.clip(np.minimum(cap_b // col_bytes,
+                               cap_r // (C * np.minimum(R, m) * o)), 1, ntiles)
     mts = np.concatenate([np.minimum(powers, mtiles), fit_m, mtiles], axis=1)
     nts = np.concatenate([np.minimum(powers, ntiles), fit_n, ntiles], axis=1)
     mt3, nt3 = mts[:, :, None], nts[:, None, :]          # (G, cm, cn)

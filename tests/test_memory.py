@@ -1,0 +1,374 @@
+"""Memory model (pysim.perf.memory): exact reduction to the cycle model, physical bounds
+on every built-in model, S2FP8 against BF16/FP32, the schedule algebra against the step-
+by-step schedule, the blocking search against brute force, exact large counts, the
+worked example of docs/memory.md, configuration errors and the ``s2fp8 cycles`` flags."""
+from __future__ import annotations
+
+import itertools
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pysim.cli import main
+from pysim.errors import BadInput
+from pysim.perf import arch
+from pysim.perf.accel import Accelerator, load_accelerator
+from pysim.perf.cycles import breakdown, gemm_cycles
+from pysim.perf.energy import EnergyTable
+from pysim.perf.formats_cost import OPERAND_FORMATS
+from pysim.perf.gemm import Gemm
+from pysim.perf.memory import (MODES, Timing, choose_blocking, explicit_schedule,
+                               gemm_timing, memory_report, model_format)
+from pysim.perf.report import cycle_report, format_table, to_json
+from pysim.workload.models import MODELS, build_model, training_step_gemms
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def model_gemms():
+    return {name: training_step_gemms(build_model(name)) for name in MODELS}
+
+
+def compulsory(gemm: Gemm, fmt: str, out_bytes: int):
+    e = OPERAND_FORMATS[fmt].element_bytes
+    meta = 2 * OPERAND_FORMATS[fmt].metadata_bytes
+    reads = (gemm.m * gemm.k + gemm.k * gemm.n) * e * gemm.count + meta * gemm.count
+    return reads, gemm.m * gemm.n * out_bytes * gemm.count
+
+
+# ------------------------------------------------------------------ exact reduction
+
+@pytest.mark.parametrize("buffers", [None, 4096])
+def test_unlimited_bandwidth_reduces_to_the_cycle_model(model_gemms, buffers):
+    """Unlimited bandwidth: cycles = breakdown().total (table load + gemm_cycles) for every
+    GEMM, whatever the buffers (unlimited, or 4 KiB forcing chunked streaming)."""
+    for name, gemms in model_gemms.items():
+        acc = Accelerator(rows=16, cols=8, a_bytes=buffers, b_bytes=buffers,
+                          results_bytes=None, dram_bw=None)
+        result = model_format(gemms, acc, "s2fp8")
+        ref = cycle_report(gemms, 16, 8)
+        assert result.cycles == [int(c) for c in ref.cycles.total], name
+        assert result.compute == result.cycles and set(result.stall) == {0}
+        for g, cycles in zip(gemms, result.cycles):
+            if g.count == 1:
+                assert cycles == arch.TABLE_LOAD_CYCLES + gemm_cycles(g.m, g.k, g.n, 16, 8)
+
+
+# ------------------------------------------------------------------ physical bounds
+
+BOUND_CONFIGS = [  # (rows, cols, operand KiB, bandwidth, double-buffered)
+    (32, 32, 256, Fraction(32), True),
+    (8, 16, 16, Fraction(5, 2), False),
+    (64, 64, 64, Fraction(128), True),
+]
+
+
+@pytest.mark.parametrize("config", BOUND_CONFIGS, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}KiB-{c[3]}")
+def test_physical_bounds_on_every_builtin_model(model_gemms, config):
+    """DRAM reads >= compulsory (each operand element once, plus metadata), writes ==
+    compulsory (each result once), cycles >= max(compute, ceil(bytes / bandwidth))."""
+    rows, cols, kib, bw, double = config
+    acc = Accelerator(rows=rows, cols=cols, a_bytes=kib * 512, b_bytes=kib * 512,
+                      dram_bw=bw, double_buffered=double)
+    for name, gemms in model_gemms.items():
+        report = memory_report(gemms, acc, ["s2fp8", "bf16", "fp32"], name)
+        for fmt, result in report.formats.items():
+            for i, g in enumerate(gemms):
+                reads, writes = compulsory(g, fmt, 4)
+                assert result.dram_read[i] >= reads, (name, fmt, g)
+                assert result.dram_write[i] == writes, (name, fmt, g)
+                moved = result.dram_read[i] + result.dram_write[i]
+                assert result.cycles[i] >= result.compute[i]
+                assert result.cycles[i] >= -(-moved * bw.denominator // bw.numerator), (name, g)
+
+
+def test_s2fp8_fewer_stalls_and_bytes_when_memory_bound(model_gemms):
+    """Where a GEMM is memory-bound in BF16 or FP32, S2FP8 has strictly fewer stall cycles
+    and DRAM bytes; compute cycles are the same in every format. The only exceptions
+    allowed are GEMMs so small that S2FP8's per-tensor metadata (2 x 520 bytes) outweighs
+    what its 1-byte elements save (docs/memory.md)."""
+    checked, exceptions = 0, set()
+    for name, gemms in model_gemms.items():
+        for rows, kib, bw in itertools.product((8, 32), (16, 256), (8, 64)):
+            acc = Accelerator(rows=rows, cols=rows, a_bytes=kib * 512, b_bytes=kib * 512,
+                              dram_bw=Fraction(bw))
+            report = memory_report(gemms, acc, ["s2fp8", "bf16", "fp32"], name)
+            s2 = report.formats["s2fp8"]
+            for fmt in ("bf16", "fp32"):
+                other = report.formats[fmt]
+                e = OPERAND_FORMATS[fmt].element_bytes
+                assert s2.compute == other.compute
+                for i, g in enumerate(gemms):
+                    if other.bound(i, acc) != "memory":
+                        continue
+                    saved = (g.m * g.k + g.k * g.n) * (e - 1)
+                    if saved <= 2 * OPERAND_FORMATS["s2fp8"].metadata_bytes:
+                        exceptions.add((name, g.layer, g.phase))
+                        continue
+                    checked += 1
+                    assert s2.stall[i] < other.stall[i], (name, fmt, rows, kib, bw, g)
+                    assert (s2.dram_read[i] + s2.dram_write[i]
+                            < other.dram_read[i] + other.dram_write[i]), (name, fmt, g)
+    assert checked > 500            # the property is not vacuous
+    assert exceptions <= {("ncf", "predict", "dgrad")}
+
+
+# ------------------------------------------------------- schedule algebra = explicit steps
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 6), m=st.integers(1, 40),
+       k=st.integers(1, 40), n=st.integers(1, 40), count=st.integers(1, 3),
+       mode=st.sampled_from(MODES), data=st.data(), double=st.booleans(),
+       bw=st.sampled_from([None, Fraction(1), Fraction(3, 2), Fraction(7), Fraction(64)]),
+       e=st.sampled_from([1, 2, 4]), o=st.sampled_from([2, 4]), meta=st.sampled_from([0, 1040]))
+def test_closed_form_schedule_equals_step_by_step(rows, cols, m, k, n, count, mode, data,
+                                                  double, bw, e, o, meta):
+    """The O(1) segment sums (gemm_timing) give exactly the cycle count of simulating the
+    same steps one by one (explicit_schedule), for every mode and blocking; the steps
+    cover every beat, start only once their loads are done, and compute = breakdown."""
+    acc = Accelerator(rows=rows, cols=cols, a_bytes=None, b_bytes=None, results_bytes=None,
+                      double_buffered=double, dram_bw=bw, output={2: "bf16", 4: "fp32"}[o])
+    mt = data.draw(st.integers(1, -(-m // rows)))
+    nt = data.draw(st.integers(1, -(-n // cols)))
+    kb = data.draw(st.integers(1, k))
+    ref = breakdown(m, k, n, rows, cols, count)
+    extra = int(breakdown(2 * rows, k, cols, rows, cols).tile_overhead)
+    args = (acc, mode, m, k, n, count, mt, nt, kb, e, o, meta, extra, int(ref.fill_drain),
+            int(ref.table_load))
+    compute, total, loads, stores = gemm_timing(*args)
+    steps = explicit_schedule(*args)
+    assert compute == int(ref.total)
+    assert total == steps[-1]["done"]
+    assert sum(s["beats"] for s in steps) == int(ref.tiles) * k
+    assert sum(s["load_bytes"] for s in steps) == loads
+    assert sum(s["store_bytes"] for s in steps) == stores == m * n * o * count
+    assert all(s["load_done"] <= s["start"] < s["end"] for s in steps)
+    if bw is None:
+        assert total == compute
+
+
+def test_double_buffering_hides_what_single_buffering_pays():
+    """A block sequence whose transfers are shorter than its compute: no stall beyond the
+    first load double-buffered; every transfer added single-buffered."""
+    g = [Gemm("x", "forward", 256, 64, 64)]
+    common = dict(rows=16, cols=16, a_bytes=None, b_bytes=None, dram_bw=Fraction(64))
+    double = model_format(g, Accelerator(**common, double_buffered=True), "s2fp8")
+    single = model_format(g, Accelerator(**common, double_buffered=False), "s2fp8")
+    assert double.stall[0] < single.stall[0]
+    moved = double.dram_read[0] + double.dram_write[0]
+    assert single.cycles[0] >= single.compute[0] + moved // 64 - arch.TABLE_LOAD_CYCLES
+
+
+# ------------------------------------------------------------- blocking search optimum
+
+def brute_force_traffic(m, k, n, acc, e, o):
+    """Minimum A + B bytes over every mt, nt, both orders and the streamed modes."""
+    R, C, slots = acc.rows, acc.cols, acc.slots
+    cap_a, cap_b, cap_r = acc.a_bytes // slots, acc.b_bytes // slots, acc.results_bytes // slots
+    mtiles, ntiles = -(-m // R), -(-n // C)
+    best = None
+    for mt, nt in itertools.product(range(1, mtiles + 1), range(1, ntiles + 1)):
+        rows, cols = min(mt * R, m), min(nt * C, n)
+        if rows * k * e > cap_a or k * cols * e > cap_b or rows * cols * o > cap_r:
+            continue
+        nbm, nbn = -(-mtiles // mt), -(-ntiles // nt)
+        mn = m * k * e + k * n * e * (1 if nbn == 1 else nbm)
+        nm = k * n * e + m * k * e * (1 if nbm == 1 else nbn)
+        best = min(x for x in (best, mn, nm) if x is not None)
+    r1, c1 = min(R, m), min(C, n)
+    if r1 * c1 * o <= cap_r:
+        if r1 * k * e <= cap_a and cap_b >= c1 * e:
+            best = min(x for x in (best, m * k * e + k * n * e * mtiles) if x is not None)
+        if c1 * k * e <= cap_b and cap_a >= r1 * e:
+            best = min(x for x in (best, m * k * e * ntiles + k * n * e) if x is not None)
+        if cap_a >= r1 * e and cap_b >= c1 * e:
+            best = min(x for x in (best, m * k * e * ntiles + k * n * e * mtiles)
+                       if x is not None)
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.integers(1, 8), cols=st.integers(1, 8), m=st.integers(1, 70),
+       k=st.integers(1, 70), n=st.integers(1, 70), a=st.integers(1, 600),
+       b=st.integers(1, 600), r=st.integers(1, 12), e=st.sampled_from([1, 2, 4]))
+def test_blocking_search_finds_the_minimum_traffic(rows, cols, m, k, n, a, b, r, e):
+    """The vectorized search (powers of two, the largest fitting block, the whole
+    dimension) finds the same minimum DRAM traffic as trying every mt x nt."""
+    acc = Accelerator(rows=rows, cols=cols, a_bytes=2 * a * rows * e, b_bytes=2 * b * cols * e,
+                      results_bytes=2 * r * rows * cols * 4)
+    chosen = choose_blocking([m], [k], [n], acc, e, 4)
+    assert int(chosen.a_read[0] + chosen.b_read[0]) == brute_force_traffic(m, k, n, acc, e, 4)
+
+
+# ------------------------------------------------------------ exact integers, bounds
+
+def test_counts_are_exact_beyond_float_precision():
+    """Totals above 2**53 are exact Python ints (no float rounding, no int64 wrap)."""
+    g = Gemm("big", "forward", m=2 ** 20 + 1, k=3, n=2 ** 12 + 3, count=2 ** 24 + 1)
+    acc = Accelerator(rows=64, cols=64, dram_bw=Fraction(7, 3))
+    result = model_format([g], acc, "fp32")
+    writes = g.m * g.n * 4 * g.count
+    assert result.dram_write[0] == writes and writes > 2 ** 53 and type(writes) is int
+    tiles = -(-g.m // 64) * -(-g.n // 64) * g.count
+    assert result.compute[0] == arch.TABLE_LOAD_CYCLES + 3 + (tiles - 1) * 64 + 63 + 63 + \
+        arch.PIPELINE_CYCLES
+    assert result.cycles[0] >= -(-(result.dram_read[0] + writes) * 3 // 7)
+
+
+def test_overflowing_gemm_is_rejected_by_name():
+    g = Gemm("huge", "wgrad", m=10 ** 7, k=10 ** 7, n=10 ** 7)
+    with pytest.raises(BadInput, match=r"layer 'huge' \(wgrad\).*too large"):
+        model_format([g], Accelerator(rows=8, cols=8), "bf16")
+
+
+# ------------------------------------------------------------------- worked example
+
+def test_worked_example_of_the_docs():
+    """docs/memory.md: M=64, K=32, N=32 on 16x16, S2FP8, A = B = 1 KiB single-buffered
+    (room for two A panels, two B panels), 16 B/cycle, FP32 results; then the same
+    double-buffered with twice the buffers."""
+    g = Gemm("example", "forward", 64, 32, 32)
+    acc = Accelerator(rows=16, cols=16, a_bytes=1024, b_bytes=1024, results_bytes=4096,
+                      double_buffered=False, dram_bw=Fraction(16))
+    result = model_format([g], acc, "s2fp8")
+    assert describe(result) == ("mn", 1, 2)
+    assert result.a_read[0] == 2048 and result.b_read[0] == 1024
+    assert result.metadata_read[0] == 1040 and result.dram_write[0] == 8192
+    assert result.compute[0] == 128 + 32 + 7 * 32 + 15 + 15 + 5 == 419
+    assert result.cycles[0] == 161 + 3 * (64 + 160) + 64 + 35 + 128 == 1060
+    assert result.stall[0] == 641
+    double = Accelerator(rows=16, cols=16, a_bytes=2048, b_bytes=2048, results_bytes=8192,
+                         dram_bw=Fraction(16))
+    steps = explicit_schedule(double, "mn", 64, 32, 32, 1, 1, 2, 32, 1, 4, 1040, 0, 35, 128)
+    assert [s["start"] for s in steps] == [193, 353, 513, 641]
+    assert steps[-1]["done"] == model_format([g], double, "s2fp8").cycles[0] == 868
+
+
+def describe(result):
+    b = result.blocking
+    return MODES[int(b.mode[0])], int(b.mt[0]), int(b.nt[0])
+
+
+# ------------------------------------------------------------------------ energy
+
+def test_energy_table_published_points_and_overrides():
+    table = EnergyTable()
+    assert table.sram(8 << 10) == pytest.approx(1.25)
+    assert table.sram(32 << 10) == pytest.approx(2.5)
+    assert table.sram(1 << 20) == pytest.approx(12.5)
+    assert table.sram(16 << 10) == pytest.approx(1.25 * 2 ** 0.5)
+    assert table.mac(OPERAND_FORMATS["fp32"], 24) == pytest.approx(3.7 + 0.9)
+    assert table.mac(OPERAND_FORMATS["fp16"], 24) == pytest.approx(1.1 + 0.9)
+    assert table.mac(OPERAND_FORMATS["s2fp8"], 24) == pytest.approx(3.7 + 0.9)
+    assert table.mac(OPERAND_FORMATS["s2fp8"], 8) == pytest.approx(
+        table.mac(OPERAND_FORMATS["bf16"], 24))
+
+
+def test_energy_of_a_gemm_adds_up(tmp_path):
+    """energy = DRAM bytes x pJ/B + SRAM bytes x pJ/B(size) + MACs x pJ/MAC, and the TOML
+    overrides reach it."""
+    toml = tmp_path / "acc.toml"
+    toml.write_text("[array]\nrows = 16\ncols = 16\n[buffers]\na_bytes = 32768\n"
+                    "b_bytes = 32768\nresults_bytes = 32768\n[energy]\ndram_pj_per_byte = 100.0\n"
+                    "sram_pj_per_byte = [[1024, 2.0]]\n[energy.mac_pj]\nbf16 = 1.5\n")
+    acc = load_accelerator(toml)
+    g = Gemm("x", "forward", 100, 70, 50)
+    r = model_format([g], acc, "bf16")
+    moved = r.dram_read[0] + r.dram_write[0]
+    expected = 100.0 * moved + 2.0 * (r.sram_reads[0] + r.sram_writes[0]) + 1.5 * g.macs
+    assert r.energy_pj[0] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------- configuration
+
+@pytest.mark.parametrize("text, message", [
+    ("[array]\nrows = 8\ncols = 8\n[bufers]\n", r"acc.toml: unknown section \[bufers\]"),
+    ("[array]\nrows = 8\ncols = 8\nrow = 3\n", r"\[array\] unknown key 'row'"),
+    ("[array]\nrows = 80\ncols = 8\n", r"acc.toml: \[array\] rows: .*1..64, got 80"),
+    ("[array]\nrows = 8\ncols = 8\n[dram]\nbytes_per_cycle = -3\n",
+     r"\[dram\] bytes_per_cycle: must be > 0.*-3"),
+    ("[array]\nrows = 8\ncols = 8\n[buffers]\na_bytes = 'lots'\n",
+     r"\[buffers\] a_bytes: must be an integer number of bytes.*'lots'"),
+    ("[array]\nrows = 8\ncols = 8\n[formats]\noperand = 'int8'\n",
+     r"\[formats\] operand: unknown format 'int8'"),
+    ("[array]\nrows = 8\ncols = 8\n[formats]\noutput = 's2fp8'\n", r"not supported yet"),
+    ("[array]\nrows = 8\ncols = 8\n[buffers]\nresults_bytes = 100\n",
+     r"results buffer of 100 bytes cannot hold"),
+    ("[array]\nrows = 8\ncols = 8\n[energy]\nsram_pj_per_byte = [[2, 1.0], [1, 2.0]]\n",
+     r"sizes must increase"),
+    ("[array\n", r"acc.toml: malformed TOML"),
+    ("[buffers]\na_bytes = 1024\n", r"array rows: not given"),
+])
+def test_bad_config_names_file_key_and_value(tmp_path, text, message):
+    path = tmp_path / "acc.toml"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=message):
+        load_accelerator(path)
+
+
+def test_flags_override_the_toml(tmp_path):
+    path = tmp_path / "acc.toml"
+    path.write_text("[array]\nrows = 8\ncols = 4\n[dram]\nbytes_per_cycle = 25.6\n"
+                    "[buffers]\na_bytes = 1000\nb_bytes = 2000\n")
+    acc = load_accelerator(path)
+    assert (acc.rows, acc.cols, acc.dram_bw, acc.a_bytes) == (8, 4, Fraction(128, 5), 1000)
+    acc = load_accelerator(path, rows=16, dram_bw="inf", buffer_kib="64")
+    assert (acc.rows, acc.dram_bw, acc.a_bytes, acc.b_bytes) == (16, None, 32768, 32768)
+    assert Timing(Fraction(128, 5), True).transfer(256) == 10   # 256 / 25.6 exactly
+
+
+# ------------------------------------------------------------------------------ CLI
+
+def test_cycles_without_memory_flags_is_unchanged(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["cycles", "transformer-tiny", "--rows", "8", "--cols", "8",
+                 "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    gemms = training_step_gemms(build_model("transformer-tiny"))
+    report = cycle_report(gemms, 8, 8, source="transformer-tiny")
+    assert stdout == format_table(report) + f"wrote {out}\n"
+    assert out.read_text() == to_json(report)
+
+
+def test_cycles_formats_side_by_side(tmp_path, capsys):
+    toml = tmp_path / "acc.toml"
+    toml.write_text("[buffers]\nresults_bytes = 65536\ndouble_buffered = true\n")
+    out, png = tmp_path / "m.json", tmp_path / "roof.png"
+    assert main(["cycles", "resnet50", "--rows", "32", "--cols", "32", "--config", str(toml),
+                 "--formats", "s2fp8,bf16,fp32", "--dram-bw", "32", "--buffer-kib", "256",
+                 "--json", str(out), "--roofline", str(png), "-q"]) == 0
+    stdout = capsys.readouterr().out
+    assert "formats side by side" in stdout and "s2fp8" in stdout and "fp32" in stdout
+    data = json.loads(out.read_text())
+    assert list(data["formats"]) == ["s2fp8", "bf16", "fp32"]
+    keys = {"name", "phase", "M", "K", "N", "count", "compute_cycles", "stall_cycles",
+            "cycles", "dram_read_bytes", "dram_write_bytes", "energy_pj"}
+    for fmt, block in data["formats"].items():
+        assert len(block["gemms"]) == 161 and keys <= set(block["gemms"][0])
+        for key in keys - {"name", "phase", "M", "K", "N", "count"}:
+            assert block["total"][key] == pytest.approx(sum(g[key] for g in block["gemms"]))
+    s2, bf = data["formats"]["s2fp8"]["total"], data["formats"]["bf16"]["total"]
+    assert s2["compute_cycles"] == bf["compute_cycles"] and s2["cycles"] < bf["cycles"]
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dram-bw", "0"], "--dram-bw: must be > 0"),
+    (["--dram-bw", "fast"], "--dram-bw: must be a number of bytes per cycle"),
+    (["--buffer-kib", "1.5"], "--buffer-kib: must be an integer"),
+    (["--formats", "s2fp8,int4"], "--formats: unknown format 'int4'"),
+    (["--formats", "bf16", "--roofline", "r.pdf"], "--roofline: the file name must end in .png"),
+    (["--config", "missing.toml"], "missing.toml: cannot read"),
+])
+def test_cycles_bad_memory_flags(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["cycles", "ncf", "--rows", "8", "--cols", "8", "--json", "out.json",
+                 *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert list(Path(tmp_path).iterdir()) == []
