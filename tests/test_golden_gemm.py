@@ -162,6 +162,27 @@ def test_gemm_vs_softfloat(gemm_case, mant_bits):
     assert_bits_match(got.view(np.uint32), want, f"{name}, mant_bits={mant_bits}")
 
 
+def test_large_gemm_on_all_cores_vs_softfloat():
+    """A GEMM big enough for the threaded path (pysim.numerics.kernels splits rows over the
+    cores) and with M not a multiple of the kernel's 4-row pass: one output per row, at a
+    varying column, checked against SoftFloat; specials, zeros and a wide range included."""
+    from pysim.numerics.kernels import PARALLEL_MIN_MACS
+    rng = np.random.default_rng(2024)
+    m, k, n = 203, 150, 141
+    assert m * k * n >= PARALLEL_MIN_MACS
+    a = S2FP8Tensor(_random_codes(rng, (m, k), special_fraction=0.002, zero_fraction=0.05), 0.3, 0.5)
+    b = S2FP8Tensor(_random_codes(rng, (k, n), zero_fraction=0.05), 0.25, -0.7)
+    got = gemm(a, b, mant_bits=11).view(np.uint32)
+    sf.set_rounding_mode(sf.RoundingMode.NEAR_EVEN)
+    ta, tb = a.table(11), b.table(11)
+    cols = rng.integers(0, n, m)
+    want = np.array([ref_dot([_operand_bits(int(c), ta) for c in a.codes[i]],
+                             [_operand_bits(int(c), tb) for c in b.codes[:, cols[i]]], 0)
+                     for i in range(m)], np.uint32)
+    assert_bits_match(got[np.arange(m), cols], want, "threaded 203x150x141")
+    assert (got == CANONICAL_NAN).any() and not is_nan(got).all()
+
+
 def test_cases_exercise_what_they_claim():
     """Guard against vacuous scenarios: each produces the outcome it is named after."""
     def out(name):

@@ -4,7 +4,8 @@ Every operation is IEEE 754 binary32 with round-to-nearest-even, subnormals kept
 flush-to-zero), signed zeros, Inf, and the canonical quiet NaN 0x7FC00000 as the only NaN
 ever produced. numpy float32 arithmetic provides exactly that rounding (SSE/AVX/NEON
 scalar-equivalent lanes, no FTZ/DAZ); NaN payloads are canonicalized on the way out.
-See docs/numerics.md.
+``gemm`` runs its accumulation loop in the compiled kernel of
+:mod:`pysim.numerics.kernels` (the same operations, in the same order). See docs/numerics.md.
 """
 from __future__ import annotations
 
@@ -92,17 +93,12 @@ def gemm(a: S2FP8Tensor, b: S2FP8Tensor, mant_bits: int = FP32.precision, init=N
         raise TypeError("gemm takes two S2FP8Tensor operands (see pysim.numerics.s2fp8.encode)")
     if a.codes.ndim != 2 or b.codes.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"gemm needs A (M, K) and B (K, N), got {list(a.shape)} and {list(b.shape)}")
-    m, k_dim = a.shape
-    n = b.shape[1]
-    # Decoded A transposed to (K, M): each step reads one contiguous row.
-    a_t = np.ascontiguousarray(fp32_from_bits(apply_sign(a.codes.T, a.table(mant_bits))))
+    from pysim.numerics.kernels import gemm_accumulate  # numba: imported on first GEMM
+
+    a_dec = fp32_from_bits(apply_sign(a.codes, a.table(mant_bits)))
     b_dec = fp32_from_bits(apply_sign(b.codes, b.table(mant_bits)))
-    acc = np.zeros((m, n), np.float32)
+    acc = np.zeros((a.shape[0], b.shape[1]), np.float32)
     if init is not None:
         acc[...] = np.asarray(init, dtype=np.float32)
-    product = np.empty_like(acc)
-    with _float_ops():
-        for k in range(k_dim):
-            np.multiply(a_t[k][:, None], b_dec[k][None, :], out=product)
-            np.add(acc, product, out=acc)
+    gemm_accumulate(a_dec, b_dec, acc)
     return fp32_from_bits(canonicalize_nan(fp32_bits(acc)))
