@@ -142,14 +142,20 @@ BLOCKS: dict[str, Block] = {block.name: block for block in [
     Block("e5m2_mac", _convert(_baseline("e5m2"), "e5m2_mac"),
           "baseline: plain E5M2 operands (fixed decode, no tables), same accumulator",
           "baseline"),
+    Block("s2fp8_outpath_c4", _registered("s2fp8_outpath_c4"),
+          "output path, 4 lanes: log2, statistics, threshold encoder (FP32 -> S2FP8)",
+          "part"),
+    Block(f"fp32_mul_w{_W}", _registered(f"fp32_mul_w{_W}"),
+          f"FP32 multiplier, W={_W} (pipelined, outside the accumulator loop)", "part"),
     Block("fp32_add", _registered("fp32_add"),
           "FP32 adder with output register (the accumulator's adder)", "part"),
     Block(f"s2fp8_array_4x4_w{_W}", _registered(f"s2fp8_array_4x4_w{_W}"),
           f"4x4 systolic array, W={_W}", "s2fp8", has_tables=True, hierarchical=True),
 ]}
-#: what ``s2fp8 synth`` runs without ``--blocks``: the MACs, their parts and the baselines
+#: what ``s2fp8 synth`` runs without ``--blocks``: the MACs, their parts, the output path
+#: and the baselines (the arrays take tens of minutes: ``python -m bench.synth``)
 DEFAULT_BLOCKS = ("s2fp8_mac_w24", "s2fp8_mac_w8", "s2fp8_decoder", "s2fp8_pe_w24",
-                  "fp32_mac", "bf16_mac", "e5m2_mac")
+                  "s2fp8_outpath_c4", "fp32_mac", "bf16_mac", "e5m2_mac")
 
 
 def get_block(name: str) -> Block:
@@ -516,8 +522,8 @@ def synthesize(name: str, flows=FLOWS, tables: str = "memory",
 
 # ------------------------------------------------------------------------------ comparison
 #: (flow, metric) pairs compared in percent (Fmax as well: negative = slower)
-COMPARED = (("generic", "cells"), ("generic", "transistors"), ("ecp5", "lut4"),
-            ("ecp5", "ff"), ("ecp5", "fmax_mhz"))
+COMPARED = (("generic", "cells"), ("generic", "transistors"), ("generic", "transistors_logic"),
+            ("ecp5", "lut4"), ("ecp5", "ff"), ("ecp5", "bram"), ("ecp5", "fmax_mhz"))
 
 
 def overheads(blocks: dict) -> dict:

@@ -76,14 +76,16 @@ def format_table(blocks: dict) -> str:
 def format_overheads(overhead: dict) -> str:
     if not overhead:
         return ""
-    columns = ["generic.transistors", "generic.cells", "ecp5.lut4", "ecp5.ff", "ecp5.fmax_mhz"]
-    header = f"{'S2FP8 block':<22} {'vs baseline':<10}" + "".join(f"{c:>21}" for c in columns)
-    lines = ["overhead of S2FP8 over each baseline, % ((S2FP8 - baseline) / baseline):",
+    columns = ["generic.transistors", "generic.transistors_logic", "ecp5.lut4", "ecp5.ff",
+               "ecp5.bram", "ecp5.fmax_mhz"]
+    header = f"{'S2FP8 block':<16} {'vs':<9}" + "".join(f"{c:>19}" for c in columns)
+    lines = ["overhead of S2FP8 over each baseline, % ((S2FP8 - baseline) / baseline; "
+             "transistors_logic: without the tables; '-': baseline is 0):",
              header, "-" * len(header)]
     for name, rows in overhead.items():
         for base, row in rows.items():
-            cells = "".join(f"{(f'{row[c]:+.1f}' if c in row else '-'):>21}" for c in columns)
-            lines.append(f"{name:<22} {base:<10}{cells}")
+            cells = "".join(f"{(f'{row[c]:+.1f}' if c in row else '-'):>19}" for c in columns)
+            lines.append(f"{name:<16} {base:<9}{cells}")
     return "\n".join(lines)
 
 
@@ -102,13 +104,23 @@ def plot(blocks: dict, path: Path, tables: str) -> None:
                              sharey=True, squeeze=False)
     for ax, (flow, metric, title) in zip(axes[0], metrics):
         values = [blocks[n].get(flow, {}).get(metric) or 0 for n in names]
-        bars = ax.barh(names, values, color=[colors.get(blocks[n]["role"], "gray") for n in names])
+        role_colors = [colors.get(blocks[n]["role"], "gray") for n in names]
+        if metric == "transistors":
+            # the SRAM estimate hatched on top of the logic, so neither hides the other
+            logic = [blocks[n].get(flow, {}).get("transistors_logic") or 0 for n in names]
+            ax.barh(names, logic, color=role_colors)
+            bars = ax.barh(names, [v - l for v, l in zip(values, logic)], left=logic,
+                           color="white", edgecolor=role_colors, hatch="///")
+            title += "\nhatched: decode tables as SRAM (6T/bit)" if any(
+                v != l for v, l in zip(values, logic)) else ""
+        else:
+            bars = ax.barh(names, values, color=role_colors)
         ax.bar_label(bars, labels=[f"{v:,.0f}" if metric != "fmax_mhz" else f"{v:.1f}"
                                    for v in values], padding=2, fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.invert_yaxis()
         ax.margins(x=0.25)
         ax.tick_params(axis="x", labelsize=8)
+    axes[0][0].invert_yaxis()  # shared y axis: the first block on top
     fig.suptitle(f"S2FP8 (red) vs baselines (blue), parts (gray); decode tables: {tables}",
                  fontsize=11)
     fig.tight_layout()
