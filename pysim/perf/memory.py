@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,8 +61,7 @@ MODES = ("mn", "nm", "a-panel", "b-panel", "stream")
 
 # ------------------------------------------------------------------- pipeline algebra
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """A run of steps, summarised: enough to concatenate and repeat runs in O(1).
 
     ``inner`` is the sum over adjacent pairs (b, b+1) inside the run of the pair cost
@@ -88,11 +88,14 @@ class Timing:
     def __init__(self, bandwidth: Fraction | None, double_buffered: bool):
         self.bandwidth = bandwidth
         self.double_buffered = double_buffered
+        # bytes/cycle = num/den: cycles = ceil(bytes * den / num), exact
+        self._num = None if bandwidth is None else bandwidth.numerator
+        self._den = None if bandwidth is None else bandwidth.denominator
 
     def transfer(self, nbytes: int) -> int:
-        if self.bandwidth is None or nbytes == 0:
+        if self._num is None or nbytes == 0:
             return 0
-        return -(-nbytes * self.bandwidth.denominator // self.bandwidth.numerator)
+        return -(-nbytes * self._den // self._num)
 
     def pair(self, compute: int, nbytes: int) -> int:
         if self.double_buffered:
@@ -567,11 +570,14 @@ def model_format(gemms: list[Gemm], acc: Accelerator, fmt_name: str,
             sram_cost[size] = energy.sram(size)
         return sram_cost[size]
 
+    timings = {}   # a training step repeats shapes (ResNet-50: 161 GEMMs, 49 distinct)
     for (M, K, N, count, mode, mt, nt, kb, a_rd, b_rd, spacing_extra, drain, table_load,
          compute_ref, mtl, ntl, a_fp, b_fp, r_fp) in zip(*cols):
-        compute, total, loads, stores = gemm_timing(
-            acc, MODES[mode], M, K, N, count, mt, nt, kb, e, o, meta, spacing_extra, drain,
-            table_load)
+        key = (M, K, N, count, mode, mt, nt, kb, spacing_extra, drain, table_load)
+        if key not in timings:
+            timings[key] = gemm_timing(acc, MODES[mode], M, K, N, count, mt, nt, kb, e, o,
+                                       meta, spacing_extra, drain, table_load)
+        compute, total, loads, stores = timings[key]
         assert compute == compute_ref, "memory schedule disagrees with the cycle model"
         a_rd, b_rd, md = a_rd * count, b_rd * count, meta * count
         assert loads == a_rd + b_rd + md and stores == M * N * o * count
