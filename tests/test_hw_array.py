@@ -18,7 +18,7 @@ from pysim.numerics import golden, s2fp8
 from pysim.numerics.rounding import fp32_bits
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
-from pysim.perf.cycles import gemm_cycles
+from pysim.perf.cycles import gemm_cycles, gemm_schedule
 from pysim.perf.tiler import operand_beats, place_results
 
 
@@ -275,3 +275,56 @@ def test_array_timing_measured(rows, cols):
     accepted_while_stalled = sum(cycle < stalled for cycle in held.accept)
     assert accepted_while_stalled * rows == config.result_fifo_depth
     assert held.pops[0] == stalled                   # the FIFO's head, offered all along
+
+
+# --------------------------------------------------- back-pressure and the scheduled model
+
+def random_schedule(beats: int, rng, *, gap_prob=0.3, max_gap=4, stall_prob=0.05,
+                    max_stall=40, length=400):
+    """Beat offers with random gaps, and a ``c.ready`` mask with random low bursts of up to
+    ``max_stall`` cycles (long enough to fill the result FIFO of a small array)."""
+    gaps = np.where(rng.random(beats) < gap_prob, rng.integers(1, max_gap + 1, beats), 0)
+    offer = np.cumsum(gaps).astype(np.int64)
+    ready = np.ones(length, bool)
+    for start in np.flatnonzero(rng.random(length) < stall_prob):
+        ready[start:start + rng.integers(1, max_stall + 1)] = False
+    return offer, ready
+
+
+BACKPRESSURE_SHAPES = [  # (rows, cols, M, K, N): ragged, K = 1, K < S, K >> S
+    (2, 2, 16, 1, 2),
+    (2, 3, 5, 7, 4),
+    (3, 2, 7, 2, 5),
+    (2, 2, 3, 13, 3),
+]
+
+
+@pytest.mark.parametrize("rows, cols, m, k, n", BACKPRESSURE_SHAPES)
+@pytest.mark.parametrize("trial", [0, 1])
+def test_backpressure_exact_and_cycles_equal_scheduled_model(rows, cols, m, k, n, trial):
+    """Random valid gaps on a/b and ready gaps on c: every result bit-exact and complete,
+    and every beat's accept cycle and every row's pop cycle equal to gemm_schedule."""
+    rng = np.random.default_rng([rows, cols, m, k, n, trial])
+    ta, tb = _operands(m, k, n, rng)
+    config = ArrayConfig(rows, cols)
+    beats = -(-m // rows) * -(-n // cols) * k
+    offer, ready = random_schedule(beats, rng)
+    dut = S2FP8Array(config=config)
+    run = run_array(dut, ta, tb, offer=offer, ready=ready)
+    assert_complete_and_exact(run, dut, ta, tb)
+    model = gemm_schedule(m, k, n, config, offer=offer, ready=ready)
+    assert run.accept == model.accept.tolist()
+    assert run.pops == model.results.tolist()
+
+
+def test_result_credits_hold_back_the_array():
+    """The issue's case: 2x2, M, K, N = 16, 1, 2, c.ready low for 80 cycles. Without the
+    result-credit check in ``ready`` the FIFO overflows and rows are lost."""
+    rng = np.random.default_rng(80)
+    ta, tb = _operands(16, 1, 2, rng)
+    dut = S2FP8Array(rows=2, cols=2)
+    ready = np.zeros(80, bool)
+    run = run_array(dut, ta, tb, ready=ready)
+    assert_complete_and_exact(run, dut, ta, tb)
+    model = gemm_schedule(16, 1, 2, dut.config, ready=ready)
+    assert run.accept == model.accept.tolist() and run.pops == model.results.tolist()

@@ -8,13 +8,16 @@ slow, so vector counts are modest here; the 50k-vector sweep runs under Verilato
 from __future__ import annotations
 
 import gc
+import re
 import warnings
 from contextlib import contextmanager
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from amaranth import Shape
 from amaranth.back import verilog
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from hw.fp32 import (Align, FPAdd, FPAddUnit, FPMul, LeadingZeroCount, Normalize, Round,
@@ -201,7 +204,12 @@ def test_sig_mul_product_is_exact(sig_bits):
     x = rng.standard_normal((2, N_STAGE // 4)) * 2.0 ** rng.integers(-140, 120, (2, N_STAGE // 4))
     words = float64_to_fp32_bits(x, sig_bits)
     dut = SigMul(sig_bits=sig_bits)
-    pairs = list(zip(words[0].tolist(), words[1].tolist()))
+    # the exponent extremes the internal exponent width must hold without wrapping: the
+    # smallest subnormal squared (2**-298) and the largest normal squared (~2**256)
+    extremes = [(0x00000001, 0x00000001), (0x00000001, 0x80000001), (0x7F7FFFFF, 0x7F7FFFFF),
+                (0x00000001, 0x7F7FFFFF), (0x00800000, 0x00800000)]
+    pairs = [(a, b) for a, b in extremes if max(significant_bits(np.array([a, b]))) <= sig_bits]
+    pairs += list(zip(words[0].tolist(), words[1].tolist()))
 
     def drive(ctx, pair):
         set_struct(ctx, dut.a, ref_unpack(pair[0], True))
@@ -452,15 +460,6 @@ def test_constructor_parameters_are_keyword_only_and_read_only():
             Unpack(normalize=1)
         assert Normalize(width=SUM_BITS).width == SUM_BITS
         assert Unpack(normalize=True).normalize is True
-        assert SigMul(sig_bits=8).width == SIG_BITS + 2 and SigMul(sig_bits=24).width == 2 * SIG_BITS
-
-
-def test_internal_widths_hold_the_exponent_range():
-    # two normalized subnormals (or zeros) and two Inf codes, plus product/rounding carries
-    lowest = 2 * (FP32.emin - P) + 1
-    highest = 2 * (FP32.emax + 1) + 2
-    assert -(1 << (EXP_WIDTH - 1)) <= lowest and highest < (1 << (EXP_WIDTH - 1))
-    assert ALIGN_BITS == P + 3 and SUM_BITS == P + 4
 
 
 # ---------------------------------------------------------------------------- Verilog
@@ -468,6 +467,19 @@ def test_internal_widths_hold_the_exponent_range():
 @pytest.mark.parametrize("make,name", [(lambda: FPMul(), "fp32_mul_w24"),
                                        (lambda: FPMul(sig_bits=8), "fp32_mul_w8"),
                                        (lambda: FPAddUnit(), "fp32_add_unit")])
-def test_converts_to_verilog(make, name):
-    text = verilog.convert(make(), name=name)
-    assert f"module {name}" in text
+def test_verilog_ports_match_the_signature(make, name):
+    """The generated module has exactly the component's ports, with their widths and
+    directions, plus clk and rst (what the cocotb benches drive by name)."""
+    dut = make()
+    text = verilog.convert(dut, name=name)
+    module = re.search(rf"^module {name}\((.*?)\);(.*?)^endmodule", text, re.S | re.M)
+    assert module, f"no module {name} in the Verilog"
+    declared = {match.group(3): (match.group(1), int(match.group(2) or 0) + 1)
+                for match in re.finditer(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);",
+                                         module.group(2), re.M)}
+    assert sorted(module.group(1).replace(" ", "").split(",")) == sorted(declared)
+    expected = {"clk": ("input", 1), "rst": ("input", 1)}
+    for path, member, _ in dut.signature.flatten(dut):
+        expected["__".join(map(str, path))] = ("input" if member.flow == In else "output",
+                                              Shape.cast(member.shape).width)
+    assert declared == expected

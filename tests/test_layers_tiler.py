@@ -8,20 +8,65 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pytest
 
 from pysim.cli import BadInput
+from pysim.validate import is_int
 from pysim.workload.layers import (PHASES, Conv2d, Gemm, Linear, MatMul, ShapeError,
                           conv_output_size)
 from pysim.workload.models import (MODELS, build_model, forward_gemms, ncf, resnet50,
                           total_macs, training_step_gemms, transformer,
                           transformer_base, transformer_tiny)
-from pysim.perf.tiler import (MAX_ARRAY_DIM, Tile, gemm_arrays, tile_classes, tile_count,
-                         tile_counts, tile_grid, tiles, utilization)
+from pysim.perf.arch import ARRAY_DIM_MAX, check_array
+from pysim.perf.tiler import gemm_arrays, tile_counts
 
 RNG = np.random.default_rng(20200114)
+
+
+# ------------------------------------------------------ tiling oracle (tile by tile)
+
+@dataclass(frozen=True)
+class Tile:
+    """One output tile: rows ``row0 : row0+rows`` and columns ``col0 : col0+cols`` of
+    the result, accumulated over the full ``k``."""
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+    k: int
+
+
+def _check_dim(name: str, value) -> int:
+    if not is_int(value) or value < 1:
+        raise ShapeError(f"GEMM dimension {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def tiles(m: int, k: int, n: int, rows: int, cols: int) -> Iterator[Tile]:
+    """The oracle: every output tile of an ``(m, k, n)`` GEMM, lazily, row-major over the
+    output, written the obvious way (two loops); the library's vectorized counts and the
+    RTL benches' beat order are checked against it."""
+    m, k, n = _check_dim("M", m), _check_dim("K", k), _check_dim("N", n)
+    rows, cols = check_array(rows, cols)
+
+    def generate():
+        for row0 in range(0, m, rows):
+            for col0 in range(0, n, cols):
+                yield Tile(row0, col0, min(rows, m - row0), min(cols, n - col0), k)
+
+    return generate()
+
+
+def tile_count(m: int, n: int, rows: int, cols: int) -> int:
+    """Scalar Python-int count, ceil(m / rows) * ceil(n / cols)."""
+    m, n = _check_dim("M", m), _check_dim("N", n)
+    rows, cols = check_array(rows, cols)
+    return -(-m // rows) * -(-n // cols)
 
 
 def by_phase(gemms):
@@ -295,7 +340,7 @@ def test_tiles_cover_output_exactly_once(m, k, n, rows, cols):
     # row-major: along N first, then down M
     assert [(t.row0, t.col0) for t in result] == sorted((t.row0, t.col0) for t in result)
     assert len(result) == tile_count(m, n, rows, cols) == int(tile_counts(m, n, rows, cols))
-    assert sum(t.macs for t in result) == m * k * n
+    assert sum(t.rows * t.cols * t.k for t in result) == m * k * n
     # ragged tiles only at the bottom / right edge, with the remainder size
     for t in result:
         assert t.rows == (rows if t.row0 + rows <= m else m % rows)
@@ -308,8 +353,7 @@ def test_tile_order_and_ragged_example():
         (0, 0, 4, 3), (0, 3, 4, 3), (0, 6, 4, 1),
         (4, 0, 1, 3), (4, 3, 1, 3), (4, 6, 1, 1)]
     assert list(tiles(1, 1, 1, 1, 1)) == [Tile(0, 0, 1, 1, 1)]
-    assert MAX_ARRAY_DIM == 64
-    assert list(tiles(1, 1, 1, MAX_ARRAY_DIM, MAX_ARRAY_DIM)) == [Tile(0, 0, 1, 1, 1)]
+    assert list(tiles(1, 1, 1, ARRAY_DIM_MAX, ARRAY_DIM_MAX)) == [Tile(0, 0, 1, 1, 1)]
 
 
 def test_tiles_is_lazy():
@@ -325,12 +369,11 @@ def test_tiles_is_lazy():
     (lambda: tiles(0, 4, 4, 4, 4), "GEMM dimension M must be an integer >= 1, got 0"),
     (lambda: tiles(4, 0, 4, 4, 4), "GEMM dimension K must be an integer >= 1, got 0"),
     (lambda: tiles(4, 4, -2, 4, 4), "GEMM dimension N must be an integer >= 1, got -2"),
-    (lambda: tile_count(4, 4, 4, True), r"array cols \(1..64\) must be an integer, got True"),
-    (lambda: tile_grid(np.array([3, 0, 2]), 4, 4, 4), "M must be >= 1, got 0 at index 1"),
-    (lambda: tile_grid(np.array([3.0]), 4, 4, 4), "M must be integers"),
+    (lambda: tile_counts(4, 4, 4, True), r"array cols \(1..64\) must be an integer, got True"),
+    (lambda: tile_counts(np.array([3, 0, 2]), 4, 4, 4), "M must be >= 1, got 0 at index 1"),
+    (lambda: tile_counts(np.array([3.0]), 4, 4, 4), "M must be integers"),
     (lambda: tile_counts(4, np.array([1, -1]), 4, 4), "N must be >= 1"),
-    (lambda: utilization(4, 0, 4, 4, 4), "K must be >= 1"),
-    (lambda: tile_classes(4, 4, 0, 4), "array rows"),
+    (lambda: tile_counts(4, 4, 0, 4), "array rows"),
 ])
 def test_tiler_validation(call, message):
     with pytest.raises(ValueError, match=message) as info:
@@ -338,34 +381,17 @@ def test_tiler_validation(call, message):
     assert isinstance(info.value, BadInput)
 
 
-def test_vectorized_helpers_match_brute_force():
+def test_tile_counts_match_the_oracle():
     m = RNG.integers(1, 300, size=200)
     n = RNG.integers(1, 300, size=200)
     k = RNG.integers(1, 50, size=200)
     for rows, cols in [(1, 1), (4, 4), (16, 8), (7, 64), (64, 64)]:
-        grid = tile_grid(m, n, rows, cols)
         counts = tile_counts(m, n, rows, cols)
-        classes = tile_classes(m, n, rows, cols)
-        util = utilization(m, k, n, rows, cols)
-        assert classes.count.shape == (200, 4)
-        np.testing.assert_array_equal(classes.count.sum(-1), counts)
-        np.testing.assert_array_equal(
-            (classes.count * classes.tile_rows * classes.tile_cols).sum(-1), m * n)
         for i in range(0, 200, 17):
             brute = list(tiles(int(m[i]), int(k[i]), int(n[i]), rows, cols))
             assert counts[i] == len(brute)
-            assert (grid.full_row_tiles[i], grid.ragged_rows[i]) == divmod(m[i], rows)
-            assert (grid.full_col_tiles[i], grid.ragged_cols[i]) == divmod(n[i], cols)
-            shapes = {}
-            for t in brute:
-                shapes[(t.rows, t.cols)] = shapes.get((t.rows, t.cols), 0) + 1
-            got = {(int(r), int(c)): int(cnt) for cnt, r, c in
-                   zip(classes.count[i], classes.tile_rows[i], classes.tile_cols[i]) if cnt}
-            assert got == shapes
-            assert util[i] == pytest.approx(m[i] * n[i] / (len(brute) * rows * cols))
     # scalars broadcast to 0-d arrays
     assert int(tile_counts(5, 7, 4, 3)) == 6
-    assert tile_grid(5, 7, 4, 3) == (1, 1, 2, 1)
 
 
 def test_vectorized_resnet50_training_step_is_fast():
@@ -373,14 +399,11 @@ def test_vectorized_resnet50_training_step_is_fast():
     start = time.perf_counter()
     arrays = gemm_arrays(gemms)
     tiles_total = int((tile_counts(arrays.m, arrays.n, 16, 16) * arrays.count).sum())
-    classes = tile_classes(arrays.m, arrays.n, 8, 8)
     elapsed = time.perf_counter() - start
     assert elapsed < 0.2
     assert tiles_total == sum(tile_count(g.m, g.n, 16, 16) * g.count for g in gemms)
     assert tiles_total > 10**6
     assert int(arrays.macs.sum()) == total_macs(gemms)
-    assert (classes.count.sum(-1) * arrays.count).sum() == \
-        sum(tile_count(g.m, g.n, 8, 8) * g.count for g in gemms)
     empty = gemm_arrays([])
     assert empty.m.shape == (0,) and tile_counts(empty.m, empty.n, 4, 4).shape == (0,)
 

@@ -1,15 +1,10 @@
-"""RTL regression of the S2FP8 MAC (cocotb under Verilator) against pysim.numerics.golden.mac.
+"""The S2FP8 MAC regression's own parts (its checks, exhaustive code pairs and random
+sequences, run from tests/test_rtl_registry.py):
 
-- exhaustive: all 256 x 256 code pairs for three statistics settings (large alpha, small
-  alpha, shift near the FP32 range limit), W = 24 and W = 8;
-- 10,000 random accumulation sequences of length 1..256 (zeros, Inf/NaN codes,
-  cancellation, subnormal products, varied init) at W = 24, 2,000 at W = 8;
+- the random-sequence generator really makes the hard cases it claims;
 - ``s2fp8 regress --vectors``: a good file passes, a wrong expectation is reported
   decoded with exit 1, malformed files get a one-line error naming the array, exit 2.
-Each configuration is built once per session (``rtl_build``).
 """
-import os
-
 import numpy as np
 import pytest
 
@@ -17,29 +12,9 @@ from hw.tb import mac_checks
 from pysim.numerics import golden, s2fp8
 from pysim.cli import main
 
-SEED = int(os.environ.get("S2FP8_SEED", "20240601"))
-
-
-@pytest.mark.parametrize("mant_bits", [24, 8])
-def test_mac_exhaustive_code_pairs(rtl_build, mant_bits):
-    rtl_build(f"s2fp8_mac_w{mant_bits}")
-    report = mac_checks.run_exhaustive(3 * 65_536, SEED, mant_bits=mant_bits)
-    print(f"seed {SEED}: " + "; ".join(report.notes))
-    assert report.vectors == 3 * 65_536
-    assert report.ok, "\n".join(report.errors)
-
-
-@pytest.mark.parametrize("mant_bits, sequences", [(24, 10_000), (8, 2_000)])
-def test_mac_random_sequences(rtl_build, mant_bits, sequences):
-    rtl_build(f"s2fp8_mac_w{mant_bits}")
-    report = mac_checks.run_sequences(sequences, SEED, mant_bits=mant_bits)
-    print(f"seed {SEED}: {report.vectors} products; " + "; ".join(report.notes))
-    assert report.ok, "\n".join(report.errors)
-
-
-def test_random_sequences_cover_the_hard_cases():
+def test_random_sequences_cover_the_hard_cases(seed):
     """The generator really makes what the regression claims to test."""
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     codes_a, codes_b, lengths, init = mac_checks.random_sequences(2000, rng)
     table_a = s2fp8.decode_table(1.0, 60.0)
     table_b = s2fp8.decode_table(1.0, 75.0)
@@ -52,8 +27,8 @@ def test_random_sequences_cover_the_hard_cases():
 
 
 @pytest.fixture(scope="module")
-def vector_files(tmp_path_factory):
-    rng = np.random.default_rng(SEED)
+def vector_files(tmp_path_factory, seed):
+    rng = np.random.default_rng(seed)
     table_a, table_b = s2fp8.decode_table(5.0, 21.0), s2fp8.decode_table(2.0, -3.0)
     codes_a = rng.integers(0, 0x7C, (40, 12), dtype=np.uint8)
     codes_b = rng.integers(0, 0x7C, (40, 12), dtype=np.uint8)
@@ -96,7 +71,7 @@ def test_vector_file_good_and_wrong(rtl_build, vector_files, capsys):
     ("int_codes", "'codes_b' has dtype int16"),
     ("no_init", "'init' is missing"),
     ("bad_expected_shape", "'expected' has shape [39]"),
-    ("not_npz", "not a readable .npz"),
+    ("not_npz", "not a .npz file"),
 ])
 def test_vector_file_malformed(vector_files, capsys, name, words):
     assert main(["regress", "--vectors", str(vector_files[name])]) == 2

@@ -1,13 +1,15 @@
-"""Host side of the systolic-array regression: GEMM jobs tiled by ``pysim.perf.tiler``, results
-bit-exact against ``pysim.numerics.golden.gemm``, cycles equal to ``pysim.perf.cycles.gemm_cycles``.
+"""Host side of the systolic-array regression: GEMM jobs tiled by ``pysim.perf.tiler``,
+results bit-exact and complete against ``pysim.numerics.golden.gemm``, and the cycle of
+every accepted beat and every result row equal to ``pysim.perf.cycles.gemm_schedule``.
 
 Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``):
 - ``array_cycles_{4x4,8x8}``: ``CYCLE_SHAPES`` (ragged edges, K = 1, K < max(R, C),
-  K >> R, single-element and multi-tile GEMMs) fed without idle cycles: every result
-  bit-exact and the counted cycles (first beat accepted to last result row, inclusive)
-  equal to the cycle model.
+  K >> R, single-element and multi-tile GEMMs) fed back to back with ``c`` always ready:
+  bit-exact, and the cycles equal to the closed form ``gemm_cycles`` too.
 - ``array_gemm_4x4_w{24,8}``: random GEMMs with Inf/NaN codes, zeros, subnormal-producing
-  statistics and ragged shapes, fed with random idle cycles: bit-exact.
+  statistics and ragged shapes, with random gaps on ``a``/``b`` and random ``c.ready``
+  bursts long enough to exhaust the result credits (:func:`random_schedule`): bit-exact,
+  no row lost, cycles equal to ``gemm_schedule``.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from pysim.numerics import golden, s2fp8
 from pysim.perf.arch import ArrayConfig
-from pysim.perf.cycles import gemm_cycles
+from pysim.perf.cycles import gemm_cycles, gemm_schedule
 from pysim.numerics.formats import E5M2
 from pysim.numerics.rounding import fp32_bits
 from pysim.perf.tiler import operand_beats, place_results
@@ -44,75 +46,115 @@ def _random_tensor(shape, rng, stats) -> s2fp8.S2FP8Tensor:
     return s2fp8.S2FP8Tensor(codes=codes, alpha=stats[0], beta=stats[1])
 
 
-def make_job(shape, rng, config: ArrayConfig, idle):
+def random_schedule(beats: int, rng: np.random.Generator, config: ArrayConfig, *,
+                    gap_prob: float = 0.25, max_gap: int = 3, stall_prob: float = 0.03):
+    """Beat offers with random gaps (``gap_prob`` of the beats come 1..``max_gap`` cycles
+    late) and a ``c.ready`` mask with random low bursts long enough to use up the result
+    FIFO's credits (up to 3 x ``result_fifo_depth`` cycles), over the cycles the job is
+    likely to take; the consumer is ready after the mask."""
+    gaps = np.where(rng.random(beats) < gap_prob, rng.integers(1, max_gap + 1, beats), 0)
+    offer = np.cumsum(gaps).astype(np.int64)
+    length = int(offer[-1]) + 2 * beats + 4 * config.result_fifo_depth
+    ready = np.ones(length, bool)
+    for first in np.flatnonzero(rng.random(length) < stall_prob):
+        ready[first:first + rng.integers(1, 3 * config.result_fifo_depth + 1)] = False
+    return offer, ready
+
+
+def make_job(shape, rng, config: ArrayConfig, gaps: bool):
+    """One GEMM job with random operands; ``gaps``: random operand gaps and result
+    back-pressure (:func:`random_schedule`), else beats back to back and ``c`` always ready."""
     m, k, n = shape
     sa = STATISTICS[rng.integers(len(STATISTICS))]
     sb = STATISTICS[rng.integers(len(STATISTICS))]
     ta, tb = _random_tensor((m, k), rng, sa), _random_tensor((k, n), rng, sb)
     a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
-    return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, idle=idle,
-                table_a=ta.table(config.mant_bits), table_b=tb.table(config.mant_bits),
+    if gaps:
+        offer, ready = random_schedule(len(a_beats), rng, config)
+    else:
+        offer, ready = np.zeros(len(a_beats), np.int64), np.ones(0, bool)
+    return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, offer=offer,
+                ready=ready, table_a=ta.table(config.mant_bits),
+                table_b=tb.table(config.mant_bits),
                 expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
 
 
 def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
-                   check_cycles: bool, build_root=None) -> Report:
+                   build_root=None) -> Report:
+    """Run the jobs through the array's RTL; every result bit-exact and present, and every
+    beat's accept cycle and result row's pop cycle equal to ``gemm_schedule``."""
     start = time.monotonic()
     rows, cols = config.rows, config.cols
-    top = config.top_name
     vectors = {
         "tables_a": np.stack([j["table_a"] for j in jobs]),
         "tables_b": np.stack([j["table_b"] for j in jobs]),
         "k": np.array([j["shape"][1] for j in jobs], np.int64),
         "beats": np.array([len(j["a_beats"]) for j in jobs], np.int64),
-        "idle": np.array([j["idle"] for j in jobs], np.float64),
         "a_beats": np.concatenate([j["a_beats"] for j in jobs]),
         "b_beats": np.concatenate([j["b_beats"] for j in jobs]),
         "rows": np.array([len(j["a_beats"]) // j["shape"][1] * rows for j in jobs], np.int64),
+        "offer": np.concatenate([j["offer"] for j in jobs]),
+        "ready": np.concatenate([j["ready"] for j in jobs]).astype(np.uint8),
+        "ready_len": np.array([len(j["ready"]) for j in jobs], np.int64),
     }
-    result, built = run_bench(top, "hw.tb.bench_array", vectors, seed=seed,
+    result, built = run_bench(config.top_name, "hw.tb.bench_array", vectors, seed=seed,
                               params={"row_bits": max(rows - 1, 0).bit_length(), "cols": cols},
                               build_root=build_root)
     got = result.results
     macs = sum(int(np.prod(j["shape"])) for j in jobs)
     report = Report(name, vectors=macs)
-    row_offset = 0
+    row_offset = beat_offset = 0
+    stalled = int(got["stalled_job"])
     for index, job in enumerate(jobs):
         m, k, n = job["shape"]
-        count = int(vectors["rows"][index])
+        label = f"job {index} {m}x{k}x{n}"
+        count, beats = int(vectors["rows"][index]), len(job["a_beats"])
         indices = got["row_index"][row_offset:row_offset + count]
         values = got["row_values"][row_offset:row_offset + count]
+        pops = got["pop"][row_offset:row_offset + count]
+        accepted = got["accept"][beat_offset:beat_offset + beats]
         row_offset += count
+        beat_offset += beats
+        if index == stalled or len(indices) < count:
+            report.mismatches += m * n
+            report.errors.append(f"{label}: {len(indices)} of {count} result rows, "
+                                 f"{len(accepted)} of {beats} beats accepted: rows lost")
+            break
         if not np.array_equal(indices, np.tile(np.arange(rows), count // rows)):
-            report.errors.append(f"job {index} {m}x{k}x{n}: result rows out of order: "
+            report.errors.append(f"{label}: result rows out of order: "
                                  f"{indices[:2 * rows].tolist()} ...")
         out = place_results(values, m, n, rows, cols)
         bad = np.argwhere(out != job["expected"])
         report.mismatches += len(bad)
         for position in bad[:max(0, MAX_RECORDED - len(report.errors))]:
             i, j = (int(p) for p in position)
-            report.errors.append(f"job {index} {m}x{k}x{n}: C[{i},{j}] expected "
+            report.errors.append(f"{label}: C[{i},{j}] expected "
                                  f"{int(job['expected'][i, j]):#010x}, got {int(out[i, j]):#010x}")
-        if check_cycles:
-            counted = int(got["last_cycle"][index] - got["first_cycle"][index] + 1)
-            model = gemm_cycles(m, k, n, config)
-            if counted != model:
-                report.errors.append(f"job {index} {m}x{k}x{n}: RTL took {counted} cycles, "
-                                     f"the cycle model says {model}")
+        model = gemm_schedule(m, k, n, config, offer=job["offer"], ready=job["ready"])
+        for what, rtl, predicted in (("beat", accepted, model.accept),
+                                     ("result row", pops, model.results)):
+            differ = np.flatnonzero(rtl != predicted)
+            if differ.size:
+                first = int(differ[0])
+                report.errors.append(f"{label}: {what} {first} at cycle {int(rtl[first])} in "
+                                     f"the RTL, {int(predicted[first])} in gemm_schedule "
+                                     f"({differ.size} differ)")
+        if not len(job["ready"]) and not job["offer"].any() \
+                and model.cycles != gemm_cycles(m, k, n, config):
+            report.errors.append(f"{label}: gemm_schedule {model.cycles} cycles, "
+                                 f"gemm_cycles {gemm_cycles(m, k, n, config)}")
     report.seconds = time.monotonic() - start
-    report.notes.append(f"{len(jobs)} GEMMs, {macs:,} MACs (the vectors column)")
-    if check_cycles:
-        report.notes.append(f"cycles equal to the model on all {len(jobs)} shapes"
-                            if not any("cycles" in e for e in report.errors) else
-                            "cycle model mismatch")
+    report.notes.append(f"{len(jobs)} GEMMs, {macs:,} MACs (the vectors column); accept and "
+                        f"result cycles {'equal to' if report.ok else 'checked against'} "
+                        f"gemm_schedule")
     return add_build_notes(report, built, result)
 
 
 def run_cycle_shapes(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
     rng = np.random.default_rng(seed)
-    jobs = [make_job(shape, rng, config, idle=0.0) for shape in CYCLE_SHAPES[:n]]
+    jobs = [make_job(shape, rng, config, gaps=False) for shape in CYCLE_SHAPES[:n]]
     return run_array_jobs(cycles_check_name(config), jobs, config=config, seed=seed,
-                          check_cycles=True, build_root=build_root)
+                          build_root=build_root)
 
 
 def run_random_gemms(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
@@ -120,9 +162,9 @@ def run_random_gemms(n: int, seed: int, *, config: ArrayConfig, build_root=None)
     rows = config.rows
     shapes = [tuple(int(v) for v in rng.integers(1, limit, 3))
               for limit in rng.choice([3 * rows, 4 * rows, 40], n)]
-    jobs = [make_job(shape, rng, config, idle=0.25) for shape in shapes]
+    jobs = [make_job(shape, rng, config, gaps=True) for shape in shapes]
     return run_array_jobs(gemm_check_name(config), jobs, config=config, seed=seed,
-                          check_cycles=False, build_root=build_root)
+                          build_root=build_root)
 
 
 def cycles_check_name(config: ArrayConfig) -> str:

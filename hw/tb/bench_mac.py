@@ -19,23 +19,7 @@ import numpy as np
 import cocotb
 
 from hw.tb.harness import (StreamDriver, StreamMonitor, as_int_list, issue_schedule, load_job,
-                           reader, run_stream, start_clock_and_reset, writer)
-
-
-async def load_tables(edge, dut, tables: dict) -> None:
-    """Write every entry of each table (port prefix -> uint32[128]) in parallel, one per cycle."""
-    ports = [(writer(getattr(dut, f"{prefix}__en")), writer(getattr(dut, f"{prefix}__addr")),
-              writer(getattr(dut, f"{prefix}__data")), as_int_list(words))
-             for prefix, words in tables.items()]
-    for address in range(max(len(words) for *_, words in ports)):
-        for en, addr, data, words in ports:
-            en(1)
-            addr(address)
-            data(words[address])
-        await edge
-    for en, *_ in ports:
-        en(0)
-    await edge
+                           load_tables, reader, run_stream, start_clock_and_reset)
 
 
 @cocotb.test()
@@ -48,6 +32,7 @@ async def mac_stream(dut):
     edge = await start_clock_and_reset(dut)
     await load_tables(edge, dut, {"table_a": job.vectors["table_a"],
                                   "table_b": job.vectors["table_b"]})
+    await edge
     ready = reader(dut.operands__ready)
     if not ready():
         raise AssertionError("operands.ready is low with no table write in progress")

@@ -23,6 +23,10 @@ next edge samples. So the monitor reports a ``valid_out`` beat read in step k as
 ``out_cycle = k - 1``, and a block of latency L (inputs presented in cycle t, result
 valid in cycle t + L) gives ``out_cycle - in_cycle == L``, which the scoreboard checks.
 The stand-in self-test (tests/test_rtl_fp32.py::test_harness_selftest) pins this down.
+Every bench follows this one convention, including the array bench's own loop
+(``bench_array``: it reads ``a.ready``/``c.valid`` in step k as cycle k-1's and decides
+then what to drive in cycle k), and its accept and pop cycles equal the amaranth.sim
+run and ``pysim.perf.cycles.gemm_schedule`` to the cycle.
 """
 from __future__ import annotations
 
@@ -184,6 +188,32 @@ class StreamMonitor:
             values = np.asarray(store, np.int64) if width <= 63 else np.asarray(store, object)
             out[f"out_{name}"] = (values & ((1 << width) - 1)).astype(np.uint64)
         return out
+
+
+async def load_tables(edge, dut, tables: dict) -> None:
+    """Write every entry of each decode table (port prefix -> uint32[128]) in parallel, one
+    per cycle, one cycle per ``await edge``. Returns in the step after the last write with
+    every ``en`` written low: the caller's next writes are for the first cycle with the
+    tables loaded (no extra idle cycle)."""
+    ports = [(writer(getattr(dut, f"{prefix}__en")), writer(getattr(dut, f"{prefix}__addr")),
+              writer(getattr(dut, f"{prefix}__data")), as_int_list(words))
+             for prefix, words in tables.items()]
+    for address in range(max(len(words) for *_, words in ports)):
+        for en, addr, data, words in ports:
+            en(1)
+            addr(address)
+            data(words[address])
+        await edge
+    for en, *_ in ports:
+        en(0)
+
+
+def pack_lanes(lanes: np.ndarray) -> list[int]:
+    """uint8[n, lanes] -> one int per row, lane 0 in the low byte (a wide port's value)."""
+    padded = np.zeros((lanes.shape[0], 8 * ((lanes.shape[1] + 7) // 8)), np.uint8)
+    padded[:, :lanes.shape[1]] = lanes
+    words = padded.view("<u8")
+    return [sum(int(w) << (64 * i) for i, w in enumerate(row)) for row in words]
 
 
 async def run_stream(edge, driver: StreamDriver, monitor: StreamMonitor, drain: int) -> int:
