@@ -86,7 +86,7 @@ def _parse_layer(index: int, entry, base: Path, display: str) -> TraceLayer:
         raise TraceError(f"{label}: field {key!r}: {message}")
 
     op = entry.get("op")
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:  # a list or object is unhashable
         fail("op", f"must be one of {', '.join(map(repr, OPS))}, got "
                    f"{json.dumps(op) if 'op' in entry else 'nothing (missing)'}")
     cls = OPS[op]
