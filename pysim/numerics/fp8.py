@@ -4,16 +4,14 @@ Encode rounds to nearest, ties to even, straight from float32 or float64 input (
 intermediate rounding), keeps subnormals, and saturates every magnitude beyond the
 largest finite value (57344), Inf included, to +-57344: it never produces an Inf or NaN
 code. NaN input is an error. Decode is exact; exponent code 31 decodes to Inf (fraction 0)
-or the canonical quiet NaN.
+or the canonical quiet NaN. The rounding itself (on the float64 bit pattern) is the
+compiled loop :func:`pysim.numerics.kernels.e5m2_codes`, shared with the S2FP8 encoder.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from pysim.numerics.formats import E5M2, FP32
-
-_F64_FRAC_BITS = 52
-_F64_BIAS = 1023
 
 
 def first_index(mask: np.ndarray) -> tuple[int, ...]:
@@ -35,38 +33,13 @@ def _as_float64(x) -> np.ndarray:
     return x.astype(np.float64, copy=False)
 
 
-def magnitude_codes_e5m2(mag: np.ndarray, overwrite: bool = False) -> np.ndarray:
-    """E5M2 magnitude codes (0..0x7B) of non-negative float64 magnitudes, RNE, saturating.
-
-    ``mag`` may hold +Inf (saturates); it must not hold NaN. Normal results round on the
-    float64 bit pattern (the carry out of the fraction bumps the exponent, as it should);
-    subnormal results are the nearest-even multiple of the smallest subnormal.
-    ``overwrite=True`` lets the function use ``mag`` (float64) as scratch space.
-    """
-    # Saturate first: max_finite lies on the grid, so rounding cannot exceed it.
-    saturated = np.minimum(mag, E5M2.max_finite, out=mag if overwrite else None)
-    f64_bits = saturated.view(np.uint64)
-    drop = np.uint64(_F64_FRAC_BITS - E5M2.frac_bits)
-    rounded = f64_bits >> drop
-    rounded &= np.uint64(1)                               # lowest kept bit: ties go to even
-    rounded += np.uint64((1 << (_F64_FRAC_BITS - E5M2.frac_bits - 1)) - 1)
-    rounded += f64_bits
-    rounded >>= drop
-    # Re-bias the exponent: only the low 8 bits survive, so subtract in uint8 (mod 256).
-    code = rounded.astype(np.uint8)
-    code -= np.uint8(((_F64_BIAS - E5M2.bias) << E5M2.frac_bits) & 0xFF)
-    subnormal = saturated < 2.0 ** E5M2.emin
-    if subnormal.any():
-        code[subnormal] = np.rint(saturated[subnormal] * 2.0 ** -E5M2.subnormal_quantum_exp)
-    return code
-
-
 def e5m2_encode(x) -> np.ndarray:
     """uint8 E5M2 codes of ``x`` (float32 or float64, any shape), RNE, saturating to +-57344."""
     x = _as_float64(x)
     _check_no_nan(x, "e5m2_encode")
-    sign = np.where(np.signbit(x), np.uint8(E5M2.sign_mask), np.uint8(0))
-    return magnitude_codes_e5m2(np.abs(x)) | sign
+    from pysim.numerics.kernels import e5m2_codes  # numba: imported on first encode
+
+    return e5m2_codes(np.abs(x), sign_of=x)
 
 
 def _e5m2_value_table() -> np.ndarray:
