@@ -26,7 +26,7 @@ from pysim.errors import ShapeError
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
 from pysim.validate import check_int
-from pysim.perf.tiler import tile_counts
+from pysim.perf.tiler import check_dims, exact, tile_counts
 
 
 class CycleBreakdown(NamedTuple):
@@ -58,23 +58,30 @@ def array_config(rows, cols=None) -> ArrayConfig:
 
 def breakdown(m, k, n, rows, cols=None, count=1) -> CycleBreakdown:
     """Vectorized cycle breakdown for GEMMs given as arrays (or scalars) m, k, n, count,
-    on an ``rows`` x ``cols`` array (or ``breakdown(m, k, n, config, count=...)``)."""
+    on an ``rows`` x ``cols`` array (or ``breakdown(m, k, n, config, count=...)``).
+
+    int64 arrays, or Python-int (object) arrays when a count could exceed int64: exact
+    at any size. K must fit the array's ``k`` port (below 2**arch.K_BITS)."""
     config = array_config(rows, cols)
-    k = np.asarray(k, dtype=np.int64)
-    tiles = tile_counts(m, n, config.rows, config.cols) * np.asarray(count, dtype=np.int64)
+    k = check_dims("K", k, maximum=arch.K_MAX)
+    count = check_dims("count", count)
     spacing = config.tile_spacing
-    return CycleBreakdown(
-        tiles=tiles,
-        table_load=np.full_like(tiles, arch.TABLE_LOAD_CYCLES),
-        steady=tiles * k,
-        tile_overhead=(tiles - 1) * np.maximum(spacing - k, 0),
-        fill_drain=np.full_like(tiles, config.drain_cycles),
-    )
+    tiles, count, k = exact(tile_counts(m, n, config.rows, config.cols), count, k,
+                            factor=spacing + config.drain_cycles + arch.TABLE_LOAD_CYCLES)
+    # computed on 1-d arrays: numpy turns 0-d results into scalars (int64 or Python int)
+    tiles, count, k = np.broadcast_arrays(tiles, count, k)
+    shape = tiles.shape
+    tiles, k = tiles.reshape(-1) * count.reshape(-1), k.reshape(-1)
+    parts = (tiles, np.full_like(tiles, arch.TABLE_LOAD_CYCLES), tiles * k,
+             (tiles - 1) * np.maximum(spacing - k, 0), np.full_like(tiles, config.drain_cycles))
+    return CycleBreakdown(*(part.reshape(shape) for part in parts))
 
 
 def gemm_cycles(M: int, K: int, N: int, rows, cols=None) -> int:
     """Cycles of one GEMM on the array (``rows`` x ``cols``, or an ArrayConfig), first
-    beat accepted to last result out."""
+    beat accepted to last result out; a Python int, exact at any size. M, K, N are
+    integers >= 1 (ShapeError otherwise), K at most ``arch.K_MAX``."""
+    M, K, N = (check_gemm_dim(name, value) for name, value in (("M", M), ("K", K), ("N", N)))
     return int(breakdown(M, K, N, rows, cols).array_cycles)
 
 

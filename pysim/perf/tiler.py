@@ -24,31 +24,66 @@ import numpy as np
 from pysim.errors import ShapeError
 from pysim.perf.arch import check_array
 from pysim.perf.gemm import Gemm
+from pysim.validate import is_int
 
 
-def _check_dims(name: str, value) -> np.ndarray:
-    """An integer array (or scalar) with every entry >= 1 -> int64 array."""
+#: Counts derived from shape fields by a few products (cycles = tiles * K, MACs, bytes =
+#: 4 * count * (M*K + K*N + M*N)) stay below 2**63 when the product of the fields'
+#: largest values is below this; above it, the arrays become Python ints (exact, ~50x
+#: slower per element), so no count ever wraps around.
+INT64_SAFE_PRODUCT = 1 << 58
+
+
+def exact(*arrays, factor: int = 1) -> tuple:
+    """The integer arrays as int64 if ``factor`` times the product of their largest
+    entries is below :data:`INT64_SAFE_PRODUCT`, else as object arrays of Python ints."""
+    bound = factor
+    for array in arrays:
+        if np.size(array):
+            bound *= max(int(np.max(array)), 1)
+    dtype = np.int64 if bound < INT64_SAFE_PRODUCT else object
+    return tuple(np.asarray(array).astype(dtype) for array in arrays)
+
+
+def check_dims(name: str, value, *, maximum: int | None = None) -> np.ndarray:
+    """An integer array (or scalar) with every entry in ``1..maximum`` -> int64 array, or
+    an object array of Python ints if some entry does not fit int64 (ShapeError naming
+    the field, the first bad value and its index otherwise)."""
     array = np.asarray(value)
-    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+    if array.dtype == object:
+        flat = array.ravel()
+        if not all(is_int(v) for v in flat):
+            bad = next(i for i, v in enumerate(flat) if not is_int(v))
+            raise ShapeError(f"GEMM dimension {name} must be integers, got {flat[bad]!r} "
+                             f"at index {bad}")
+    elif array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
         raise ShapeError(f"GEMM dimension {name} must be integers, got dtype {array.dtype}")
-    array = array.astype(np.int64)
-    bad = np.flatnonzero(array < 1)
-    if bad.size:
-        raise ShapeError(f"GEMM dimension {name} must be >= 1, got {array.flat[bad[0]]} "
-                         f"at index {bad[0]} ({bad.size} bad entries)")
+    elif array.dtype == np.uint64 and array.size and int(array.max()) >= 1 << 63:
+        array = array.astype(object)
+    else:
+        array = array.astype(np.int64)
+    for relation, limit, bad in ((">=", 1, array < 1),
+                                 ("<=", maximum, array > maximum if maximum else False)):
+        where = np.flatnonzero(np.asarray(bad, bool))
+        if where.size:
+            raise ShapeError(f"GEMM dimension {name} must be {relation} {limit}, got "
+                             f"{array.flat[where[0]]} at index {where[0]} "
+                             f"({where.size} bad entries)")
     return array
 
 
 def tile_counts(m, n, rows: int, cols: int) -> np.ndarray:
     """Output tiles of GEMMs with output sizes ``m`` x ``n`` (int arrays or scalars,
-    broadcast together): ``ceil(m / rows) * ceil(n / cols)``, int64."""
-    m, n = np.broadcast_arrays(_check_dims("M", m), _check_dims("N", n))
+    broadcast together): ``ceil(m / rows) * ceil(n / cols)``, int64 (Python ints where
+    that could wrap)."""
+    m, n = np.broadcast_arrays(*exact(check_dims("M", m), check_dims("N", n)))
     rows, cols = check_array(rows, cols)
     return -(-m // rows) * -(-n // cols)
 
 
 class GemmArrays(NamedTuple):
-    """Shapes of many GEMMs as int64 arrays (one entry per :class:`Gemm`)."""
+    """Shapes of many GEMMs, one entry per :class:`Gemm`: int64 arrays, or Python-int
+    (object) arrays when products of the fields could exceed int64 (:func:`exact`)."""
 
     m: np.ndarray
     k: np.ndarray
@@ -63,9 +98,10 @@ class GemmArrays(NamedTuple):
 def gemm_arrays(gemms: Iterable[Gemm]) -> GemmArrays:
     """``[Gemm, ...]`` -> :class:`GemmArrays` for the vectorized helpers."""
     gemms = list(gemms)
-    data = np.array([(g.m, g.k, g.n, g.count) for g in gemms], dtype=np.int64)
-    data = data.reshape(len(gemms), 4)
-    return GemmArrays(data[:, 0], data[:, 1], data[:, 2], data[:, 3])
+    fields = [np.array([getattr(g, name) for g in gemms], dtype=object).reshape(len(gemms))
+              for name in ("m", "k", "n", "count")]
+    # bytes are up to 4 * 3 * MACs + 24 * count: 16x headroom on the product of the fields
+    return GemmArrays(*exact(*fields, factor=16))
 
 
 def operand_beats(a_codes: np.ndarray, b_codes: np.ndarray, rows: int, cols: int):
