@@ -76,8 +76,10 @@ def parse_int_option(option: str, text, minimum: int, maximum: int | None = None
     ``BadInput``."""
     from pysim.validate import INT_TEXT_MAX, is_int, parse_int_text
     maximum = INT_TEXT_MAX if maximum is None else maximum
-    if is_int(text):
-        text = str(int(text)) if abs(int(text)) <= INT_TEXT_MAX else "9" * 20
+    if is_int(text):  # a default given as an int
+        if not (minimum <= text <= maximum):
+            raise BadInput(f"{option}: must be an integer in {minimum}..{maximum}, got {text}")
+        return int(text)
     return parse_int_text(text, f"{option}:", minimum=minimum, maximum=maximum)
 
 
