@@ -357,6 +357,19 @@ def test_cycles_formats_side_by_side(tmp_path, capsys):
     assert png.read_bytes().startswith(PNG_MAGIC)
 
 
+def test_cycles_formats_on_a_scalesim_csv(tmp_path, capsys):
+    from pysim.workload.importers.scalesim import import_scalesim
+    csv_file = Path(__file__).parent / "data" / "alexnet.csv"
+    out, png = tmp_path / "m.json", tmp_path / "roof.png"
+    assert main(["cycles", str(csv_file), "--rows", "16", "--cols", "16", "--formats",
+                 "s2fp8,bf16", "--json", str(out), "--roofline", str(png)]) == 0
+    assert "== bf16 operands" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    gemms = import_scalesim(csv_file).gemms()
+    assert [g["name"] for g in data["formats"]["s2fp8"]["gemms"]] == [g.layer for g in gemms]
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dram-bw", "0"], "--dram-bw: must be > 0"),
     (["--dram-bw", "fast"], "--dram-bw: must be a number of bytes per cycle"),
