@@ -249,7 +249,9 @@ def generic_script(top: str, tables: str, hierarchical: bool) -> str:
                  "read_verilog -lib sram_stub.v", f"synth{flatten} -top {top} -run fine:"]
     else:
         synth = [f"synth{flatten} -top {top}"]
-    stat = f"stat -json -tech cmos{' -hierarchy -top ' + top if hierarchical else ''}"
+    # -top: the "design" section sums the hierarchy (each module times its instances);
+    # not -hierarchy, whose JSON Yosys 0.70 writes malformed (a missing comma)
+    stat = f"stat -json -tech cmos -top {top}"
     return "\n".join(["read_verilog block.v", *synth,
                       "dfflegalize -cell $_DFF_P_ 01", "abc -g cmos", "opt_clean",
                       "delete t:$scopeinfo", f"tee -q -o stat.json {stat}", ""])
@@ -260,7 +262,8 @@ def ecp5_synth_script(wrapper: str, tables: str, hierarchical: bool) -> str:
     options += " -noflatten" if hierarchical else ""
     return "\n".join(["read_verilog block.v", "read_verilog wrapper.v",
                       f"synth_ecp5 -top {wrapper}{options}", "delete t:$scopeinfo",
-                      "tee -q -o stat.json stat -json", "write_json netlist.json", ""])
+                      f"tee -q -o stat.json stat -json -top {wrapper}", "write_json netlist.json",
+                      ""])
 
 
 # ------------------------------------------------------------------------------ tools
@@ -326,26 +329,21 @@ _CMOS_CELLS = re.compile(r"^\$_(NOT|NAND|NOR|AND|OR|XOR|XNOR|ANDNOT|ORNOT|MUX|NM
                          r"AOI4|OAI4|DFF_P|BUF)_$")
 
 
-def _stat_totals(stat: dict, top: str | None) -> dict:
-    """The whole design's numbers from ``stat -json`` (with -hierarchy: the top's totals)."""
-    if "design" in stat:
-        return stat["design"]
-    raise SynthError("stat.json has no 'design' section")
-
-
 def parse_generic_stat(path: Path, tables: str) -> dict:
     """Cells and transistors from a ``stat -json -tech cmos`` file of the generic flow."""
     try:
         stat = json.loads(Path(path).read_text())
-        design = _stat_totals(stat, None)
+        design = stat["design"]  # with -top: the whole hierarchy, instances multiplied out
         by_type = dict(design["num_cells_by_type"])
         estimate = str(design["estimated_num_transistors"])
+        # a hierarchical design lists its submodule instances among the cell types; their
+        # contents are already in the totals
+        for module in stat.get("modules", {}):
+            by_type.pop(module.lstrip("\\"), None)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SynthError(f"cannot read Yosys statistics {path}: {error}") from None
     macros = by_type.pop(SRAM_CELL, 0)
-    # with -hierarchy the per-module counts include submodule instances by module name
-    unknown = {cell: n for cell, n in by_type.items()
-               if not _CMOS_CELLS.match(cell) and not cell.startswith("\\")}
+    unknown = {cell: n for cell, n in by_type.items() if not _CMOS_CELLS.match(cell)}
     if unknown:
         raise SynthError(f"{path}: cells without a transistor price: {unknown}")
     logic = int(estimate.rstrip("+"))

@@ -188,6 +188,22 @@ def test_tiny_blocks_through_both_flows_and_cache(tmp_path, monkeypatch):
     assert again["ecp5"]["fmax_mhz"] == ecp5["fmax_mhz"]
 
 
+def test_hierarchical_generic_flow_counts_every_instance(tmp_path):
+    """The arrays' flow (no flattening): two instances of a module count twice, as flat."""
+    verilog = ("module sub(input clk, input [3:0] a, output reg [3:0] q);\n"
+               "  always @(posedge clk) q <= a + 1;\nendmodule\n"
+               "module top(input clk, input [3:0] a, output [3:0] q);\n  wire [3:0] m;\n"
+               "  sub s1(.clk(clk), .a(a), .q(m));\n  sub s2(.clk(clk), .a(m), .q(q));\n"
+               "endmodule\n")
+    results = [synth.run_generic(synth.Block("top", lambda: verilog, "two", "part",
+                                             hierarchical=hierarchical),
+                                 verilog, synth.NO_TABLES, tmp_path / str(hierarchical))
+               for hierarchical in (False, True)]
+    flat, hierarchical = ({k: r[k] for k in ("cells", "flip_flops", "transistors")}
+                          for r in results)
+    assert flat == hierarchical and flat["flip_flops"] == 8
+
+
 def test_failing_tool_run_is_one_clear_error(tmp_path):
     broken = synth.Block("broken", lambda: "module broken(input a; endmodule\n", "bad", "part")
     with pytest.raises(synth.SynthError) as failure:
