@@ -377,11 +377,14 @@ def test_cycles_formats_on_a_scalesim_csv(tmp_path, capsys):
     (["--formats", "s2fp8,int4"], "--formats: unknown format 'int4'"),
     (["--formats", "bf16", "--roofline", "r.pdf"], "--roofline: the file name must end in .png"),
     (["--config", "missing.toml"], "missing.toml: cannot read"),
+    (["--config", "acc.toml"], "acc.toml: [array] rows = 16 disagrees with --rows 8"),
 ])
 def test_cycles_bad_memory_flags(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    if "acc.toml" in args:
+        (tmp_path / "acc.toml").write_text("[array]\nrows = 16\n")
     assert main(["cycles", "ncf", "--rows", "8", "--cols", "8", "--json", "out.json",
                  *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-    assert list(Path(tmp_path).iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != "acc.toml"] == []

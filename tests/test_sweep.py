@@ -126,6 +126,7 @@ def test_sweep_on_a_dask_scheduler_and_worker_processes(tmp_path, capsys):
     (SWEEP.replace("[16, 16]", "[16, 99]"), "cols must be an integer in 1..64, got 99"),
     (SWEEP.replace("32.5", "0"), "[sweep] dram_bw: must be > 0"),
     (SWEEP.replace("[sweep]", "[swept]"), "expected exactly one table [sweep]"),
+    (SWEEP + "mant_bits = 30\n", "[sweep] mant_bits must be <= 24, got 30"),
 ])
 def test_bad_sweep_file(tmp_path, capsys, text, message):
     sweep = tmp_path / "bad.toml"

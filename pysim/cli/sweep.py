@@ -97,6 +97,11 @@ def read_sweep(path) -> tuple[list[dict], dict]:
     if not isinstance(training, bool):
         raise BadInput(f"{source}: [sweep] training: must be true or false, got {training!r}")
     mant_bits = sweep.get("mant_bits")
+    if mant_bits is not None:
+        from pysim.numerics.formats import MANT_BITS_MAX, MANT_BITS_MIN
+        from pysim.validate import check_int
+        mant_bits = check_int(mant_bits, f"{source}: [sweep] mant_bits",
+                              minimum=MANT_BITS_MIN, maximum=MANT_BITS_MAX)
     workloads = []
     for spec in _list(sweep, "workloads", source):
         if not isinstance(spec, str) or not spec:
@@ -221,8 +226,8 @@ def pareto_png(rows: list[dict], title: str) -> bytes:
         points = [r for r in rows if r["workload"] == workload]
         for fmt in sorted({r["format"] for r in points}):
             mine = [r for r in points if r["format"] == fmt]
-            ax.scatter([int(r["cycles"]) for r in mine], [float(r["energy_pj"]) / 1e9 for r in mine],
-                       s=16, alpha=0.7, color=FORMAT_COLORS.get(fmt, "#999999"), label=fmt)
+            ax.scatter([int(r["cycles"]) for r in mine],
+                       [float(r["energy_pj"]) / 1e9 for r in mine], s=16, alpha=0.7, color=FORMAT_COLORS.get(fmt, "#999999"), label=fmt)
         ordered = sorted(points, key=lambda r: (int(r["cycles"]), float(r["energy_pj"])))
         front, best = [], float("inf")
         for r in ordered:
@@ -270,7 +275,8 @@ def run_sweep(sweep_path, out=None, plot=None, scheduler=None, workers=2,
     cells, settings = read_sweep(sweep_path)
     out = Path(out) if out else sweep_path.with_suffix(".csv")
     plot = Path(plot) if plot else out.with_name(out.stem + "_pareto.png")
-    inputs = [sweep_path] + sorted({c["workload"] for c in cells if Path(c["workload"]).is_file()})
+    inputs = [sweep_path] + sorted({c["workload"] for c in cells
+                                    if Path(c["workload"]).is_file()})
     inputs += [settings["config"]] if settings["config"] else []
     check_outputs([out, plot], inputs)   # an output over a workload CSV is refused
     done_rows = read_results(out)

@@ -113,7 +113,8 @@ class Accelerator:
         def size(value):
             return "unlimited" if value is None else f"{value / KIB:g} KiB"
         bw = "unlimited" if self.dram_bw is None else f"{float(self.dram_bw):g} B/cycle"
-        return (f"{self.rows}x{self.cols} array (W={self.mant_bits}), buffers A {size(self.a_bytes)}"
+        return (f"{self.rows}x{self.cols} array (W={self.mant_bits}), "
+                f"buffers A {size(self.a_bytes)}"
                 f" + B {size(self.b_bytes)} + results {size(self.results_bytes)}"
                 f"{', double-buffered' if self.double_buffered else ', single-buffered'}, "
                 f"DRAM {bw}, {self.clock_mhz:g} MHz, {self.output} results")

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pysim.errors import BadInput
-from pysim.perf.accel import Accelerator, load_accelerator
+from pysim.perf.accel import Accelerator, load_accelerator, parse_config, read_toml
 from pysim.perf.cycles import breakdown
 from pysim.perf.formats_cost import OPERAND_FORMATS, operand_format, output_format
 from pysim.perf.gemm import Gemm
@@ -169,12 +169,6 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def _spread(total, steps):
-    """``total`` bytes spread over ``steps`` windows: (per step, extra on the first)."""
-    per, rest = divmod(total, steps)
-    return per, rest
-
-
 def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch):
     """Blocks of mt x nt tiles, m-blocks outer (the ``nm`` order is this with A and B
     swapped). ``ks`` = cycles per tile (max(K, S)). With ``prefetch`` (double
@@ -188,7 +182,7 @@ def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch):
     def mblock(rows, tiles_m, first, next_rows):
         own = rows * K * e if (first or not prefetch) else 0
         ahead = next_rows * K * e if prefetch else 0
-        per, rest = _spread(ahead, nbn)
+        per, rest = divmod(ahead, nbn)   # per step, and the remainder on the first
         if nbn == 1:  # the whole of B is one block: loaded with the first m-block only
             return B.step(tiles_m * ntiles * ks, own + (K * N * e if first else 0) + ahead,
                           rows * N * o, tiles_m * ntiles * K)
@@ -237,7 +231,7 @@ def _panel_steps(B, M, N, K, R, C, kb, e, o, ks, a_resident, prefetch):
     def row(rows, first, next_rows):
         own = rows * K * e if a_resident and (first or not prefetch) else 0
         ahead = next_rows * K * e if a_resident and prefetch else 0
-        per, rest = _spread(ahead, ntiles * steps_per_tile)
+        per, rest = divmod(ahead, ntiles * steps_per_tile)
 
         def tile(cols, first_tile):
             return _chunked_tile(B, rows, cols, K, kb, e, o, ks, not a_resident,
@@ -649,8 +643,8 @@ def format_memory_table(report: MemoryReport, quiet: bool = False) -> str:
     side by side."""
     acc = report.accelerator
     lines = [f"\nmemory model: {acc.summary()}"]
-    width = min(48, max([len("layer"), len("TOTAL")] + [len(g.layer) for g in
-                                                         next(iter(report.formats.values())).gemms]))
+    gemms = next(iter(report.formats.values())).gemms
+    width = min(48, max([len("layer"), len("TOTAL")] + [len(g.layer) for g in gemms]))
     header = (f"{'layer':<{width}} {'phase':<7} {'compute':>14} {'stall':>14} {'cycles':>14} "
               f"{'read MB':>11} {'write MB':>10} {'MAC/B':>8} {'bound':<7} {'energy uJ':>11}")
     if not quiet:
@@ -698,8 +692,18 @@ def memory_report_for_cli(gemms, source: str, *, rows, cols, mant_bits, config=N
                           dram_bw=None, buffer_kib=None, formats=None) -> MemoryReport:
     """What ``s2fp8 cycles`` runs when a memory flag is given: the accelerator from
     ``config`` (TOML path) and the flags, the model for each of ``formats`` (text list;
-    default: the config's operand format)."""
+    default: the config's operand format). The command's --rows, --cols and -W always
+    apply, so an [array] value of the TOML that disagrees is refused, not ignored."""
     names = parse_formats(formats) if formats is not None else None
+    if config is not None:
+        values = parse_config(read_toml(config), str(config))
+        for key, flag, value in (("rows", "--rows", rows), ("cols", "--cols", cols),
+                                 ("mant_bits", "-W", mant_bits)):
+            if ("array", key) in values and values[("array", key)][1] != value:
+                where, given = values[("array", key)]
+                raise BadInput(f"{where} = {given} disagrees with {flag} {value} "
+                               f"(the command's flag{' default' if key == 'mant_bits' else ''}"
+                               f"; drop the key or pass {flag} {given})")
     acc = load_accelerator(config, rows=rows, cols=cols, mant_bits=mant_bits, dram_bw=dram_bw,
                            buffer_kib=buffer_kib, operand=names[0] if names else None)
     return memory_report(gemms, acc, names or [acc.operand], source)
