@@ -21,6 +21,7 @@ COMMANDS = {
     "trace": "pysim.cli.trace",
     "accuracy": "pysim.cli.accuracy",
     "sweep": "pysim.cli.sweep",
+    "train": "pysim.cli.train",
     "synth": "pysim.cli.synth",
 }
 
