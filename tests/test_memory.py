@@ -21,8 +21,8 @@ from pysim.perf.cycles import breakdown, gemm_cycles
 from pysim.perf.energy import EnergyTable
 from pysim.perf.formats_cost import OPERAND_FORMATS
 from pysim.perf.gemm import Gemm
-from pysim.perf.memory import (MODES, Timing, choose_blocking, explicit_schedule,
-                               gemm_timing, memory_report, model_format)
+from pysim.perf.memory import (MODES, Timing, beat_release, choose_blocking,
+                               explicit_schedule, gemm_timing, memory_report, model_format)
 from pysim.perf.report import cycle_report, format_table, to_json
 from pysim.workload.models import MODELS, build_model, training_step_gemms
 
@@ -150,6 +150,26 @@ def test_closed_form_schedule_equals_step_by_step(rows, cols, m, k, n, count, mo
     assert all(s["load_done"] <= s["start"] < s["end"] for s in steps)
     if bw is None:
         assert total == compute
+    # the RTL hook: every tile once per instance, one release cycle per beat, in order
+    tiles, release = beat_release(*args)
+    mtiles, ntiles = -(-m // rows), -(-n // cols)
+    assert sorted(tiles) == sorted(list(itertools.product(range(mtiles), range(ntiles))) * count)
+    assert len(release) == len(tiles) * k and np.all(np.diff(release) >= 0)
+    if mode in ("mn", "nm"):   # a step is one block: its tiles, in tile_order's blocks
+        m_sizes = [min(mt, mtiles - i) for i in range(0, mtiles, mt)]
+        n_sizes = [min(nt, ntiles - j) for j in range(0, ntiles, nt)]
+        pairs = (itertools.product(m_sizes, n_sizes) if mode == "mn"
+                 else ((a, b) for b, a in itertools.product(n_sizes, m_sizes)))
+        blocks = list(pairs) * count
+        assert [s["beats"] for s in steps] == [a * b * k for a, b in blocks]
+        position = 0
+        for a, b in blocks:     # the step's tiles are an a x b block of tile_order
+            group = tiles[position:position + a * b]
+            assert len({i for i, _ in group}) == a and len({j for _, j in group}) == b
+            position += a * b
+    else:                       # a step is one chunk of one tile
+        assert all(s["beats"] <= kb for s in steps) and len(steps) == len(tiles) * -(-k // kb)
+    assert release[0] >= ref.table_load and release[-1] <= steps[-1]["start"]
 
 
 def test_double_buffering_hides_what_single_buffering_pays():

@@ -527,6 +527,34 @@ def explicit_schedule(acc: Accelerator, mode: str, M, K, N, count, mt, nt, kb, e
     return out
 
 
+def tile_order(mode: str, M, N, R, C, mt, nt) -> list[tuple[int, int]]:
+    """(row tile, column tile) of every tile in the order the schedule's steps walk them:
+    block by block (``mn``, ``a-panel``, ``stream``: m outer; ``nm``, ``b-panel``: n
+    outer), row-major inside a block (chunked modes: one-tile blocks)."""
+    mtiles, ntiles = _ceil(M, R), _ceil(N, C)
+    if mode not in ("mn", "nm"):
+        mt = nt = 1
+    m_blocks = [range(i, min(i + mt, mtiles)) for i in range(0, mtiles, mt)]
+    n_blocks = [range(j, min(j + nt, ntiles)) for j in range(0, ntiles, nt)]
+    pairs = ([(a, b) for a in m_blocks for b in n_blocks] if mode in ("mn", "a-panel", "stream")
+             else [(a, b) for b in n_blocks for a in m_blocks])
+    return [(i, j) for rows, cols in pairs for i in rows for j in cols]
+
+
+def beat_release(acc: Accelerator, mode: str, M, K, N, count, mt, nt, kb, e, o, meta,
+                 spacing_extra, drain, table_load):
+    """The RTL hook: ``(tiles, release)`` for one GEMM (small; everything expanded).
+    ``tiles`` is :func:`tile_order` repeated ``count`` times; ``release[t * K + k]`` is
+    the earliest cycle beat k of the t-th tile in that order may be offered (its step's
+    bytes are on chip). A bandwidth-limited driver feeds the beats of
+    ``pysim.perf.tiler.operand_beats`` permuted to ``tiles`` no earlier than that."""
+    steps = explicit_schedule(acc, mode, M, K, N, count, mt, nt, kb, e, o, meta,
+                              spacing_extra, drain, table_load)
+    release = np.repeat(np.array([s["load_done"] for s in steps], dtype=np.int64),
+                        [s["beats"] for s in steps])
+    return tile_order(mode, M, N, acc.rows, acc.cols, mt, nt) * count, release
+
+
 def model_format(gemms: list[Gemm], acc: Accelerator, fmt_name: str,
                  shapes=None, names=None) -> FormatResult:
     """Run the memory model for every GEMM with operands in ``fmt_name``."""
