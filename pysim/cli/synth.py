@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hw.synth import (BLOCKS, DEFAULT_BLOCKS, DEFAULT_CACHE_DIR, FLOWS, SRAM_TRANSISTORS_PER_BIT,
-                      TABLE_MODES, get_block, summary_json, synthesize)
 from pysim.errors import BadInput
 from pysim.files import atomic_write
 
@@ -15,6 +13,10 @@ HELP = ("silicon cost (Yosys gates/transistors, ECP5 LUT/FF/DSP/BRAM/Fmax) of th
 
 
 def add_arguments(parser) -> None:
+    # hw.synth (hashlib, importlib.metadata) is imported only by this command's own work
+    from hw.synth import (BLOCKS, DEFAULT_BLOCKS, DEFAULT_CACHE_DIR, FLOWS,
+                          SRAM_TRANSISTORS_PER_BIT, TABLE_MODES)
+
     parser.add_argument("--blocks", default=",".join(DEFAULT_BLOCKS),
                         help=f"comma-separated blocks (default: {','.join(DEFAULT_BLOCKS)}; "
                              f"known: {','.join(BLOCKS)})")
@@ -66,6 +68,8 @@ def format_table(blocks: dict) -> str:
     srams = [(name, entry["generic"]) for name, entry in blocks.items()
              if entry.get("generic", {}).get("sram_bits")]
     if srams:
+        from hw.synth import SRAM_TRANSISTORS_PER_BIT
+
         lines += ["", f"generic flow, tables as SRAM macros ({SRAM_TRANSISTORS_PER_BIT} "
                       "transistors/bit, cell array only: a lower bound):"]
         lines += [f"  {name:<22} {g['sram_bits']:,} bits = {g['transistors_sram']:,} "
@@ -132,6 +136,8 @@ def plot(blocks: dict, path: Path, tables: str) -> None:
 
 
 def run(args) -> int:
+    from hw.synth import BLOCKS, FLOWS, get_block, summary_json, synthesize
+
     names = _split(args.blocks, BLOCKS, "blocks")
     flows = _split(args.flow, FLOWS, "flow")
     for name in names:
