@@ -351,7 +351,7 @@ def test_round():
 def test_fpmul_full_precision_matches_golden():
     a_bits, b_bits, families = fp32_pairs("mul", N_PAIRS, 2024)
     dut = FPMul()
-    assert dut.sig_bits == MANT_BITS_MAX and dut.latency == 2
+    assert dut.sig_bits == MANT_BITS_MAX
     got = run_unit(dut, a_bits, b_bits)
     assert_bits_equal(got, fp32_mul(a_bits, b_bits), a_bits, b_bits, "FPMul(sig_bits=24)",
                       families)
@@ -396,7 +396,7 @@ def test_fpmul_reduced_precision_matches_golden(sig_bits, count):
 def test_fpadd_combinational_matches_golden():
     a_bits, b_bits, families = fp32_pairs("add", N_PAIRS // 2, 77)
     dut = FPAdd()
-    assert dut.latency == 0
+    assert dut.latency == 0                     # combinational: in the accumulator loop
     assert_bits_equal(run_fpadd_comb(dut, a_bits, b_bits), fp32_add(a_bits, b_bits),
                       a_bits, b_bits, "FPAdd", families)
 
@@ -404,8 +404,7 @@ def test_fpadd_combinational_matches_golden():
 def test_fpadd_unit_matches_golden():
     a_bits, b_bits, families = fp32_pairs("add", N_PAIRS, 2025)
     dut = FPAddUnit()
-    assert dut.latency == 1
-    got = run_unit(dut, a_bits, b_bits)
+    got = run_unit(dut, a_bits, b_bits)        # results exactly dut.latency cycles late
     assert_bits_equal(got, fp32_add(a_bits, b_bits), a_bits, b_bits, "FPAddUnit", families)
 
 
