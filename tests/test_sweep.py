@@ -45,7 +45,7 @@ def test_local_cluster_sweep_and_resume(tmp_path):
     assert counts["run"] == len(rows) == 8 and counts["skipped"] == 0
     assert (tmp_path / "grid_pareto.png").read_bytes().startswith(PNG_MAGIC)
     # one point against the model run directly
-    row = next(r for r in rows if r["point"] == "ncf|16x16|buf16|bw65/2|bf16")
+    row = next(r for r in rows if r["point"] == "ncf|16x16|buf16|bw32.5|bf16")
     acc = Accelerator(rows=16, cols=16, a_bytes=8192, b_bytes=8192, dram_bw=Fraction(65, 2))
     total = memory_report(training_step_gemms(build_model("ncf")), acc, ["bf16"]).formats[
         "bf16"].total()

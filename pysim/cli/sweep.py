@@ -133,13 +133,21 @@ def read_sweep(path) -> tuple[list[dict], dict]:
                                                             bandwidths):
         cell = {"workload": workload, "rows": rows, "cols": cols,
                 "buffer_kib": "inf" if kib is None else str(kib),
-                "dram_bw": "inf" if bw is None else str(bw), "formats": list(formats)}
+                "dram_bw": _bandwidth_text(bw), "formats": list(formats)}
         try:  # every cell's accelerator is valid before anything runs
             build_accelerator(cell, settings)
         except BadInput as error:
             raise BadInput(f"{source}: point {point_key(cell, formats[0])}: {error}") from None
         cells.append(cell)
     return cells, settings
+
+
+def _bandwidth_text(bw) -> str:
+    """"inf", "32" or "25.6": a decimal (its denominator is 2^a 5^b, so the float's repr
+    is exact and parses back to the same fraction)."""
+    if bw is None:
+        return "inf"
+    return str(bw.numerator) if bw.denominator == 1 else repr(float(bw))
 
 
 def point_key(cell: dict, fmt: str) -> str:
