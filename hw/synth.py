@@ -249,9 +249,10 @@ def generic_script(top: str, tables: str, hierarchical: bool) -> str:
                  "read_verilog -lib sram_stub.v", f"synth{flatten} -top {top} -run fine:"]
     else:
         synth = [f"synth{flatten} -top {top}"]
-    # -top: the "design" section sums the hierarchy (each module times its instances);
-    # not -hierarchy, whose JSON Yosys 0.70 writes malformed (a missing comma)
-    stat = f"stat -json -tech cmos -top {top}"
+    # synth -top marks the top module, so the "design" section sums the hierarchy (each
+    # module times its instances); not -hierarchy, whose JSON Yosys 0.70 writes malformed
+    # (a missing comma)
+    stat = "stat -json -tech cmos"
     return "\n".join(["read_verilog block.v", *synth,
                       "dfflegalize -cell $_DFF_P_ 01", "abc -g cmos", "opt_clean",
                       "delete t:$scopeinfo", f"tee -q -o stat.json {stat}", ""])
@@ -262,8 +263,7 @@ def ecp5_synth_script(wrapper: str, tables: str, hierarchical: bool) -> str:
     options += " -noflatten" if hierarchical else ""
     return "\n".join(["read_verilog block.v", "read_verilog wrapper.v",
                       f"synth_ecp5 -top {wrapper}{options}", "delete t:$scopeinfo",
-                      f"tee -q -o stat.json stat -json -top {wrapper}", "write_json netlist.json",
-                      ""])
+                      "tee -q -o stat.json stat -json", "write_json netlist.json", ""])
 
 
 # ------------------------------------------------------------------------------ tools
