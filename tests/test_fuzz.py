@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -53,24 +53,46 @@ _HEADERS = [
     "Num Filter, Stride height, Stride width,",
     "Layer, M, N, K,",
 ]
-_CELL = st.one_of(
-    st.integers(-3, 300).map(str),
-    st.integers(0, 2 ** 70).map(str),
+_GOOD_CELL = st.integers(1, 40).map(str)
+_BAD_CELL = st.one_of(
+    st.integers(-3, 0).map(str),
+    st.integers(2 ** 62, 2 ** 70).map(str),
     st.sampled_from(["", " ", "x", "1.5", "+4", "\u0663", "\uff14", "1e3", "DP", "-0",
                      "9" * 30, "\t7 "]),
     st.text(max_size=6),
 )
-_ROW = st.tuples(st.sampled_from(["c1", "DP_c", "fc", "", "a,b"]),
-                 st.lists(_CELL, min_size=0, max_size=10)).map(
-    lambda r: ",".join([r[0], *r[1]]) + ",")
-_SCALESIM_TEXT = st.one_of(
-    st.text(max_size=200),
-    st.tuples(st.sampled_from(_HEADERS), st.lists(_ROW, max_size=5)).map(
-        lambda t: "\n".join([t[0], *t[1]]) + "\n"),
-)
 
 
-@given(text=_SCALESIM_TEXT)
+@st.composite
+def _scalesim_row(draw, width: int) -> str:
+    """Mostly well-formed rows (so the importer's accepting path is fuzzed too: filters
+    no larger than the IFMAP), some with a bad cell or the wrong number of cells."""
+    if width == 3:  # GEMM form: M, N, K
+        cells = [draw(_GOOD_CELL) for _ in range(3)]
+    else:
+        ih, iw = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+        cells = [ih, iw, draw(st.integers(1, ih)), draw(st.integers(1, iw)),
+                 draw(st.integers(1, 8)), draw(st.integers(1, 8)),
+                 *[draw(st.integers(1, 5)) for _ in range(width - 6)]]
+        cells = [str(c) for c in cells]
+    if draw(st.integers(0, 2)) == 0:
+        cells[draw(st.integers(0, len(cells) - 1))] = draw(_BAD_CELL)
+    if draw(st.integers(0, 4)) == 0:
+        cells = cells[:-1] if draw(st.booleans()) else cells + [draw(_GOOD_CELL)]
+    return ",".join([draw(st.sampled_from(["c1", "DP_c", "fc", "", "a b"])), *cells]) + ","
+
+
+@st.composite
+def _scalesim_texts(draw) -> str:
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.text(max_size=200))
+    header = draw(st.sampled_from(_HEADERS))
+    width = header.count(",") - 1  # value columns after the name
+    rows = draw(st.lists(_scalesim_row(width), max_size=5))
+    return "\n".join([header, *rows]) + "\n"
+
+
+@given(text=_scalesim_texts())
 def test_scalesim_parser_accepts_or_rejects_with_bad_input(tmp_path_factory, text):
     from pysim.workload.importers.scalesim import import_scalesim
     path = tmp_path_factory.mktemp("csv") / "net.csv"
@@ -96,16 +118,22 @@ _LAYER_KEYS = sorted(_VALID_LAYER) + ["kernel", "stride", "padding", "groups", "
                                       "needs_input_grad", "source", "height"]
 
 
+_PLAUSIBLE = st.one_of(st.integers(1, 9), st.lists(st.integers(0, 4), min_size=2, max_size=2),
+                      st.booleans(), st.sampled_from(["forward", ["forward", "wgrad"], "x",
+                                                      ["dgrad"], "conv2d", "linear"]))
+
+
 @st.composite
 def _trace_documents(draw):
     """A valid trace with some fields replaced by arbitrary JSON, or arbitrary JSON."""
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
         return draw(_JSON)
     doc = {"format": "s2fp8-trace", "version": 1, "model": "m",
            "layers": [dict(_VALID_LAYER)]}
+    value = st.one_of(_JSON, _PLAUSIBLE, _PLAUSIBLE)  # half of them plausible
     for _ in range(draw(st.integers(0, 3))):  # the layer first: "layers" may go next
-        doc["layers"][0][draw(st.sampled_from(_LAYER_KEYS))] = draw(_JSON)
-    for _ in range(draw(st.integers(0, 1))):
+        doc["layers"][0][draw(st.sampled_from(_LAYER_KEYS))] = draw(value)
+    if draw(st.integers(0, 3)) == 0:
         doc[draw(st.sampled_from(["format", "version", "model", "layers", "source"]))] = \
             draw(_JSON)
     return doc
@@ -237,3 +265,67 @@ def test_larger_magnitude_never_gets_a_smaller_code(x):
     magnitudes = (t.codes & E5M2.magnitude_mask).ravel()[order]
     assume(magnitudes.size > 1)
     assert np.all(np.diff(magnitudes.astype(np.int16)) >= 0)
+
+
+# --------------------------------------------------------------- ONNX attributes
+
+_BAD_INTS = st.lists(st.integers(-2, 5), min_size=1, max_size=5)  # onnx.helper needs one
+
+
+@st.composite
+def _conv_attributes(draw, kernel) -> dict:
+    """Conv attributes, each well-formed two times in three (so the accepting path is
+    fuzzed too), else an arbitrary list."""
+    good = {"kernel_shape": st.just(list(kernel)),
+            "strides": st.lists(st.integers(1, 3), min_size=2, max_size=2),
+            "pads": st.lists(st.integers(0, 2), min_size=4, max_size=4),
+            "dilations": st.lists(st.integers(1, 2), min_size=2, max_size=2)}
+    attrs = {}
+    for name in draw(st.lists(st.sampled_from(["kernel_shape", "strides", "pads",
+                                               "dilations", "group", "auto_pad"]),
+                              unique=True, max_size=6)):
+        if name == "group":
+            attrs[name] = draw(st.integers(-1, 4))  # overrides the well-formed group
+        elif name == "auto_pad":
+            attrs[name] = draw(st.sampled_from(["NOTSET", "VALID", "SAME_UPPER",
+                                                "SAME_LOWER", "BOGUS"]))
+        else:
+            attrs[name] = draw(good[name] if draw(st.integers(0, 2)) else _BAD_INTS)
+    return attrs
+
+
+@st.composite
+def _onnx_cases(draw):
+    kernel = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    return (draw(_conv_attributes(kernel)), draw(st.integers(1, 4)),
+            draw(st.sampled_from([1, 1, 2, 4, 3])), kernel,
+            (draw(st.sampled_from([0, 0, 0, 1])), draw(st.integers(0, 1))))
+
+
+@given(case=_onnx_cases())
+@example(case=({"strides": [0, 0], "auto_pad": "SAME_UPPER"}, 1, 1, (1, 1), (0, 0)))
+@settings(max_examples=max(40, settings.default.max_examples // 3))
+def test_onnx_attributes_accept_or_reject_with_bad_input(tmp_path_factory, case):
+    """A Conv with arbitrary attributes and weight shape, then a Gemm with arbitrary
+    transA/transB: imported, or a BadInput naming the node."""
+    attrs, out, group, kernel, trans = case
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pysim.workload.importers.onnx_model import import_onnx
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])
+    f = helper.make_tensor_value_info("f", TensorProto.FLOAT, ["N", 6])
+    attrs.setdefault("group", group)
+    weight = (out * group, max(1, 4 // group), *kernel)  # group 3: channels mismatch
+    inits = [numpy_helper.from_array(np.zeros(weight, np.float32), "w"),
+             numpy_helper.from_array(np.zeros((3, 6) if trans[1] else (6, 3), np.float32),
+                                     "wg")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", **attrs),
+             helper.make_node("Gemm", ["f", "wg"], ["g"], name="fc", transA=trans[0],
+                              transB=trans[1])]
+    graph = helper.make_graph(nodes, "fuzz", [x, f], [], initializer=inits)
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    trace = _parses_or_bad_input(import_onnx, path)
+    if trace is not None:
+        trace.gemms()

@@ -225,6 +225,9 @@ class _NodeContext:
         kernel = self.attr_ints("kernel_shape", w[2:], spatial)
         strides = self.attr_ints("strides", [1] * spatial, spatial)
         dilations = self.attr_ints("dilations", [1] * spatial, spatial)
+        for key, values in (("strides", strides), ("dilations", dilations)):
+            if min(values) < 1:  # before auto_pad divides by the stride
+                self.fail(f"attribute {key!r}: must be >= 1, got {values}")
         pads = self.attr_ints("pads", [0] * (2 * spatial), 2 * spatial)
         group = int(self.attrs.get("group", 1))
         auto_pad = self.attrs.get("auto_pad", b"NOTSET")
