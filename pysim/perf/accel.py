@@ -19,7 +19,7 @@ from pysim.errors import BadInput
 from pysim.numerics.formats import MANT_BITS_MAX, MANT_BITS_MIN
 from pysim.perf.arch import ARRAY_DIM_MAX, ARRAY_DIM_MIN
 from pysim.perf.energy import EnergyTable
-from pysim.perf.formats_cost import OPERAND_FORMATS, operand_format, output_format
+from pysim.perf.formats_cost import operand_format, output_format
 from pysim.validate import is_int
 
 KIB = 1 << 10
@@ -259,34 +259,32 @@ def load_accelerator(path=None, *, rows=None, cols=None, mant_bits=None, dram_bw
     if energy_keys:
         energy = replace(energy, **energy_keys)
 
-    def pick(section, key, override, default, flag):
+    def setting(section, key, override, default, flag):
+        """(value, where it came from): the flag if given, else the file, else the default."""
         if override is not None:
             return override, flag
         if (section, key) in values:
-            return values[(section, key)][1], values[(section, key)][0]
+            where, value = values[(section, key)]
+            return value, where
         return default, f"[{section}] {key}"
 
     fields = {}
-    for name, section, key, override, default, flag in (
-            ("rows", "array", "rows", rows, None, "--rows"),
-            ("cols", "array", "cols", cols, None, "--cols"),
-            ("mant_bits", "array", "mant_bits", mant_bits, MANT_BITS_MAX, "--mant-bits"),
-            ("double_buffered", "buffers", "double_buffered", double_buffered, True, ""),
-            ("clock_mhz", "clock", "mhz", None, DEFAULT_CLOCK_MHZ, ""),
-            ("output", "formats", "output", None, "fp32", ""),
-            ("operand", "formats", "operand", operand, "s2fp8", "--formats")):
-        value, where = pick(section, key, override, default, flag)
+    for name, override, flag, low, high, default in (
+            ("rows", rows, "--rows", ARRAY_DIM_MIN, ARRAY_DIM_MAX, None),
+            ("cols", cols, "--cols", ARRAY_DIM_MIN, ARRAY_DIM_MAX, None),
+            ("mant_bits", mant_bits, "--mant-bits", MANT_BITS_MIN, MANT_BITS_MAX, MANT_BITS_MAX)):
+        value, where = setting("array", name, override, default, flag)
         if value is None:
-            raise BadInput(f"array {name}: not given (set [{section}] {key} in the "
-                           f"accelerator TOML or {flag})")
-        fields[name] = value
-        if name in ("rows", "cols", "mant_bits"):
-            _check_range(where, name, value, *{"mant_bits": (MANT_BITS_MIN, MANT_BITS_MAX)}
-                         .get(name, (ARRAY_DIM_MIN, ARRAY_DIM_MAX)))
-    if fields["operand"] not in OPERAND_FORMATS:
-        operand_format(fields["operand"], pick("formats", "operand", operand, None,
-                                               "--formats")[1])
-    output_format(fields["output"], pick("formats", "output", None, None, "")[1])
+            raise BadInput(f"array {name}: not given (set [array] {name} in the accelerator "
+                           f"TOML or {flag})")
+        fields[name] = _check_range(where, name, value, low, high)
+    fields["double_buffered"] = setting("buffers", "double_buffered", double_buffered, True,
+                                        "")[0]
+    fields["clock_mhz"] = setting("clock", "mhz", None, DEFAULT_CLOCK_MHZ, "")[0]
+    fields["operand"], where = setting("formats", "operand", operand, "s2fp8", "--formats")
+    operand_format(fields["operand"], where)
+    fields["output"], where = setting("formats", "output", None, "fp32", "")
+    output_format(fields["output"], where)
 
     fields["dram_bw"] = (parse_bandwidth("--dram-bw", dram_bw) if dram_bw is not None
                          else values.get(("dram", "bytes_per_cycle"), (None, DEFAULT_DRAM_BW))[1])
