@@ -146,6 +146,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from pysim.cli import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, main  # noqa: E402
+from pysim.errors import BadInput  # noqa: E402
 
 GEMM_HEADER = "Layer, M, N, K,\n"
 TWO_63 = str(1 << 63)
@@ -386,3 +387,26 @@ def test_accuracy_reports_fp32_overflow_without_warnings(tmp_path, capsys):
     fp32_row = next(line for line in out.splitlines() if line.startswith("FP32 "))
     assert fp32_row.split()[-1] == "2", fp32_row          # overflow column: 2 inputs
     assert "beyond the FP32 range" in out
+
+
+def test_capture_pair_json_and_npz_all_or_nothing(tmp_path, monkeypatch):
+    """`trace capture -o d.json --tensors` writes d.npz and d.json with one
+    atomic_write_many (pysim.workload.capture.output): before, a failing d.json rename
+    left d.npz behind. Also: the same file twice is refused."""
+    import pysim.files
+    npz, trace_json = tmp_path / "d.npz", tmp_path / "d.json"
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == trace_json:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(pysim.files.os, "replace", replace)
+    with pytest.raises(BadInput, match="d.json"):
+        pysim.files.atomic_write_many({npz: b"tensors", trace_json: "{}"})
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(pysim.files.os, "replace", real_replace)
+    with pytest.raises(BadInput, match="given twice"):
+        pysim.files.atomic_write_many({npz: b"a", str(tmp_path / "." / "d.npz"): b"b"})
+    assert list(tmp_path.iterdir()) == []
