@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from pysim.perf.memory import memory_report
 from pysim.workload.models import build_model, training_step_gemms
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA = Path(__file__).parent / "data"
 SWEEP = """\
 [sweep]
 workloads = ["ncf"]
@@ -85,9 +88,10 @@ def stop(process):
             process.wait(timeout=10)
 
 
-def test_sweep_on_a_dask_scheduler_and_worker_processes(tmp_path, capsys):
+def test_sweep_on_a_dask_scheduler_and_worker_processes(tmp_path):
     """A real ``dask scheduler`` and ``dask worker`` on 127.0.0.1 (random free port);
-    the sweep connects with --scheduler; both are killed at the end."""
+    the sweep (a process, 2 minutes at most) connects with --scheduler; both are killed
+    at the end."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = open(tmp_path / "dask.log", "w")
@@ -103,13 +107,19 @@ def test_sweep_on_a_dask_scheduler_and_worker_processes(tmp_path, capsys):
             while not client.scheduler_info()["workers"]:
                 assert time.monotonic() < deadline, (tmp_path / "dask.log").read_text()
                 time.sleep(0.2)
+        # a SCALE-Sim CSV workload, named relative to the TOML, read by the remote worker
+        shutil.copy(DATA / "alexnet.csv", tmp_path / "alexnet.csv")
         sweep = tmp_path / "grid.toml"
-        sweep.write_text(SWEEP)
+        sweep.write_text(SWEEP.replace('"ncf"', '"ncf", "alexnet.csv"'))
         out = tmp_path / "remote.csv"
-        assert main(["sweep", str(sweep), "--scheduler", address, "--out", str(out),
-                     "--no-progress"]) == 0
-        assert "8 points: 0 already in" in capsys.readouterr().out
-        assert len(read_rows(out)) == 8 and tuple(read_rows(out)[0]) == COLUMNS
+        done = subprocess.run([sys.executable, "-m", "pysim.cli", "sweep", str(sweep),
+                               "--scheduler", address, "--out", str(out), "--no-progress"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "16 points: 0 already in" in done.stdout
+        rows = read_rows(out)
+        assert len(rows) == 16 and tuple(rows[0]) == COLUMNS
+        assert {r["workload"] for r in rows} == {"ncf", "alexnet.csv"}
     finally:
         for process in (worker, scheduler):
             if process is not None:
