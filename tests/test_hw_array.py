@@ -284,7 +284,7 @@ def random_schedule(beats: int, rng, *, gap_prob=0.3, max_gap=4, stall_prob=0.05
     """Beat offers with random gaps, and a ``c.ready`` mask with random low bursts of up to
     ``max_stall`` cycles (long enough to fill the result FIFO of a small array)."""
     gaps = np.where(rng.random(beats) < gap_prob, rng.integers(1, max_gap + 1, beats), 0)
-    offer = np.cumsum(gaps).astype(np.int64)
+    offer = (np.cumsum(gaps + 1) - 1).astype(np.int64)   # gaps[i] idle cycles before beat i
     ready = np.ones(length, bool)
     for start in np.flatnonzero(rng.random(length) < stall_prob):
         ready[start:start + rng.integers(1, max_stall + 1)] = False

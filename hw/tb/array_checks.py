@@ -53,7 +53,7 @@ def random_schedule(beats: int, rng: np.random.Generator, config: ArrayConfig, *
     FIFO's credits (up to 3 x ``result_fifo_depth`` cycles), over the cycles the job is
     likely to take; the consumer is ready after the mask."""
     gaps = np.where(rng.random(beats) < gap_prob, rng.integers(1, max_gap + 1, beats), 0)
-    offer = np.cumsum(gaps).astype(np.int64)
+    offer = (np.cumsum(gaps + 1) - 1).astype(np.int64)   # gaps[i] idle cycles before beat i
     length = int(offer[-1]) + 2 * beats + 4 * config.result_fifo_depth
     ready = np.ones(length, bool)
     for first in np.flatnonzero(rng.random(length) < stall_prob):

@@ -2,7 +2,7 @@
 
 A *check* builds (once, cached) one RTL configuration, runs one cocotb bench on it with
 vectors made here, compares the results with the golden model and returns a
-``hw.tb.scoreboard.Report``. ``s2fp8 regress`` and tests/test_rtl_*.py both use them.
+``hw.tb.scoreboard.Report``. ``s2fp8 regress`` and tests/test_rtl_registry.py both run them.
 
 Adding a bench + regression check (e.g. for the MAC):
 
