@@ -97,20 +97,25 @@ def gemm_accumulate(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> None:
 _F64_FRAC_BITS = 52
 _F64_BIAS = 1023
 _DROP = _F64_FRAC_BITS - E5M2.frac_bits
-_HALF_ULP_MINUS_ONE = (1 << (_DROP - 1)) - 1
-#: float64 biased exponent -> E5M2 biased exponent, in the low 8 bits (mod 256).
-_REBIAS = ((_F64_BIAS - E5M2.bias) << E5M2.frac_bits) & 0xFF
-_MAX_FINITE = E5M2.max_finite
-_MAX_FINITE_CODE = ((E5M2.emax + E5M2.bias) << E5M2.frac_bits) | E5M2.frac_mask
-_MIN_NORMAL = 2.0 ** E5M2.emin
-_SUBNORMAL_SCALE = 2.0 ** -E5M2.subnormal_quantum_exp
-_SIGN_POSITION = E5M2.width - 1
+#: The E5M2 rule as numbers, passed to the compiled loop as an argument: numba's disk
+#: cache is keyed by this file alone, so constants read from pysim.numerics.formats as
+#: globals would be frozen into a cached binary and survive a change of formats.py.
+_E5M2_RULE = (
+    np.uint64(_DROP),
+    np.uint64((1 << (_DROP - 1)) - 1),                                # half an ulp - 1
+    np.uint8(((_F64_BIAS - E5M2.bias) << E5M2.frac_bits) & 0xFF),     # re-bias, mod 256
+    E5M2.max_finite,
+    np.uint8(((E5M2.emax + E5M2.bias) << E5M2.frac_bits) | E5M2.frac_mask),  # its code
+    2.0 ** E5M2.emin,                                                 # smallest normal
+    2.0 ** -E5M2.subnormal_quantum_exp,                               # 1 / smallest subnormal
+    np.uint8(E5M2.width - 1),                                         # sign bit position
+)
 
 
 @njit(nogil=True, cache=True, fastmath=False)
-def _e5m2_codes(mag, mag_bits, sign_bits, sign_shift, out):  # pragma: no cover - compiled
+def _e5m2_codes(mag, mag_bits, sign_bits, sign_shift, rule, out):  # pragma: no cover
     """out[i] = E5M2 code of mag[i] (>= 0 or +Inf), RNE, saturating, with the sign bit
-    (sign_bits[i] >> sign_shift) in bit 7.
+    (sign_bits[i] >> sign_shift) in bit 7; ``rule`` is :data:`_E5M2_RULE`.
 
     Normal results round on the float64 bit pattern: adding (half an E5M2 ulp - 1) plus
     the lowest kept bit, then dropping the low bits, is RNE, and a carry out of the
@@ -118,15 +123,16 @@ def _e5m2_codes(mag, mag_bits, sign_bits, sign_shift, out):  # pragma: no cover 
     of the smallest subnormal. All three candidates are computed and one is selected
     (no branch in the loop).
     """
+    drop, half_ulp_minus_one, rebias, max_finite, max_code, min_normal, sub_scale, sign_pos = rule
     for i in range(mag.size):
         value = mag[i]
         bits = mag_bits[i]
-        normal = np.uint8(((bits + ((bits >> _DROP) & 1) + _HALF_ULP_MINUS_ONE) >> _DROP) & 0xFF)
-        normal = np.uint8(normal - np.uint8(_REBIAS))
-        subnormal = np.uint8(np.rint(min(value, _MIN_NORMAL) * _SUBNORMAL_SCALE))
-        code = subnormal if value < _MIN_NORMAL else normal
-        code = np.uint8(_MAX_FINITE_CODE) if value >= _MAX_FINITE else code
-        out[i] = code | np.uint8(((sign_bits[i] >> sign_shift) & 1) << _SIGN_POSITION)
+        normal = np.uint8(((bits + ((bits >> drop) & 1) + half_ulp_minus_one) >> drop) & 0xFF)
+        normal = np.uint8(normal - np.uint8(rebias))
+        subnormal = np.uint8(np.rint(min(value, min_normal) * sub_scale))
+        code = subnormal if value < min_normal else normal
+        code = np.uint8(max_code) if value >= max_finite else code
+        out[i] = code | np.uint8(((sign_bits[i] >> sign_shift) & 1) << sign_pos)
 
 
 def e5m2_codes(mag: np.ndarray, sign_of: np.ndarray, out: np.ndarray | None = None):
@@ -147,7 +153,7 @@ def e5m2_codes(mag: np.ndarray, sign_of: np.ndarray, out: np.ndarray | None = No
                          f"got {sign_of.dtype}{sign_of.shape}")
     uint = np.uint32 if sign_of.dtype == np.float32 else np.uint64
     _e5m2_codes(flat, flat.view(np.uint64), sign_of.view(uint), uint(8 * sign_of.itemsize - 1),
-                result.reshape(-1))
+                _E5M2_RULE, result.reshape(-1))
     return result
 
 
