@@ -412,3 +412,16 @@ def test_decode_uses_table():
     one = ref_fp32_bits(2.0 ** (-0.5), 24)                  # 2^((0 - 1)/2)
     assert list(got) == [one, one | 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000,
                          0, 0x80000000]
+
+
+def test_apply_sign_is_lookup_with_sign_xor():
+    """apply_sign = table[code & 0x7F] XOR (code >> 7) << 31 for every code, also for a
+    table entry that has its sign bit set; a table of another size is refused."""
+    from pysim.numerics.s2fp8 import apply_sign
+    rng = np.random.default_rng(7)
+    table = rng.integers(0, 1 << 32, 128, dtype=np.uint64).astype(np.uint32)
+    codes = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    want = [int(table[c & 0x7F]) ^ ((c >> 7) << 31) for c in range(256)]
+    assert apply_sign(codes, table).ravel().tolist() == want
+    with pytest.raises(ValueError, match="128 entries"):
+        apply_sign(codes, table[:64])
