@@ -58,13 +58,16 @@ async def array_gemms(dut):
         steps += len(vectors["tables_a"][j])
         beats, rows_wanted = int(vectors["beats"][j]), int(vectors["rows"][j])
         ready_mask = ready_masks[j].tolist()
+        ready_len = len(ready_mask)
+        never = 1 << 62
+        next_offer = offers[offset] if beats else never   # offer cycle of beat `beat`
         limit = 100 * (beats + 1000) + len(ready_mask) + (offers[offset + beats - 1] if beats else 0)
         beat, rows_seen, cycle = 0, 0, 0
         presented_beat = -1                       # the beat whose payload is on the ports
         valid_driven, ready_driven = False, True  # written only when they change (speed)
         while True:
             # --- drive cycle `cycle` ---
-            offered = beat < beats and offers[offset + beat] <= cycle
+            offered = cycle >= next_offer
             if offered and presented_beat != beat:
                 a_payload(a_words[offset + beat])
                 b_payload(b_words[offset + beat])
@@ -73,7 +76,7 @@ async def array_gemms(dut):
                 a_valid(int(offered))
                 b_valid(int(offered))
                 valid_driven = offered
-            ready_now = ready_mask[cycle] if cycle < len(ready_mask) else True
+            ready_now = cycle >= ready_len or ready_mask[cycle]
             if ready_now != ready_driven:
                 c_ready(int(ready_now))
                 ready_driven = ready_now
@@ -82,6 +85,7 @@ async def array_gemms(dut):
             if offered and a_ready() & 1:
                 accept.append(cycle)
                 beat += 1
+                next_offer = offers[offset + beat] if beat < beats else never
             if ready_now and c_valid() & 1:
                 word = c_payload()
                 row_index.append(word & ((1 << row_bits) - 1))
