@@ -100,3 +100,23 @@ def test_gemm_schedule_without_gaps_is_the_closed_form():
     for shape in [(1, 1, 1), (5, 7, 4), (4, 1, 6), (17, 9, 3), (9, 64, 13)]:
         for rows, cols in [(1, 1), (2, 3), (4, 4), (8, 2)]:
             assert gemm_schedule(*shape, rows, cols).cycles == closed_form(*shape, rows, cols)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=0, cols=4), r"array rows \(1..64\) must be >= 1, got 0"),
+    (dict(rows=4, cols=65), r"array cols \(1..64\) must be <= 64, got 65"),
+    (dict(rows=4.0, cols=4), r"array rows \(1..64\) must be an integer, got 4.0"),
+    (dict(rows=4, cols=4, mant_bits=25), r"mant_bits \(1..24\) must be <= 24, got 25"),
+    (dict(rows=4, cols=4, mant_bits=True), r"mant_bits \(1..24\) must be an integer, got True"),
+])
+def test_array_config_validation(kwargs, message):
+    with pytest.raises(ShapeError, match=message):
+        arch.ArrayConfig(**kwargs)
+
+
+def test_array_config_is_frozen_and_names_the_rtl():
+    config = arch.ArrayConfig(4, 8, mant_bits=8)
+    with pytest.raises(AttributeError):
+        config.rows = 2
+    assert config.top_name == "s2fp8_array_4x8_w8"
+    assert gemm_cycles(5, 7, 4, arch.ArrayConfig(2, 3)) == gemm_cycles(5, 7, 4, 2, 3) == 50
