@@ -5,13 +5,16 @@ point's code: ``python -c "from pysim.cli import main; ..."``) and prints the be
 median wall time, the best CPU time (user + sys of the child) and the number of modules
 it imported. Target (issue 14): ``s2fp8 --help`` and ``s2fp8 cycles`` on a small CSV
 under 0.3 s wall. On a shared machine the wall time includes waiting for a core: the CPU
-column is what the command itself costs. tests/test_startup.py checks which modules the
-light commands import; this script only reports.
+column is what the command itself costs. The row "all parsers (previous)" runs the
+same cycles command with every command's parser built, as the CLI did before issue 14.
+tests/test_startup.py checks which modules the light commands import; this script only
+reports.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,25 +39,29 @@ except SystemExit as exit:
 sys.stderr.write(f"\\nMODULES {len(sys.modules)}\\n")
 raise SystemExit(code)
 """
+#: the same with every command's parser built, as the CLI did before issue 14
+CHILD_ALL_COMMANDS = CHILD.replace(
+    "code = main(sys.argv[1:])",
+    "from pysim.cli import build_parser\n    args = build_parser().parse_args(sys.argv[1:])\n"
+    "    code = args.run(args)")
 
 
-def _measure(argv: list[str], runs: int) -> tuple[float, float, float, int]:
+def _measure(argv: list[str], runs: int, child: str = CHILD) -> tuple[float, float, float, int]:
     """(best wall, median wall, best CPU, modules) over ``runs`` runs after one warm-up."""
     walls, cpus, modules = [], [], -1
     for i in range(runs + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, *argv], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        stderr = proc.stderr.read()
-        _, _, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([sys.executable, "-c", child, *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - start
-        proc.stderr.close()
-        if "MODULES" not in stderr:
-            raise RuntimeError(f"s2fp8 {' '.join(argv)} failed:\n{stderr[-2000:]}")
-        modules = int(stderr.rsplit("MODULES", 1)[1].split()[0])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if "MODULES" not in proc.stderr:
+            raise RuntimeError(f"s2fp8 {' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
+        modules = int(proc.stderr.rsplit("MODULES", 1)[1].split()[0])
         if i:  # the first run warms the page cache and .pyc files
             walls.append(wall)
-            cpus.append(usage.ru_utime + usage.ru_stime)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return min(walls), statistics.median(walls), min(cpus), modules
 
 
@@ -81,6 +88,7 @@ def main(argv=None) -> int:
             ("s2fp8 cycles --help", ["cycles", "--help"]),
             ("s2fp8 cycles small.csv", ["cycles", str(csv), "--rows", "16", "--cols", "16"]),
             ("s2fp8 cycles resnet50", ["cycles", "resnet50", "--rows", "16", "--cols", "16"]),
+            ("  all parsers (previous)", ["cycles", str(csv), "--rows", "16", "--cols", "16"]),
         ]
         print(f"{'command':<26} {'best s':>7} {'median s':>9} {'CPU s':>7} {'modules':>8}  target")
         for name, command in rows:
@@ -92,7 +100,8 @@ def main(argv=None) -> int:
                     walls.append(time.perf_counter() - start)
                 print(f"{name:<26} {min(walls):>7.3f} {statistics.median(walls):>9.3f}")
                 continue
-            best, median, cpu, modules = _measure(command, args.runs)
+            child = CHILD_ALL_COMMANDS if "previous" in name else CHILD
+            best, median, cpu, modules = _measure(command, args.runs, child)
             mark = ""
             if name in ("s2fp8 --help", "s2fp8 cycles small.csv"):
                 mark = f"< {TARGET_WALL_S} s wall  {'PASS' if best < TARGET_WALL_S else 'BELOW'}"
