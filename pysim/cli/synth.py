@@ -80,15 +80,16 @@ def format_table(blocks: dict) -> str:
 def format_overheads(overhead: dict) -> str:
     if not overhead:
         return ""
-    columns = ["generic.transistors", "generic.transistors_logic", "ecp5.lut4", "ecp5.ff",
-               "ecp5.bram", "ecp5.fmax_mhz"]
-    header = f"{'S2FP8 block':<16} {'vs':<9}" + "".join(f"{c:>19}" for c in columns)
-    lines = ["overhead of S2FP8 over each baseline, % ((S2FP8 - baseline) / baseline; "
-             "transistors_logic: without the tables; '-': baseline is 0):",
+    columns = {"generic.transistors": "transistors", "generic.transistors_logic": "logic only",
+               "generic.cells": "cells", "ecp5.lut4": "LUT4", "ecp5.ff": "FF",
+               "ecp5.bram": "BRAM", "ecp5.fmax_mhz": "Fmax"}
+    header = f"{'S2FP8 block':<16} {'vs':<9}" + "".join(f"{c:>13}" for c in columns.values())
+    lines = ["overhead of S2FP8 over each baseline, % ((S2FP8 - baseline) / baseline; logic "
+             "only: generic transistors without the SRAM macros; '-': the baseline has none):",
              header, "-" * len(header)]
     for name, rows in overhead.items():
         for base, row in rows.items():
-            cells = "".join(f"{(f'{row[c]:+.1f}' if c in row else '-'):>19}" for c in columns)
+            cells = "".join(f"{(f'{row[c]:+.1f}' if c in row else '-'):>13}" for c in columns)
             lines.append(f"{name:<16} {base:<9}{cells}")
     return "\n".join(lines)
 
@@ -122,7 +123,7 @@ def plot(blocks: dict, path: Path, tables: str) -> None:
         ax.bar_label(bars, labels=[f"{v:,.0f}" if metric != "fmax_mhz" else f"{v:.1f}"
                                    for v in values], padding=2, fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.margins(x=0.25)
+        ax.set_xlim(0, 1.3 * max(values + [1]))  # room for the value labels
         ax.tick_params(axis="x", labelsize=8)
     axes[0][0].invert_yaxis()  # shared y axis: the first block on top
     fig.suptitle(f"S2FP8 (red) vs baselines (blue), parts (gray); decode tables: {tables}",
