@@ -398,7 +398,8 @@ def _plot_error_boxes(ax, rows, phases: list, floor: float, top: float) -> None:
                 ax.text(x, top / 30, f"{nan}\nNaN", ha="center", va="bottom", fontsize=7,
                         color=color)
         ax.text(p_index * slot + (len(COMPARED_FORMATS) - 1) / 2, top * 4,
-                f"{phase}, {len(in_phase):,} GEMMs", ha="center", va="top", fontsize=9)
+                f"{phase}, {len(in_phase):,} GEMM{'' if len(in_phase) == 1 else 's'}",
+                ha="center", va="top", fontsize=9)
     ax.set_yscale("log")
     ax.set_ylim(floor, top * 10)  # a decade above the data for the phase and NaN labels
     ax.set_xticks([p * slot + f for p in range(len(phases)) for f in range(len(COMPARED_FORMATS))])
@@ -429,12 +430,16 @@ def _plot_s2fp8_vs_e5m2(ax, rows, phases: list, floor: float) -> None:
         ax.set_ylim(low, high)
         ax.text(high / 1.3, low * 1.3, "S2FP8 more accurate", ha="right", va="bottom",
                 fontsize=9)
+    else:  # nothing to compare: an empty panel with positive limits for the log axes
+        ax.set_xlim(floor, 1.0)
+        ax.set_ylim(floor, 1.0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("plain E5M2 error")
     ax.set_ylabel("S2FP8 error")
     ax.grid(which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, title="phase (GEMMs)", title_fontsize=8)
+    if both.any():
+        ax.legend(loc="upper left", fontsize=8, title="phase (GEMMs)", title_fontsize=8)
     dropped = int((~both).sum())
     ax.set_title("S2FP8 vs plain E5M2, one dot per GEMM"
                  + (f" ({dropped} with a NaN error left out)" if dropped else ""), fontsize=10)
