@@ -18,11 +18,11 @@ import importlib
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from pysim.files import atomic_write
 from pysim.numerics.formats import FP32, check_mant_bits
 from pysim.perf.arch import ArrayConfig
 
@@ -164,30 +164,6 @@ def verilog_text(name: str) -> str:
     return _relativize_src("".join(parts))
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def generate_one(name: str, out_dir) -> Path:
     """Write ``<out_dir>/<name>.v``; returns its path. Unchanged files are not rewritten."""
     return _write_if_changed(Path(out_dir) / f"{name}.v", verilog_text(name))
@@ -195,7 +171,8 @@ def generate_one(name: str, out_dir) -> Path:
 
 def _write_if_changed(path: Path, text: str) -> Path:
     if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        write_atomic(path, text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
     return path
 
 

@@ -16,6 +16,7 @@ import pytest
 from hw import verilog
 from hw.tb import sim
 from hw.tb.scoreboard import check_stream
+from pysim.files import atomic_write
 
 RTL_OUT = verilog.REPO_ROOT / "rtl_out"
 
@@ -29,7 +30,7 @@ def test_harness_selftest(tmp_path_factory, monkeypatch, rtl_build, public_api, 
     from amaranth.back import verilog as amaranth_verilog
     from hw.tb.standin import XorPipe
     source = tmp_path_factory.mktemp("standin") / "xor_pipe_l2.v"
-    verilog.write_atomic(source, amaranth_verilog.convert(XorPipe(2), name="xor_pipe_l2"))
+    atomic_write(source, amaranth_verilog.convert(XorPipe(2), name="xor_pipe_l2"))
     built = sim.build("xor_pipe_l2", source)
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 1 << 32, 3000, dtype=np.uint64).astype(np.uint32)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from hw.toolchain import ensure_verilator
-from hw.verilog import LINT_WAIVERS, REPO_ROOT, verilog_text, write_atomic
+from hw.verilog import LINT_WAIVERS, REPO_ROOT, verilog_text
+from pysim.files import atomic_write
 
 #: Default cache root (gitignored).
 BUILD_ROOT = REPO_ROOT / "sim_build"
@@ -105,10 +107,10 @@ def _build_locked(top_name, directory: Path, text: str, config: dict, waves: boo
     from cocotb_tools.runner import get_runner
     stamp = directory / _STAMP
     source = directory / f"{top_name}.v"
-    write_atomic(source, text)
+    atomic_write(source, text)
     log = directory / "build.log"
     public = directory / "public_ports.vlt"
-    write_atomic(public, "`verilator_config\n" + _PUBLIC_PORTS.format(top=top_name))
+    atomic_write(public, "`verilator_config\n" + _PUBLIC_PORTS.format(top=top_name))
     sources = [source, public] + ([LINT_WAIVERS] if LINT_WAIVERS.is_file() else [])
     runner = get_runner("verilator")
     start = time.monotonic()
@@ -120,7 +122,7 @@ def _build_locked(top_name, directory: Path, text: str, config: dict, waves: boo
         raise SimError(f"Verilator build of {top_name} failed ({error}); log {log}:\n"
                        f"{_tail(log)}") from None
     seconds = time.monotonic() - start
-    write_atomic(stamp, json.dumps({**config, "seconds": round(seconds, 1)}, indent=1) + "\n")
+    atomic_write(stamp, json.dumps({**config, "seconds": round(seconds, 1)}, indent=1) + "\n")
     return Build(top_name, directory, waves, seconds, False)
 
 
@@ -128,16 +130,10 @@ _RUN_COUNTER = itertools.count()
 
 
 def save_npz(path: Path, arrays: dict) -> None:
-    """np.savez to ``path`` atomically (temporary file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """np.savez to ``path`` atomically (``pysim.files``, the one atomic writer)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
 
 
 @dataclass
