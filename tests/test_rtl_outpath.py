@@ -1,28 +1,24 @@
-"""RTL regression of the output path (cocotb under Verilator): random tensors (zeros,
-subnormals, near-constant, Inf/NaN, ...) through both passes of s2fp8_outpath_c4,
-statistics, alpha/beta and codes bit-exact against pysim.numerics.outpath, latencies 6
-(statistics) and 7 (encoder). The build (~60 s on 2 cores) is cached in sim_build/."""
-import os
+"""The output-path regression's own parts (its random check, ``outpath_random_c4``, runs
+from tests/test_rtl_registry.py):
+
+- the random-tensor generator really makes the hard cases it claims;
+- ``s2fp8 regress --tensors FILE.npz [-o OUT.npz]``: a user's tensors through the RTL
+  output path (cocotb under Verilator, s2fp8_outpath_c4, build cached in sim_build/):
+  exit 0 and the RTL's codes/alpha/beta written, a difference reported decoded with
+  exit 1, a malformed file refused in one line with exit 2 before anything is built.
+"""
+import zipfile
 
 import numpy as np
 import pytest
 
 from hw.tb import outpath_checks
+from pysim.cli import main
 from pysim.numerics import outpath
 
-SEED = int(os.environ.get("S2FP8_SEED", "20240601"))
 
-
-def test_outpath_random_tensors(rtl_build):
-    rtl_build(outpath_checks.TOP)
-    report = outpath_checks.run_random(60, SEED)
-    print(f"seed {SEED}: " + "; ".join(report.notes))
-    assert report.vectors > 0
-    assert report.ok, "\n".join(report.errors)
-
-
-def test_random_tensors_cover_the_hard_cases():
-    tensors = outpath_checks.random_tensors(60, np.random.default_rng(SEED))
+def test_random_tensors_cover_the_hard_cases(seed):
+    tensors = outpath_checks.random_tensors(60, np.random.default_rng(seed))
     stats = [outpath.statistics(t) for t in tensors]
     bits = np.concatenate(tensors)
     assert any(s.count == 0 for s in stats)                               # all zeros
@@ -36,31 +32,38 @@ def test_random_tensors_cover_the_hard_cases():
 
 
 def _tensor_file(path, rng):
-    x = (rng.standard_normal((3, 50)) * [[1e-3], [1.0], [30.0]]).astype(np.float32)
+    """Three tensors of 50 values (not a multiple of the 4 lanes: the last beat is
+    padded), one with zeros, one scaled into the subnormals."""
+    x = (rng.standard_normal((3, 50)) * [[1e-3], [1.0], [2.0 ** -130]]).astype(np.float32)
     x[1, ::4] = 0
     np.savez(path, x=x)
     return x
 
 
-def test_tensor_file_through_rtl_writes_codes_alpha_beta(rtl_build, tmp_path):
+def test_cli_tensors_pass_and_write_what_the_rtl_produced(rtl_build, tmp_path, seed, capsys):
     rtl_build(outpath_checks.TOP)
-    x = _tensor_file(tmp_path / "t.npz", np.random.default_rng(SEED))
-    report = outpath_checks.run_tensor_file(tmp_path / "t.npz", SEED, out=tmp_path / "o.npz")
-    assert report.ok, "\n".join(report.errors)
-    with np.load(tmp_path / "o.npz") as out:
-        assert out["codes"].dtype == np.uint8 and out["codes"].shape == x.shape
-        assert out["alpha"].dtype == np.float32 and out["alpha"].shape == (3,)
-        for s in range(3):
-            expect = outpath.encode_hw(x[s])
-            assert np.array_equal(out["codes"][s], expect.codes)
-            assert (out["alpha"][s], out["beta"][s]) == (expect.alpha, expect.beta)
+    x = _tensor_file(tmp_path / "t.npz", np.random.default_rng(seed))
+    out = tmp_path / "o.npz"
+    assert main(["regress", "--tensors", str(tmp_path / "t.npz"), "-o", str(out),
+                 "--seed", str(seed)]) == 0
+    assert "tensors" in capsys.readouterr().out
+    with np.load(out) as written:
+        assert sorted(written.files) == ["alpha", "beta", "codes"]
+        codes, alpha, beta = written["codes"], written["alpha"], written["beta"]
+    assert codes.dtype == np.uint8 and codes.shape == x.shape
+    assert alpha.dtype == beta.dtype == np.float32 and alpha.shape == beta.shape == (3,)
+    for s in range(3):
+        expect = outpath.encode_hw(x[s])
+        assert np.array_equal(codes[s], expect.codes)
+        assert (alpha[s], beta[s]) == (expect.alpha, expect.beta)
+    assert not [p.name for p in tmp_path.iterdir() if p.name not in ("t.npz", "o.npz")]
 
 
-def test_tensor_file_difference_is_decoded(rtl_build, tmp_path, monkeypatch):
-    """A wrong expectation (one code flipped in the golden) is reported with the tensor,
-    the value (hex and decimal) and both codes."""
+def test_cli_tensors_difference_is_decoded(rtl_build, tmp_path, seed, capsys, monkeypatch):
+    """A wrong expectation (one code flipped in the golden) is exit 1, reported with the
+    tensor, the value (hex and decimal) and both codes."""
     rtl_build(outpath_checks.TOP)
-    _tensor_file(tmp_path / "t.npz", np.random.default_rng(SEED))
+    x = _tensor_file(tmp_path / "t.npz", np.random.default_rng(seed))
     real = outpath_checks.expected_output
 
     def off_by_one(bits):
@@ -70,28 +73,61 @@ def test_tensor_file_difference_is_decoded(rtl_build, tmp_path, monkeypatch):
         return stats, alpha, beta, codes
 
     monkeypatch.setattr(outpath_checks, "expected_output", off_by_one)
-    report = outpath_checks.run_tensor_file(tmp_path / "t.npz", SEED)
-    assert report.mismatches == 3
-    assert report.errors[0].startswith("tensor 0, value 7: 0x")
-    assert "expected code" in report.errors[0] and "(1 codes differ)" in report.errors[0]
+    assert main(["regress", "--tensors", str(tmp_path / "t.npz"), "--seed", str(seed)]) == 1
+    out = capsys.readouterr().out
+    expect = outpath.encode_hw(x[0]).codes[7]
+    bits = int(x[0, 7:8].view(np.uint32)[0])
+    assert (f"first failure: tensor 0, value 7: {bits:#010x} ({x[0, 7]:.9g}) expected code "
+            f"{expect ^ 1:#04x}, got {expect:#04x} (1 codes differ)") in out
+
+
+def _damaged(path):
+    """A zip whose member x.npy is cut short: passes the zip check, fails on reading."""
+    np.savez(path, x=np.ones((4, 400), np.float32))
+    with zipfile.ZipFile(path) as z:
+        member = z.read("x.npy")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", member[:200])
 
 
 @pytest.mark.parametrize("arrays, message", [
     ({"y": np.zeros((2, 3), np.float32)}, "array 'x' is missing"),
     ({"x": np.zeros((2, 3), np.float32), "z": np.zeros(1)}, "unexpected array 'z'"),
-    ({"x": np.zeros((2, 3))}, "dtype float64, expected float32"),
-    ({"x": np.zeros(3, np.float32)}, "shape [3], expected [S, L]"),
-    ({"x": np.zeros((2, 0), np.float32)}, "shape [2, 0]"),
-    ({"x": np.float32([[1, 2], [3, np.inf]])}, "x[1, 1] is"),
+    ({"x": np.zeros((2, 3))}, "array 'x' has dtype float64, expected float32"),
+    ({"x": np.zeros(3, np.float32)}, "array 'x' has shape [3], expected [S, L]"),
+    ({"x": np.zeros((2, 0), np.float32)}, "array 'x' has shape [2, 0]"),
+    ({"x": np.float32([[1, 2], [3, np.inf]])}, "x[1, 1] is inf: NaN/Inf cannot be encoded"),
+    ({"x": np.float32([[np.nan, 2]])}, "x[0, 0] is nan: NaN/Inf cannot be encoded"),
+    ("empty", "not a .npz file"),
+    ("npy", "not a .npz file"),
+    ("text", "not a .npz file"),
+    ("damaged", "not a readable .npz file"),
+    ("missing", "no such file"),
 ])
-def test_bad_tensor_files(tmp_path, arrays, message):
+def test_cli_bad_tensor_file_is_exit_2_in_one_line(tmp_path, capsys, arrays, message):
     path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
-    with pytest.raises(outpath_checks.TensorFileError) as error:
-        outpath_checks.load_tensor_file(path)
-    assert message in str(error.value) and "\n" not in str(error.value)
-    with pytest.raises(outpath_checks.TensorFileError, match="no such file"):
-        outpath_checks.load_tensor_file(tmp_path / "missing.npz")
-    (tmp_path / "empty.npz").write_bytes(b"")
-    with pytest.raises(outpath_checks.TensorFileError, match="not a readable"):
-        outpath_checks.load_tensor_file(tmp_path / "empty.npz")
+    if arrays == "empty":
+        path.write_bytes(b"")
+    elif arrays == "npy":
+        with open(path, "wb") as handle:
+            np.save(handle, np.zeros((2, 3), np.float32))
+    elif arrays == "text":
+        path.write_text("x = [[1, 2]]\n")
+    elif arrays == "damaged":
+        _damaged(path)
+    elif arrays != "missing":
+        np.savez(path, **arrays)
+    out = tmp_path / "o.npz"
+    assert main(["regress", "--tensors", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(path) in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_cli_out_refused_before_the_run(tmp_path, capsys):
+    _tensor_file(tmp_path / "t.npz", np.random.default_rng(0))
+    assert main(["regress", "--tensors", str(tmp_path / "t.npz"), "-o",
+                 str(tmp_path / "t.npz")]) == 2
+    assert "is an input" in capsys.readouterr().err
+    assert main(["regress", "-o", str(tmp_path / "o.npz")]) == 2
+    assert "only for --tensors" in capsys.readouterr().err

@@ -10,17 +10,18 @@ Check (registered in ``hw.tb.registry``):
   Tensors with Inf/NaN: the statistics must report them (``nonfinite``), which is what
   makes the controller refuse the tensor; their codes are still compared.
 A user's tensor file (array ``x``, float32 [S, L]) runs through :func:`run_tensor_file`,
-the host side of the planned ``s2fp8 regress --tensors FILE.npz [-o OUT.npz]`` (the CLI
-option itself is not wired yet).
+the host side of ``s2fp8 regress --tensors FILE.npz [-o OUT.npz]`` (pysim/cli/regress.py).
 """
 from __future__ import annotations
 
+import io
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from pysim.files import atomic_write
 from pysim.numerics import outpath
 
 from .runner import Check, add_build_notes, run_bench
@@ -201,7 +202,7 @@ def load_tensor_file(path) -> np.ndarray:
     bad = ~np.isfinite(x)
     if bad.any():
         s, i = (int(v) for v in np.argwhere(bad)[0])
-        raise TensorFileError(f"{path}: x[{s}, {i}] is {x[s, i]!r}: NaN/Inf cannot be encoded "
+        raise TensorFileError(f"{path}: x[{s}, {i}] is {float(x[s, i])!r}: NaN/Inf cannot be encoded "
                               f"({int(bad.sum())} non-finite value(s))")
     return x
 
@@ -209,7 +210,8 @@ def load_tensor_file(path) -> np.ndarray:
 def run_tensor_file(path, seed: int, *, out=None, build_root=None) -> Report:
     """A user's tensors through the RTL output path, compared with the golden rule; with
     ``out``, the RTL's ``codes`` (uint8[S, L]), ``alpha`` and ``beta`` (float32[S]) are
-    written there (atomically, only after a complete run)."""
+    written there (``pysim.files.atomic_write``: all or nothing, only after a complete
+    run, the input file refused as output)."""
     x = load_tensor_file(path)
     outputs: dict = {}
     report = run_tensors(Path(path).name, [row.view(np.uint32) for row in x], seed=seed,
@@ -218,9 +220,10 @@ def run_tensor_file(path, seed: int, *, out=None, build_root=None) -> Report:
         codes = np.zeros(x.shape, np.uint8)
         for index, tensor_codes in enumerate(outputs["codes"]):
             codes[index, :tensor_codes.size] = tensor_codes
-        from .sim import save_npz
-        save_npz(Path(out), {"codes": codes, "alpha": outputs["alpha"].astype(np.float32),
-                             "beta": outputs["beta"].astype(np.float32)})
+        buffer = io.BytesIO()
+        np.savez(buffer, codes=codes, alpha=outputs["alpha"].astype(np.float32),
+                 beta=outputs["beta"].astype(np.float32))
+        atomic_write(out, buffer.getvalue(), inputs=[path])
     return report
 
 

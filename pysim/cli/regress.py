@@ -33,6 +33,13 @@ def add_arguments(parser) -> None:
                              "init, expected (uint32[S], FP32 bits)")
     parser.add_argument("--mant-bits", type=int, default=24, metavar="W",
                         help="with --vectors: the MAC's decoded-significand width (default 24)")
+    parser.add_argument("--tensors", metavar="FILE.npz",
+                        help="run your own float32 tensors through the RTL output path "
+                             "instead: array x (float32[S, L], S tensors of L finite values); "
+                             "codes, alpha and beta compared with the golden model")
+    parser.add_argument("-o", "--out", metavar="OUT.npz",
+                        help="with --tensors: also write what the RTL produced: codes "
+                             "(uint8[S, L]), alpha, beta (float32[S])")
 
 
 def format_summary(reports, seed: int, title: str = "RTL regression") -> str:
@@ -80,12 +87,18 @@ def run(args) -> int:
         checks = [c for c in checks if c.name in args.only]
     if args.seed < 0:
         raise BadInput(f"--seed must be >= 0, got {args.seed}")
+    if args.vectors and args.tensors:
+        raise BadInput("--vectors and --tensors: give one of them")
+    if args.out and not args.tensors:
+        raise BadInput("-o/--out is only for --tensors")
     try:
         info = ensure_verilator()
     except ToolchainError as error:
         raise BadInput(str(error)) from None
     if args.vectors:
         return _run_vector_file(args, info)
+    if args.tensors:
+        return _run_tensor_file(args, info)
     print(f"s2fp8 regress: level {args.level}, seed {args.seed}, verilator "
           f"{info.version_text} ({info.source})", flush=True)
     reports = run_checks(checks, args.level, args.seed,
@@ -93,7 +106,7 @@ def run(args) -> int:
     return print_summary(reports, args.seed)
 
 
-def check_vector_archive(path) -> None:
+def check_vector_archive(path, option: str = "--vectors") -> None:
     """``path`` must be a readable zip archive (what ``numpy.savez`` writes): an empty or
     truncated file, or a single ``.npy`` array, is bad input naming the file, checked
     before numpy reads it (numpy raises EOFError, BadZipFile or returns an array)."""
@@ -101,11 +114,11 @@ def check_vector_archive(path) -> None:
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError as error:
-        raise BadInput(f"--vectors: {path}: cannot read: {error.strerror or error}") from None
+        raise BadInput(f"{option}: {path}: cannot read: {error.strerror or error}") from None
     if not os.path.isfile(path):
-        raise BadInput(f"--vectors: {path}: no such file")
+        raise BadInput(f"{option}: {path}: no such file")
     if not is_zip:
-        raise BadInput(f"--vectors: {path}: not a .npz file (a zip archive of arrays, as "
+        raise BadInput(f"{option}: {path}: not a .npz file (a zip archive of arrays, as "
                        f"numpy.savez writes; the file is empty, truncated or another format)")
 
 
@@ -133,3 +146,31 @@ def _run_vector_file(args, info) -> int:
     report = run_vector_file(args.vectors, args.seed, mant_bits=args.mant_bits)
     report.name = "vectors"
     return print_summary([report], args.seed, title=f"MAC vectors {args.vectors}")
+
+
+def _run_tensor_file(args, info) -> int:
+    """``--tensors FILE.npz [-o OUT.npz]``: the file's tensors through both passes of the
+    RTL output path; exit 0 when codes, alpha and beta all equal the golden model, 1 with
+    the first difference decoded, 2 for a bad file (checked before anything is built)."""
+    from pysim.errors import BadInput
+    from pysim.files import check_outputs
+    from hw.tb.outpath_checks import TensorFileError, load_tensor_file, run_tensor_file
+    check_vector_archive(args.tensors, "--tensors")
+    try:
+        x = load_tensor_file(args.tensors)   # validate before building anything
+    except TensorFileError as error:
+        raise BadInput(f"--tensors: {error}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError, TypeError,
+            KeyError) as error:              # a damaged member of a valid-looking archive
+        raise BadInput(f"--tensors: {args.tensors}: not a readable .npz file "
+                       f"({type(error).__name__}: {error})") from None
+    if args.out:
+        check_outputs([args.out], inputs=[args.tensors])
+    print(f"s2fp8 regress: tensors {args.tensors} ({x.shape[0]} x {x.shape[1]} float32), "
+          f"seed {args.seed}, verilator {info.version_text} ({info.source})", flush=True)
+    report = run_tensor_file(args.tensors, args.seed, out=args.out)
+    report.name = "tensors"
+    code = print_summary([report], args.seed, title=f"output path tensors {args.tensors}")
+    if args.out:
+        print(f"wrote {args.out}: codes uint8{list(x.shape)}, alpha, beta float32[{x.shape[0]}]")
+    return code
