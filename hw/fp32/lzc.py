@@ -27,8 +27,8 @@ class LeadingZeroCount(wiring.Component):
     def __init__(self, *, width: int):
         self._width = check_int("LeadingZeroCount", "width", width, 1)
         super().__init__({
-            "value": In(width),
-            "count": Out(range(width + 1)),
+            "value": In(self._width),
+            "count": Out(range(self._width + 1)),
         })
 
     @property

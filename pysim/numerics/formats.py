@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pysim.validate import is_int
+
 
 @dataclass(frozen=True)
 class FloatFormat:
@@ -113,10 +115,10 @@ MANT_BITS_MAX = FP32.precision
 
 def check_mant_bits(mant_bits) -> int:
     """Validate the decoded-significand width W (shared by pysim and hw)."""
-    if isinstance(mant_bits, bool) or not isinstance(mant_bits, int):
+    if not is_int(mant_bits):
         raise TypeError(f"mant_bits must be an int in {MANT_BITS_MIN}..{MANT_BITS_MAX}, "
                         f"not {mant_bits!r}")
     if not MANT_BITS_MIN <= mant_bits <= MANT_BITS_MAX:
         raise ValueError(f"mant_bits must be in {MANT_BITS_MIN}..{MANT_BITS_MAX}, "
                          f"not {mant_bits}")
-    return mant_bits
+    return int(mant_bits)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from pysim.validate import is_int
 from pysim.workload.layers import (PHASES, Conv2d, Gemm, Layer, Linear, MatMul, ShapeError,
                      conv_output_size)
 
@@ -29,10 +30,10 @@ RESNET_EXPANSION = 4
 
 
 def _check_positive(model: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ShapeError(f"model {model!r}: parameter {name!r} must be an integer >= 1, "
                          f"got {value!r}")
-    return value
+    return int(value)
 
 
 def resnet50(batch: int = 32, image: int = 224, classes: int = 1000) -> list[Layer]:
