@@ -10,6 +10,8 @@ from amaranth.sim import Simulator
 from hw.outpath import Log2Unit, OutputPath, SearchStage, StatisticsUnit, ThresholdEncoder
 from pysim.numerics import outpath
 from pysim.numerics.formats import FP32, TABLE_ENTRIES
+from pysim.perf import arch
+from pysim.perf.cycles import output_path_cycles
 
 LANES = 4
 
@@ -177,17 +179,25 @@ def test_statistics_unit_back_to_back_tensors():
         assert got == {f: getattr(expect, f) for f in got}, t
 
 
-def test_output_path_two_passes_equal_golden():
-    """Both passes through the combined top, the scalar step between them (the
-    controller's part), codes compared with encode_hw."""
+def test_output_path_two_passes_equal_golden_and_cycle_model():
+    """Both passes through the combined top, an M x N result tensor as the array leaves it
+    (rows of C lanes, each row's last beat zero-padded), the controller's scalar step
+    between them taking ``arch.SCALAR_STEP_CYCLES``: codes equal encode_hw, and the
+    cycles from the last result beat to the last code equal
+    ``pysim.perf.cycles.output_path_cycles`` (statistics latency, scalar step, threshold
+    writes, pass 2 at one beat a cycle, encoder latency)."""
     rng = np.random.default_rng(4)
-    x = (rng.standard_normal(22) * 1e-3).astype(np.float32)
-    x[::5] = 0
+    m, n = 3, 5        # ragged: 5 columns on 4 lanes, 6 beats (not ceil(15 / 4) = 4)
+    x = (rng.standard_normal((m, n)) * 1e-3).astype(np.float32)
+    x[:, ::5] = 0
     dut = OutputPath(lanes=LANES)
-    bits = np.concatenate([x.view(np.uint32), np.zeros(-x.size % LANES, np.uint32)]).reshape(-1, LANES)
+    bits = np.zeros((m, -(-n // LANES) * LANES), np.uint32)
+    bits[:, :n] = x.view(np.uint32)
+    bits = bits.reshape(-1, LANES)
     out = {}
 
     async def bench(ctx):
+        cycle = 0
         for i, row in enumerate(bits):
             ctx.set(dut.stats_in.valid, 1)
             for lane in range(LANES):
@@ -195,31 +205,46 @@ def test_output_path_two_passes_equal_golden():
             ctx.set(dut.stats_in.payload.first, i == 0)
             ctx.set(dut.stats_in.payload.last, i == bits.shape[0] - 1)
             await ctx.tick()
+            cycle += 1
+        last_beat = cycle - 1
         ctx.set(dut.stats_in.valid, 0)
         while not ctx.get(dut.stats_result.valid):
             await ctx.tick()
+            cycle += 1
+        out["stats_lag"] = cycle - last_beat
         p = dut.stats_result.payload
         stats = outpath.HwStats(**{f: ctx.get(getattr(p, f)) for f in (
             "count", "total", "max_magnitude", "min_magnitude", "max_log2", "nonfinite")})
         out["alpha"], out["beta"] = outpath.scalar_step(stats)
+        await ctx.tick().repeat(1 + arch.SCALAR_STEP_CYCLES)   # the controller's routine
+        cycle += 1 + arch.SCALAR_STEP_CYCLES
         await _write_table(ctx, dut.thresholds, outpath.threshold_table(out["alpha"], out["beta"]))
+        cycle += TABLE_ENTRIES
         codes = []
-        for i, row in enumerate(bits):
+        for row in bits:
             ctx.set(dut.encode_in.valid, 1)
             for lane in range(LANES):
                 ctx.set(dut.encode_in.payload[lane].as_value(), int(row[lane]))
             await ctx.tick()
+            cycle += 1
         ctx.set(dut.encode_in.valid, 0)
         while len(codes) < bits.shape[0]:
             if ctx.get(dut.codes.valid):
                 codes.append([ctx.get(dut.codes.payload[lane].as_value()) for lane in range(LANES)])
+                out["last_code"] = cycle
             await ctx.tick()
-        out["codes"] = np.array(codes, np.uint8).reshape(-1)[:x.size]
+            cycle += 1
+        out["codes"] = np.array(codes, np.uint8).reshape(m, -1)[:, :n]
+        out["after_last_beat"] = out["last_code"] - last_beat
 
     _simulate(dut, bench)
     expect = outpath.encode_hw(x)
     assert (out["alpha"], out["beta"]) == (expect.alpha, expect.beta)
     assert np.array_equal(out["codes"], expect.codes)
+    assert out["stats_lag"] == arch.STATS_LATENCY
+    assert out["after_last_beat"] == output_path_cycles(m, n, LANES)
+    assert output_path_cycles(m, n, LANES) == (arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES
+                                               + TABLE_ENTRIES + m * 2 + arch.ENCODE_LATENCY)
 
 
 def test_parameters_validated():
@@ -236,3 +261,26 @@ def test_parameters_validated():
     path = OutputPath(lanes=2)
     assert (path.lanes, path.stats_latency, path.encode_latency) == (2, 6, 7)
     Fragment.get(path, None)             # elaborates (and so counts as used)
+
+
+def test_cycle_report_shows_output_path_beside_the_array():
+    """``s2fp8 cycles``: the array's columns unchanged, the output path a separate term
+    (text totals line, JSON per GEMM and totals), counted per output tensor."""
+    import json
+
+    from pysim.perf.gemm import Gemm
+    from pysim.perf.report import cycle_report, format_table, to_json
+    gemms = [Gemm("a", "forward", 5, 7, 9), Gemm("b", "forward", 3, 2, 4, count=6)]
+    report = cycle_report(gemms, 2, 4)
+    per_gemm = [arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES + TABLE_ENTRIES
+                + beats + arch.ENCODE_LATENCY for beats in (5 * 3, 6 * 3 * 1)]
+    assert report.cycles.output_path.tolist() == per_gemm
+    assert report.total_cycles == int(report.cycles.total.sum())       # array only
+    text = format_table(report)
+    assert (f"output path (S2FP8 out, after each GEMM's last result row): {sum(per_gemm):,} "
+            f"cycles") in text
+    assert f"S2FP8 in to S2FP8 out: {report.total_cycles + sum(per_gemm):,} cycles" in text
+    data = json.loads(to_json(report))
+    assert [row["output_path"] for row in data["gemms"]] == per_gemm
+    assert data["totals"]["output_path"] == sum(per_gemm)
+    assert data["totals"]["layer_cycles"] == data["totals"]["cycles"] + sum(per_gemm)

@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from pysim.numerics.formats import TABLE_ENTRIES
 from pysim.numerics.outpath import MAGNITUDE_BITS, SEARCH_STEPS, THRESHOLD_BITS
+from pysim.perf import arch
 from pysim.validate import check_int
 
 from .layouts import (SearchState, ThresholdWriteSignature, beat_signature, check_lanes,
@@ -90,8 +91,10 @@ class ThresholdEncoder(wiring.Component):
     def lanes(self) -> int:
         return self._lanes
 
-    #: Cycles from a beat of ``values`` to its beat of ``codes``.
-    latency = SEARCH_STEPS * SearchStage.latency
+    #: Cycles from a beat of ``values`` to its beat of ``codes``:
+    #: ``pysim.perf.arch.ENCODE_LATENCY`` (the cycle model's number), one SearchStage per
+    #: code bit, measured in simulation by tests/test_hw_outpath.py.
+    latency = arch.ENCODE_LATENCY
 
     def elaborate(self, platform):
         m = Module()

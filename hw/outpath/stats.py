@@ -16,6 +16,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from pysim.numerics.outpath import DEFAULT_LOG2, MAGNITUDE_BITS
+from pysim.perf import arch
 
 from ..pipeline import delay
 from .layouts import (beat_signature, check_config, check_lanes, log2_layout, moments_layout,
@@ -143,8 +144,10 @@ class StatisticsUnit(wiring.Component):
     def config(self):
         return self._config
 
-    #: Cycles from the `last` beat to ``result.valid``.
-    latency = Log2Unit.latency + LaneReduce.latency + StatsAccumulate.latency + Log2Unit.latency
+    #: Cycles from the `last` beat to ``result.valid``: ``pysim.perf.arch.STATS_LATENCY``
+    #: (the cycle model's number), = 2 x Log2Unit + LaneReduce + StatsAccumulate, which
+    #: tests/test_hw_outpath.py measures in simulation.
+    latency = arch.STATS_LATENCY
 
     def elaborate(self, platform):
         m = Module()

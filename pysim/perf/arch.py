@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pysim.errors import ShapeError
-from pysim.numerics.formats import FP32, MANT_BITS_MAX, MANT_BITS_MIN, TABLE_ENTRIES
+from pysim.numerics.formats import E5M2, FP32, MANT_BITS_MAX, MANT_BITS_MIN, TABLE_ENTRIES
 from pysim.validate import check_int
 
 #: Cycles of an operand decode (synchronous decode-table read).
@@ -30,6 +30,23 @@ RESULT_FIFO_LATENCY = 1
 PIPELINE_CYCLES = MAC_LATENCY + RESULT_FIFO_LATENCY
 #: Cycles to write one decode table (one entry per cycle; A and B tables in parallel).
 TABLE_LOAD_CYCLES = TABLE_ENTRIES
+#: --- Output path (hw/outpath; docs/datapath.md, "Output path") ---------------------------
+#: Cycles from a tensor's `last` result beat into the statistics unit to its result: log2
+#: of the C values (2: ROM lookup, interpolation), lane reduce (1), running accumulate (1),
+#: log2 of the tensor's max (2). ``hw.outpath.StatisticsUnit.latency``.
+STATS_LATENCY = 6
+#: Cycles from a beat into the threshold encoder to its codes: one search stage per
+#: E5M2 magnitude-code bit (7). ``hw.outpath.ThresholdEncoder.latency``.
+ENCODE_LATENCY = E5M2.width - 1
+#: Cycles of the per-tensor scalar step, a controller routine (not RTL): an estimate for
+#: a pipelined FP64 unit, from the statistics result to the threshold table being ready:
+#: mu = total / count, m - mu, alpha = 15 / (m - mu), beta = -alpha * mu, a dependent
+#: chain of two divides (~20 cycles each) and two add/multiplies (~4 each): 48 cycles;
+#: then 2 x 123 exp2 issued one a cycle (the 123 finite threshold entries and the 123
+#: decode-table entries of the next layer), plus ~20 cycles of exp2 pipeline: 314.
+SCALAR_STEP_CYCLES = 48 + 2 * (E5M2.inf_bits - 1) + 20
+#: Cycles to write the encoder's threshold table (one 32-bit entry a cycle).
+THRESHOLD_LOAD_CYCLES = TABLE_ENTRIES
 #: Array sizes the systolic array supports (rows and columns).
 ARRAY_DIM_MIN, ARRAY_DIM_MAX = 1, 64
 #: Width of the array's per-GEMM beat count port ``k``: K must be below 2**K_BITS.

@@ -15,6 +15,8 @@ to the cycle the last result row leaves, both included::
 Split as: steady state T*K (one beat per cycle), tile overhead (T-1)*(max(K,S) - K)
 (beats held back when K < S), fill/drain D. Loading the two decode tables, in parallel,
 takes ``TABLE_LOAD_CYCLES`` before the first beat. See docs/array.md for a worked example.
+The output path (FP32 results -> S2FP8, :func:`output_path_cycles`) is a separate term,
+``output_path``, after the last result row.
 """
 from __future__ import annotations
 
@@ -30,12 +32,15 @@ from pysim.perf.tiler import check_dims, exact, tile_counts
 
 
 class CycleBreakdown(NamedTuple):
-    """Per GEMM (numpy arrays, or ints for one GEMM)."""
+    """Per GEMM (numpy arrays, or ints for one GEMM). ``output_path``: the cycles the
+    output path adds after the array's last result row (:func:`output_path_cycles`); not
+    part of ``array_cycles`` or ``total`` (``layer_total`` includes it)."""
     tiles: np.ndarray
     table_load: np.ndarray
     steady: np.ndarray
     tile_overhead: np.ndarray
     fill_drain: np.ndarray
+    output_path: np.ndarray
 
     @property
     def array_cycles(self):
@@ -46,6 +51,35 @@ class CycleBreakdown(NamedTuple):
     def total(self):
         """Including the table loads."""
         return self.table_load + self.array_cycles
+
+    @property
+    def layer_total(self):
+        """S2FP8 in to S2FP8 out: ``total`` plus the output path (the layer engine,
+        hw/engine.py, with its output path serialized after the array)."""
+        return self.total + self.output_path
+
+
+#: Output-path cycles of every GEMM that do not depend on its shape: statistics latency,
+#: scalar step, threshold-table writes, encoder latency (pysim.perf.arch).
+OUTPUT_PATH_FIXED = (arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES + arch.THRESHOLD_LOAD_CYCLES
+                     + arch.ENCODE_LATENCY)
+
+
+def output_path_cycles(m, n, cols: int, count=1):
+    """Cycles the output path adds after the array's last result row, per GEMM output
+    tensor (the ``count`` instances of a GEMM are one tensor, one alpha and beta):
+
+    - pass 1 (statistics) runs on the array's result rows as they leave: only its
+      latency ``arch.STATS_LATENCY`` after the last row;
+    - the controller's scalar step, ``arch.SCALAR_STEP_CYCLES``;
+    - the threshold-table writes, ``arch.THRESHOLD_LOAD_CYCLES``;
+    - pass 2: the FP32 output buffer through the encoder, one row of C values a cycle:
+      ``count * M * ceil(N / C)`` beats (the buffer holds the array's result rows; a
+      ragged tile's padding columns are read, its padding rows skipped), then
+      ``arch.ENCODE_LATENCY``.
+    """
+    m, n, count = np.broadcast_arrays(*exact(m, n, count, factor=OUTPUT_PATH_FIXED))
+    return OUTPUT_PATH_FIXED + count * m * -(-n // cols)
 
 
 def array_config(rows, cols=None) -> ArrayConfig:
@@ -72,8 +106,10 @@ def breakdown(m, k, n, rows, cols=None, count=1) -> CycleBreakdown:
     tiles, count, k = np.broadcast_arrays(tiles, count, k)
     shape = tiles.shape
     tiles, k = tiles.reshape(-1) * count.reshape(-1), k.reshape(-1)
+    outputs = np.asarray(output_path_cycles(m, n, config.cols, count.reshape(shape))).reshape(-1)
     parts = (tiles, np.full_like(tiles, arch.TABLE_LOAD_CYCLES), tiles * k,
-             (tiles - 1) * np.maximum(spacing - k, 0), np.full_like(tiles, config.drain_cycles))
+             (tiles - 1) * np.maximum(spacing - k, 0), np.full_like(tiles, config.drain_cycles),
+             outputs.astype(tiles.dtype) if tiles.dtype == object else outputs)
     return CycleBreakdown(*(part.reshape(shape) for part in parts))
 
 

@@ -9,6 +9,11 @@ the operands and the result (``count * (M*K + K*N + M*N)`` elements):
   tensors (A, B, C) per GEMM instance: ``elements + 24 * count``;
 - FP32: 4 bytes per element.
 
+The output path's cycles (``CycleBreakdown.output_path``: statistics latency, scalar
+step, threshold writes, encode pass; docs/datapath.md) are reported beside the array's,
+not in ``cycles``: a line in the text totals, ``output_path`` per GEMM and in the JSON
+totals (with ``layer_cycles``, S2FP8 in to S2FP8 out).
+
 Renderers return text/bytes; writing is left to the caller (all-or-nothing, see
 :func:`pysim.files.atomic_write_many`).
 """
@@ -74,6 +79,8 @@ class CycleReport:
                 "table_load": int(c.table_load.sum()), "steady": int(c.steady.sum()),
                 "tile_overhead": int(c.tile_overhead.sum()),
                 "fill_drain": int(c.fill_drain.sum()), "tiles": int(c.tiles.sum()),
+                "output_path": int(c.output_path.sum()),
+                "layer_cycles": int(c.layer_total.sum()),
                 "utilization": self.total_utilization,
                 "s2fp8_bytes": int(self.s2fp8_bytes.sum()),
                 "fp32_bytes": int(self.fp32_bytes.sum())}
@@ -86,7 +93,8 @@ class CycleReport:
         columns = {"MACs": self.macs, "cycles": c.total, "utilization": self.utilization,
                    "s2fp8_bytes": self.s2fp8_bytes, "fp32_bytes": self.fp32_bytes,
                    "tiles": c.tiles, "table_load": c.table_load, "steady": c.steady,
-                   "tile_overhead": c.tile_overhead, "fill_drain": c.fill_drain}
+                   "tile_overhead": c.tile_overhead, "fill_drain": c.fill_drain,
+                   "output_path": c.output_path}
         keys = ("layer", "phase", "M", "K", "N", "count", *columns)
         values = [np.asarray(array).tolist() for array in columns.values()]
         return [dict(zip(keys, (g.layer, g.phase, g.m, g.k, g.n, g.count, *row)))
@@ -149,6 +157,10 @@ def format_table(report: CycleReport, quiet: bool = False) -> str:
         f"{t['steady']:,}, tile overhead {t['tile_overhead']:,}, fill/drain "
         f"{t['fill_drain']:,}), {t['tiles']:,} tiles, {t['MACs']:,} MACs, utilization "
         f"{t['utilization']:.2%}")
+    extra = t["output_path"] / t["cycles"] if t["cycles"] else float("nan")
+    lines.append(
+        f"output path (S2FP8 out, after each GEMM's last result row): {t['output_path']:,} "
+        f"cycles (+{extra:.2%}); S2FP8 in to S2FP8 out: {t['layer_cycles']:,} cycles")
     ratio = t["fp32_bytes"] / t["s2fp8_bytes"] if t["s2fp8_bytes"] else float("nan")
     lines.append(f"operand+result bytes: S2FP8 {_fmt_bytes(t['s2fp8_bytes'])}, FP32 "
                  f"{_fmt_bytes(t['fp32_bytes'])} ({ratio:.2f}x)")
