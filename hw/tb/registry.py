@@ -11,7 +11,7 @@ from .runner import Check
 
 #: modules exposing ``CHECKS: list[Check]``, in the order the regression runs them
 CHECK_MODULES = ("hw.tb.fp32_checks", "hw.tb.mac_checks", "hw.tb.array_checks",
-                 "hw.tb.outpath_checks")
+                 "hw.tb.outpath_checks", "hw.tb.bulk_checks")
 
 
 def all_checks() -> list[Check]:

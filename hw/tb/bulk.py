@@ -1,0 +1,195 @@
+"""Bulk co-simulation of the systolic array: a whole run's stimulus handed to a C++
+Verilator harness at once, the design run free of Python, the responses read back.
+
+Why: under cocotb every clock edge of the 8x8 array costs ~45 us of Python and VPI,
+capping a per-cycle bench near 1e6 verified MAC/s. ``hw/tb/bulk_array.cpp`` drives the
+same protocol as the cocotb bench ``hw/tb/bench_array.py`` (same timing convention, same
+job vectors, same result arrays) from C++, so one cycle is two ``eval()`` calls.
+
+One Verilator build per configuration: the harness is compiled and linked against the
+model the cocotb build already compiled (``Vtop__ALL.a`` and the Verilator runtime objects
+in ``sim_build/<top>-<hash>``, see ``hw.tb.sim.build``), through that build's own
+generated makefile. Only the harness object is compiled (a few seconds); the binary is
+named by a hash of the harness source and its defines and kept next to the model.
+``make -o`` marks the shared objects as up to date, so this never rebuilds them under a
+cocotb run that is using the same directory.
+
+Per run: ``run_bulk(built, vectors)`` writes the stimulus as raw little-endian files into
+a fresh run directory (``STIMULUS`` names them and their dtypes), runs the binary and
+returns the result arrays (``RESULTS``); the run directory is removed unless ``keep`` or
+the run failed. The host side (jobs, scoreboard, regression checks) is
+``hw.tb.bulk_checks``.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import itertools
+import os
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pysim.perf import arch
+from pysim.perf.arch import ArrayConfig
+
+from pysim.files import atomic_write
+
+from . import sim
+
+#: the harness source (compiled per configuration with the defines of ``_defines``)
+HARNESS_SOURCE = Path(__file__).resolve().with_name("bulk_array.cpp")
+#: stimulus file name -> dtype (see bulk_array.cpp; the names are bench_array's vectors)
+STIMULUS = {"tables_a": "<u4", "tables_b": "<u4", "k": "<i8", "beats": "<i8", "rows": "<i8",
+            "ready_len": "<i8", "offer": "<i8", "a_beats": "u1", "b_beats": "u1",
+            "ready": "u1"}
+#: result file name -> dtype
+RESULTS = {"accept": "<i8", "pop": "<i8", "row_index": "<i8", "row_values": "<u4"}
+_SUFFIX = {"<u4": "u32", "<i8": "i64", "u1": "u8"}
+#: the C++ compiler's optimization for the harness object (the model's objects keep the
+#: cocotb build's flags): the harness loop is a few percent of a cycle either way.
+HARNESS_OPT = "-O2"
+
+
+@dataclass(frozen=True)
+class BulkBuild:
+    """The harness binary of one array configuration, beside its cocotb model build."""
+
+    config: ArrayConfig
+    model: sim.Build         # the cocotb build whose compiled model the harness links
+    binary: Path
+    seconds: float           # harness compile + link time (0.0 when cached)
+    cached: bool
+
+    @property
+    def build_seconds(self) -> float:
+        """Model build (0 if it was cached) plus harness build."""
+        return self.model.seconds + self.seconds
+
+
+def row_bits(config: ArrayConfig) -> int:
+    """Bits of the row index at the bottom of ``c.payload`` (as in bench_array)."""
+    return max(config.rows - 1, 0).bit_length()
+
+
+def _defines(config: ArrayConfig) -> dict:
+    return {"S2FP8_ROWS": config.rows, "S2FP8_COLS": config.cols,
+            "S2FP8_ROW_BITS": row_bits(config), "S2FP8_TABLE_ENTRIES": arch.TABLE_LOAD_CYCLES}
+
+
+_BUILDS: dict[tuple, BulkBuild] = {}
+
+
+def get_bulk_build(config: ArrayConfig, build_root=None) -> BulkBuild:
+    """The harness of ``config`` built once per process (and on disk across processes)."""
+    key = (config, str(build_root))
+    if key not in _BUILDS:
+        _BUILDS[key] = build_harness(config, build_root)
+    return _BUILDS[key]
+
+
+def build_harness(config: ArrayConfig, build_root=None) -> BulkBuild:
+    """Build (or find) the model of ``config`` (``hw.tb.sim.build``, no waves: bulk runs
+    have no VCD) and the harness linked against it."""
+    model = sim.build(config.top_name, build_root=build_root, waves=False)
+    defines = _defines(config)
+    source = HARNESS_SOURCE.read_text(encoding="utf-8")
+    digest = hashlib.sha256((repr(sorted(defines.items())) + HARNESS_OPT + "\n" + source)
+                            .encode()).hexdigest()[:12]
+    name = f"s2fp8_bulk_{digest}"
+    binary = model.directory / name
+    if binary.is_file():
+        return BulkBuild(config, model, binary, 0.0, True)
+    # the lock hw.tb.sim.build holds while building this directory: also keeps two
+    # harness builds of one configuration apart
+    with open(model.directory.parent / f".{model.directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return BulkBuild(config, model, binary, 0.0, True)
+        return _build_locked(config, model, name, source, defines)
+
+
+_MAKEFILE = """\
+# Written by hw/tb/bulk.py: links the bulk harness against this directory's model.
+include Vtop.mk
+$(BULK): $(VK_USER_OBJS) $(VK_GLOBAL_OBJS) $(VM_PREFIX)__ALL.a
+\t$(LINK) $(LDFLAGS) $^ $(LOADLIBES) $(LDLIBS) $(LIBS) -o $@.tmp && mv $@.tmp $@
+"""
+
+
+def _build_locked(config, model: sim.Build, name: str, source: str, defines: dict) -> BulkBuild:
+    directory = model.directory
+    if not (directory / "Vtop.mk").is_file() or not (directory / "Vtop__ALL.a").is_file():
+        raise sim.SimError(f"{directory} has no compiled Verilator model (Vtop.mk, "
+                           f"Vtop__ALL.a): the cocotb build layout changed")
+    atomic_write(directory / f"{name}.cpp", source)
+    atomic_write(directory / "s2fp8_bulk.mk", _MAKEFILE)
+    shared = ["Vtop__ALL.a"] + [p.name for p in directory.glob("verilated*.o")]
+    cflags = " ".join(f"-D{key}={value}" for key, value in defines.items())
+    command = ["make", "-s", "-C", str(directory), "-f", "s2fp8_bulk.mk",
+               f"VM_USER_CLASSES={name}", "VM_USER_DIR=.", "VM_USER_LDLIBS=",
+               f"VM_USER_CFLAGS={cflags}", f"OPT_FAST={HARNESS_OPT}", f"BULK={name}",
+               *(f"--old-file={object_name}" for object_name in shared), name]
+    log = directory / f"{name}.log"
+    start = time.monotonic()
+    with open(log, "w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0 or not (directory / name).is_file():
+        raise sim.SimError(f"building the bulk harness of {config.top_name} failed "
+                           f"(exit {done.returncode}); log {log}:\n{sim._tail(log)}")
+    return BulkBuild(config, model, directory / name, time.monotonic() - start, False)
+
+
+@dataclass
+class BulkResult:
+    results: dict            # RESULTS arrays, plus stalled_job, cycles, sim_seconds
+    seconds: float           # wall time of the harness process (file I/O included)
+    cpu_seconds: float       # its user + system CPU time (the machine may be shared)
+    run_dir: Path
+
+
+_RUN_COUNTER = itertools.count()
+
+
+def run_bulk(built: BulkBuild, vectors: dict, *, keep: bool = False) -> BulkResult:
+    """Run the harness on ``vectors`` (``STIMULUS`` names -> arrays, bench_array's job
+    vectors). ``row_values`` comes back as uint32[rows, cols]."""
+    missing = sorted(set(STIMULUS) - set(vectors))
+    if missing:
+        raise ValueError(f"bulk stimulus lacks {', '.join(missing)}")
+    run_dir = built.model.directory / "runs" / f"bulk-{os.getpid()}-{next(_RUN_COUNTER)}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    stimulus, out = run_dir / "stimulus", run_dir / "results"
+    stimulus.mkdir(parents=True)
+    out.mkdir()
+    for field, dtype in STIMULUS.items():
+        np.ascontiguousarray(vectors[field], dtype=dtype).tofile(
+            stimulus / f"{field}.{_SUFFIX[dtype]}")
+    log = run_dir / "harness.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    with open(log, "w") as handle:
+        done = subprocess.run([str(built.binary), str(stimulus), str(out)], stdout=handle,
+                              stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = out / "summary.txt"
+    if done.returncode != 0 or not summary.is_file():
+        raise sim.SimError(f"bulk harness {built.binary.name} of {built.config.top_name} "
+                           f"exited {done.returncode}; log {log}:\n{sim._tail(log)}")
+    results = {field: np.fromfile(out / f"{field}.{_SUFFIX[dtype]}", dtype=dtype)
+               for field, dtype in RESULTS.items()}
+    results["row_values"] = results["row_values"].astype(np.uint32).reshape(-1, built.config.cols)
+    stalled, cycles, sim_seconds = summary.read_text().split()
+    results.update(stalled_job=np.int64(stalled), cycles=np.int64(cycles),
+                   sim_seconds=np.float64(sim_seconds))
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return BulkResult(results, seconds, cpu, run_dir)

@@ -1,0 +1,159 @@
+"""Host side of the bulk co-simulation of the systolic array (``hw.tb.bulk``): random GEMM
+jobs up to a MAC budget, run in one harness process, and the scoreboard that checks every
+result bit-exact and complete against ``pysim.numerics.golden.gemm`` and the cycle of every
+accepted beat and every result row against ``pysim.perf.cycles.gemm_schedule``.
+
+The jobs are those of the cocotb array bench (``hw.tb.array_checks.make_job``: Inf/NaN
+codes, zeros, subnormal-producing statistics, ragged shapes), alternately back to back with
+``c`` always ready and with random operand gaps and result back-pressure bursts that use up
+the result FIFO's credits. The per-cycle cocotb bench stays for the directed cycle shapes
+and the small random GEMMs (``hw.tb.array_checks``); this one carries the volume.
+
+Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``; the count is a MAC budget):
+- ``array_bulk_4x4``: small and medium GEMMs on the 4x4 array;
+- ``array_bulk_8x8``: the volume, on the 8x8 array (>= 1e7 MACs at the full level).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pysim.perf.arch import ArrayConfig
+from pysim.perf.cycles import gemm_schedule
+from pysim.perf.tiler import place_results
+
+from .array_checks import make_job
+from .bulk import get_bulk_build, run_bulk
+from .runner import Check
+from .scoreboard import MAX_RECORDED, Report
+
+
+def job_vectors(jobs: list, config: ArrayConfig) -> dict:
+    """The stimulus of ``jobs`` (``make_job`` dicts) as bench_array's job vectors."""
+    rows = config.rows
+    return {
+        "tables_a": np.stack([j["table_a"] for j in jobs]),
+        "tables_b": np.stack([j["table_b"] for j in jobs]),
+        "k": np.array([j["shape"][1] for j in jobs], np.int64),
+        "beats": np.array([len(j["a_beats"]) for j in jobs], np.int64),
+        "a_beats": np.concatenate([j["a_beats"] for j in jobs]),
+        "b_beats": np.concatenate([j["b_beats"] for j in jobs]),
+        "rows": np.array([len(j["a_beats"]) // j["shape"][1] * rows for j in jobs], np.int64),
+        "offer": np.concatenate([j["offer"] for j in jobs]),
+        "ready": np.concatenate([j["ready"] for j in jobs]).astype(np.uint8),
+        "ready_len": np.array([len(j["ready"]) for j in jobs], np.int64),
+    }
+
+
+def score_jobs(name: str, jobs: list, rows_per_job, got: dict, config: ArrayConfig) -> Report:
+    """The scoreboard: every result row present, in order and bit-exact (against each
+    job's ``expected``), and every beat's accept cycle and row's pop cycle equal to
+    ``gemm_schedule`` under the job's own offer and ready patterns. ``got``: the harness
+    results (accept, pop, row_index, row_values, stalled_job)."""
+    rows, cols = config.rows, config.cols
+    report = Report(name, vectors=sum(int(np.prod(j["shape"])) for j in jobs))
+    row_offset = beat_offset = 0
+    stalled = int(got["stalled_job"])
+    for index, job in enumerate(jobs):
+        m, k, n = job["shape"]
+        label = f"job {index} {m}x{k}x{n}"
+        count, beats = int(rows_per_job[index]), len(job["a_beats"])
+        indices = got["row_index"][row_offset:row_offset + count]
+        values = got["row_values"][row_offset:row_offset + count]
+        pops = got["pop"][row_offset:row_offset + count]
+        accepted = got["accept"][beat_offset:beat_offset + beats]
+        row_offset += count
+        beat_offset += beats
+        if index == stalled or len(indices) < count:
+            report.mismatches += sum(int(np.prod(j["shape"][::2])) for j in jobs[index:])
+            report.errors.append(f"{label}: {len(indices)} of {count} result rows, "
+                                 f"{len(accepted)} of {beats} beats accepted: rows lost")
+            break
+        if not np.array_equal(indices, np.tile(np.arange(rows), count // rows)):
+            report.errors.append(f"{label}: result rows out of order: "
+                                 f"{indices[:2 * rows].tolist()} ...")
+        out = place_results(values, m, n, rows, cols)
+        bad = np.argwhere(out != job["expected"])
+        report.mismatches += len(bad)
+        for position in bad[:max(0, MAX_RECORDED - len(report.errors))]:
+            i, j = (int(p) for p in position)
+            report.errors.append(f"{label}: C[{i},{j}] expected "
+                                 f"{int(job['expected'][i, j]):#010x}, got {int(out[i, j]):#010x}")
+        model = gemm_schedule(m, k, n, config, offer=job["offer"], ready=job["ready"])
+        for what, rtl, predicted in (("beat", accepted, model.accept),
+                                     ("result row", pops, model.results)):
+            differ = np.flatnonzero(rtl != predicted)
+            if differ.size and len(report.errors) < MAX_RECORDED:
+                first = int(differ[0])
+                report.errors.append(f"{label}: {what} {first} at cycle {int(rtl[first])} in "
+                                     f"the RTL, {int(predicted[first])} in gemm_schedule "
+                                     f"({differ.size} differ)")
+            elif differ.size:
+                report.errors.append(f"{label}: {what} cycles differ from gemm_schedule")
+    if row_offset != len(got["row_index"]) and stalled < 0:
+        report.errors.append(f"{len(got['row_index']) - row_offset} result rows more than "
+                             f"the jobs produce")
+    return report
+
+
+def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> list:
+    """Random GEMM jobs until ``macs`` multiply-accumulates: one in three small and
+    ragged (dimensions up to 3 tiles or 40, as the cocotb bench's), the others with
+    K of a few hundred and several tiles (so table loads and drains are a small part of
+    the run); every other job with random gaps and back-pressure."""
+    jobs, total = [], 0
+    rows, cols = config.rows, config.cols
+    while total < macs:
+        if len(jobs) % 3 == 0:
+            limit = int(rng.choice([3 * rows, 40]))
+            shape = tuple(int(v) for v in rng.integers(1, limit, 3))
+        else:
+            shape = (int(rng.integers(1, 6 * rows + 1)), int(rng.integers(100, 600)),
+                     int(rng.integers(1, 6 * cols + 1)))
+        jobs.append(make_job(shape, rng, config, gaps=len(jobs) % 2 == 1))
+        total += int(np.prod(shape))
+    return jobs
+
+
+def run_bulk_jobs(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
+                  keep: bool = False) -> Report:
+    """Run ``jobs`` in one bulk harness process and score them. ``sim_seconds``: the
+    harness's cycle loop; the notes give the harness process's wall time and the host's
+    (stimulus files, scoreboard) too."""
+    start = time.monotonic()
+    built = get_bulk_build(config, build_root)
+    vectors = job_vectors(jobs, config)
+    result = run_bulk(built, vectors, keep=keep)
+    report = score_jobs(name, jobs, vectors["rows"], result.results, config)
+    report.sim_seconds = float(result.results["sim_seconds"])
+    report.seconds = time.monotonic() - start
+    cycles = int(result.results["cycles"])
+    report.notes.append(f"{len(jobs)} GEMMs, {report.vectors:,} MACs, {cycles:,} cycles in "
+                        f"{report.sim_seconds:.2f} s of C++ loop ({result.seconds:.2f} s "
+                        f"harness process); accept and result cycles "
+                        f"{'equal to' if report.ok else 'checked against'} gemm_schedule")
+    if not built.model.cached:
+        report.notes.append(f"built {built.model.top} in {built.model.seconds:.1f} s")
+    if not built.cached:
+        report.notes.append(f"built the bulk harness in {built.seconds:.1f} s")
+    return report
+
+
+def run_random_bulk(macs: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
+    rng = np.random.default_rng(seed)
+    return run_bulk_jobs(bulk_check_name(config), random_jobs(macs, rng, config),
+                         config=config, build_root=build_root)
+
+
+def bulk_check_name(config: ArrayConfig) -> str:
+    return f"array_bulk_{config.name}"
+
+
+#: configurations and MAC budgets per level
+BULK_CONFIGS = ((ArrayConfig(4, 4), {"quick": 200_000, "full": 1_000_000}),
+                (ArrayConfig(8, 8), {"quick": 1_000_000, "full": 12_000_000}))
+
+CHECKS = [Check(bulk_check_name(c), counts,
+                lambda n, seed, c=c, **kw: run_random_bulk(n, seed, config=c, **kw))
+          for c, counts in BULK_CONFIGS]
