@@ -17,12 +17,13 @@ from pysim.cli import main
 from pysim.errors import BadInput
 from pysim.perf import arch
 from pysim.perf.accel import Accelerator, load_accelerator
-from pysim.perf.cycles import breakdown, gemm_cycles
+from pysim.perf.cycles import breakdown, gemm_cycles, gemm_schedule
 from pysim.perf.energy import EnergyTable
 from pysim.perf.formats_cost import OPERAND_FORMATS
 from pysim.perf.gemm import Gemm
 from pysim.perf.memory import (MODES, Timing, beat_release, choose_blocking,
-                               explicit_schedule, gemm_timing, memory_report, model_format)
+                               explicit_schedule, gemm_timing, memory_report, model_format,
+                               stream_plan)
 from pysim.perf.report import cycle_report, format_table, to_json
 from pysim.workload.models import MODELS, build_model, training_step_gemms
 
@@ -170,6 +171,92 @@ def test_closed_form_schedule_equals_step_by_step(rows, cols, m, k, n, count, mo
     else:                       # a step is one chunk of one tile
         assert all(s["beats"] <= kb for s in steps) and len(steps) == len(tiles) * -(-k // kb)
     assert release[0] >= ref.table_load and release[-1] <= steps[-1]["start"]
+
+
+# ------------------------------------------- memory model = the array's own timing
+
+def assert_array_agrees(steps, release, table_load, m_tiles, k, n, rows, cols, count):
+    """The beats released at ``release`` through ``gemm_schedule`` (the RTL's exact
+    timing): every step's first beat presented (offered, the beat before it accepted) at
+    its ``start``, its last beat accepted one cycle before its ``end``, and the last
+    result row one cycle before ``done`` minus the last store. ``count`` instances are
+    ``count`` times the tiles (M padded to whole tiles)."""
+    offer = release - table_load
+    run = gemm_schedule(m_tiles * rows * count, k, n, rows, cols, offer=offer)
+    accept = np.concatenate([[-1], run.accept]) + table_load   # accept[i + 1]: beat i
+    first = 0
+    for step in steps:
+        presented = max(int(release[first]), int(accept[first]) + 1)
+        assert presented == step["start"], step
+        first += step["beats"]
+        if step is not steps[-1]:
+            assert accept[first] + 1 == step["end"], step
+    assert table_load + run.finish + 1 == steps[-1]["end"]     # the last row, drained
+
+
+@settings(max_examples=250, deadline=None)
+@given(rows=st.integers(1, 6), cols=st.integers(1, 6), m=st.integers(1, 30),
+       k=st.integers(1, 20), n=st.integers(1, 30), count=st.integers(1, 3),
+       mode=st.sampled_from(MODES), data=st.data(), double=st.booleans(),
+       bw=st.sampled_from([None, Fraction(1), Fraction(3, 2), Fraction(7), Fraction(64)]),
+       e=st.sampled_from([1, 2, 4]), meta=st.sampled_from([0, 1040]))
+def test_model_equals_gemm_schedule_of_its_released_beats(rows, cols, m, k, n, count, mode,
+                                                         data, double, bw, e, meta):
+    """Exactness under limited bandwidth: the memory model's step starts and ends and its
+    total are what the array does (``gemm_schedule``, equal to the RTL cycle for cycle)
+    with each beat offered at its release cycle, for every mode, blocking, buffering and
+    bandwidth, K < S (the spacing can bind after a stall) included; and the closed form
+    (gemm_timing) gives the same total."""
+    acc = Accelerator(rows=rows, cols=cols, a_bytes=None, b_bytes=None, results_bytes=None,
+                      double_buffered=double, dram_bw=bw)
+    mt = data.draw(st.integers(1, -(-m // rows)))
+    nt = data.draw(st.integers(1, -(-n // cols)))
+    kb = data.draw(st.integers(1, k))
+    ref = breakdown(m, k, n, rows, cols, count)
+    extra = int(breakdown(2 * rows, k, cols, rows, cols).tile_overhead)
+    args = (acc, mode, m, k, n, count, mt, nt, kb, e, 4, meta, extra, int(ref.fill_drain),
+            int(ref.table_load))
+    steps = explicit_schedule(*args)
+    _, release = beat_release(*args)
+    assert_array_agrees(steps, release, int(ref.table_load), -(-m // rows), k, n, rows, cols,
+                        count)
+    assert gemm_timing(*args)[1] == steps[-1]["done"]
+
+
+def test_model_equals_gemm_schedule_on_chosen_blockings():
+    """The same through model_format's own choice (stream_plan), on seeded random ragged
+    GEMMs, accelerators whose small buffers force every mode, and two bandwidths."""
+    rng = np.random.default_rng(11)
+    modes = set()
+    for _ in range(100):
+        rows, cols = (int(v) for v in rng.integers(1, 9, 2))
+        m, k, n = (int(v) for v in rng.integers(1, 60, 3))
+        e = 4
+        acc = Accelerator(rows=rows, cols=cols, a_bytes=int(rng.integers(2, 40)) * rows * e,
+                          b_bytes=int(rng.integers(2, 40)) * cols * e,
+                          results_bytes=int(rng.integers(2, 6)) * rows * cols * 4,
+                          double_buffered=bool(rng.integers(2)),
+                          dram_bw=Fraction(int(rng.choice([2, 16]))))
+        plan = stream_plan(Gemm("g", "forward", m, k, n), acc, "fp32")
+        modes.add(plan.blocking.split()[0])
+        assert_array_agrees(plan.steps, plan.release, plan.table_load, -(-m // rows), k, n,
+                            rows, cols, 1)
+    assert modes == set(MODES)
+
+
+def test_a_stall_covers_the_spacing():
+    """K = 2 < S = 4 on a 4 x 4 array, 8 B/cycle: each 8 x 2 x 8 S2FP8 block waits for its
+    bytes, and while it waits the spacing of its tiles' last beats elapses: the array
+    finishes 2 cycles earlier than charging max(K, S) per tile after the stall would."""
+    g = Gemm("x", "forward", 8, 2, 8)
+    acc = Accelerator(rows=4, cols=4, a_bytes=None, b_bytes=None, results_bytes=None,
+                      dram_bw=Fraction(8))
+    result = model_format([g], acc, "s2fp8")
+    assert result.compute[0] == 128 + 2 + 3 * 4 + 3 + 3 + 5 == 153
+    assert result.cycles[0] == 183      # charging the spacing after the stall: 185
+    plan = stream_plan(g, acc, "s2fp8")
+    run = gemm_schedule(8, 2, 8, 4, 4, offer=plan.release - plan.table_load)
+    assert plan.table_load + run.finish + 1 + plan.last_store == 183
 
 
 def test_double_buffering_hides_what_single_buffering_pays():

@@ -10,16 +10,26 @@ Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``):
   statistics and ragged shapes, with random gaps on ``a``/``b`` and random ``c.ready``
   bursts long enough to exhaust the result credits (:func:`random_schedule`): bit-exact,
   no row lost, cycles equal to ``gemm_schedule``.
+- ``array_memory_4x4_w24``: ragged GEMMs streamed as the memory model schedules them
+  under limited DRAM bandwidth (``pysim.perf.memory.stream_plan``: ``MEMORY_CASES``, two
+  bandwidths, single and double buffering, buffers from unlimited to a few beats): beats
+  fed in the model's tile order, each no earlier than its release cycle; bit-exact, every
+  cycle equal to ``gemm_schedule``, every step's first beat presented and last beat
+  accepted when the model says, and the last row out in exactly the model's cycles.
 """
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 
 import numpy as np
 
 from pysim.numerics import golden, s2fp8
 from pysim.perf.arch import ArrayConfig
+from pysim.perf.accel import Accelerator
 from pysim.perf.cycles import gemm_cycles, gemm_schedule
+from pysim.perf.gemm import Gemm
+from pysim.perf.memory import stream_plan
 from pysim.numerics.formats import E5M2
 from pysim.numerics.rounding import fp32_bits
 from pysim.perf.tiler import operand_beats, place_results
@@ -61,20 +71,29 @@ def random_schedule(beats: int, rng: np.random.Generator, config: ArrayConfig, *
     return offer, ready
 
 
-def make_job(shape, rng, config: ArrayConfig, gaps: bool):
+def make_job(shape, rng, config: ArrayConfig, gaps: bool, plan=None):
     """One GEMM job with random operands; ``gaps``: random operand gaps and result
-    back-pressure (:func:`random_schedule`), else beats back to back and ``c`` always ready."""
+    back-pressure (:func:`random_schedule`), else beats back to back and ``c`` always ready;
+    ``plan`` (a memory-model ``StreamPlan``): tiles in its order, beats offered at its
+    release cycles, ``c`` always ready."""
     m, k, n = shape
     sa = STATISTICS[rng.integers(len(STATISTICS))]
     sb = STATISTICS[rng.integers(len(STATISTICS))]
     ta, tb = _random_tensor((m, k), rng, sa), _random_tensor((k, n), rng, sb)
     a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
-    if gaps:
+    order = None
+    if plan is not None:
+        col_tiles = -(-n // config.cols)
+        order = np.array([i * col_tiles + j for i, j in plan.tiles])
+        a_beats = a_beats.reshape(len(order), k, -1)[order].reshape(-1, config.rows)
+        b_beats = b_beats.reshape(len(order), k, -1)[order].reshape(-1, config.cols)
+        offer, ready = plan.release - plan.table_load, np.ones(0, bool)
+    elif gaps:
         offer, ready = random_schedule(len(a_beats), rng, config)
     else:
         offer, ready = np.zeros(len(a_beats), np.int64), np.ones(0, bool)
     return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, offer=offer,
-                ready=ready, table_a=ta.table(config.mant_bits),
+                ready=ready, plan=plan, order=order, table_a=ta.table(config.mant_bits),
                 table_b=tb.table(config.mant_bits),
                 expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
 
@@ -123,6 +142,10 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
         if not np.array_equal(indices, np.tile(np.arange(rows), count // rows)):
             report.errors.append(f"{label}: result rows out of order: "
                                  f"{indices[:2 * rows].tolist()} ...")
+        if job.get("order") is not None:   # tiles back from the model's order to row-major
+            unordered = np.empty_like(values.reshape(len(job["order"]), rows, cols))
+            unordered[job["order"]] = values.reshape(len(job["order"]), rows, cols)
+            values = unordered.reshape(-1, cols)
         out = place_results(values, m, n, rows, cols)
         bad = np.argwhere(out != job["expected"])
         report.mismatches += len(bad)
@@ -139,6 +162,8 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
                 report.errors.append(f"{label}: {what} {first} at cycle {int(rtl[first])} in "
                                      f"the RTL, {int(predicted[first])} in gemm_schedule "
                                      f"({differ.size} differ)")
+        if job.get("plan") is not None:
+            report.errors += memory_plan_errors(label, job["plan"], accepted, pops)
         if not len(job["ready"]) and not job["offer"].any() \
                 and model.cycles != gemm_cycles(m, k, n, config):
             report.errors.append(f"{label}: gemm_schedule {model.cycles} cycles, "
@@ -148,6 +173,60 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
                         f"result cycles {'equal to' if report.ok else 'checked against'} "
                         f"gemm_schedule")
     return add_build_notes(report, built, result)
+
+
+def memory_plan_errors(label: str, plan, accepted, pops) -> list[str]:
+    """The RTL against the memory model's own schedule (``plan.steps``): each step's first
+    beat presented (offered, the previous beat accepted) at its ``start``, its last beat
+    accepted one cycle before its ``end``, and the last result row out at the model's
+    total minus the last store (cycles counted from the first table-load cycle)."""
+    errors = []
+    base = plan.table_load        # the bench counts from the cycle after the table load
+    accept = np.concatenate([[-1 - base], np.asarray(accepted, np.int64)]) + base
+    first = 0
+    for index, step in enumerate(plan.steps):
+        presented = max(int(plan.release[first]), int(accept[first]) + 1)
+        first += step["beats"]
+        ends = (int(accept[first]) + 1 if index + 1 < len(plan.steps)
+                else base + int(pops[-1]) + 1)
+        if (presented, ends) != (step["start"], step["end"]):
+            errors.append(f"{label}: step {index} ({plan.blocking}) presented its first beat "
+                          f"in cycle {presented} and ended in {ends} in the RTL, "
+                          f"{step['start']} and {step['end']} in the memory model")
+            break
+    rtl_cycles = base + int(pops[-1]) + 1 + plan.last_store
+    if rtl_cycles != plan.cycles:
+        errors.append(f"{label}: {rtl_cycles} cycles in the RTL (last row + last store), "
+                      f"{plan.cycles} in the memory model ({plan.blocking})")
+    return errors
+
+
+#: (M, K, N), bytes/cycle, double-buffered, A and B operand buffers (bytes; None:
+#: unlimited) for the memory-stream check on a 4 x 4 array: ragged edges, K = 1 and
+#: K < S (the spacing after a stall), K >> S; 4 B/cycle starves every step (a beat is
+#: 8 bytes), 16 B/cycle hides most transfers; buffers from unlimited down to a few
+#: beats give every blocking mode (mn, nm, a-panel, b-panel, stream).
+MEMORY_CASES = (
+    ((9, 2, 7), 4, True, (None, None)), ((9, 2, 7), 16, False, (None, None)),
+    ((8, 1, 12), 16, True, (None, None)), ((6, 3, 10), 4, False, (96, 96)),
+    ((10, 17, 9), 4, True, (160, 24)), ((10, 17, 9), 16, False, (24, 80)),
+    ((13, 5, 6), 16, True, (64, 64)), ((5, 23, 11), 16, False, (40, 40)),
+    ((12, 6, 5), 4, True, (32, 32)), ((21, 6, 6), 4, True, (48, 96)),
+    ((16, 2, 16), 4, False, (256, 256)), ((3, 12, 14), 16, True, (24, 24)),
+)
+
+
+def run_memory_stream(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for shape, bandwidth, double, (a_bytes, b_bytes) in MEMORY_CASES[:n]:
+        acc = Accelerator(rows=config.rows, cols=config.cols, mant_bits=config.mant_bits,
+                          a_bytes=a_bytes, b_bytes=b_bytes, results_bytes=None,
+                          double_buffered=double, dram_bw=Fraction(bandwidth))
+        plan = stream_plan(Gemm("memory", "forward", *shape), acc, "s2fp8")
+        jobs.append(make_job(shape, rng, config, gaps=False, plan=plan))
+    return run_array_jobs(memory_check_name(config), jobs, config=config, seed=seed,
+                          build_root=build_root)
 
 
 def run_cycle_shapes(n: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
@@ -175,8 +254,14 @@ def gemm_check_name(config: ArrayConfig) -> str:
     return f"array_gemm_{config.name}"
 
 
+def memory_check_name(config: ArrayConfig) -> str:
+    return f"array_memory_{config.name}"
+
+
 #: the configurations whose cycle counts are checked, and those run with random GEMMs
 CYCLE_CONFIGS = (ArrayConfig(4, 4), ArrayConfig(8, 8))
+#: the array the memory-stream check runs on (the same build as array_gemm_4x4_w24)
+MEMORY_CONFIG = ArrayConfig(4, 4)
 GEMM_CONFIGS = ((ArrayConfig(4, 4), {"quick": 6, "full": 30}),
                 (ArrayConfig(4, 4, mant_bits=8), {"quick": 3, "full": 10}))
 
@@ -189,6 +274,9 @@ def _checks():
     checks += [Check(gemm_check_name(c), counts,
                      lambda n, seed, c=c, **kw: run_random_gemms(n, seed, config=c, **kw))
                for c, counts in GEMM_CONFIGS]
+    memory = MEMORY_CONFIG
+    checks.append(Check(memory_check_name(memory), {"quick": 6, "full": len(MEMORY_CASES)},
+                        lambda n, seed, **kw: run_memory_stream(n, seed, config=memory, **kw)))
     return checks
 
 

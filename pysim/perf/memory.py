@@ -60,34 +60,81 @@ MODES = ("mn", "nm", "a-panel", "b-panel", "stream")
 
 
 # ------------------------------------------------------------------- pipeline algebra
+#
+# The array's timing, as the RTL does it (pysim.perf.cycles.gemm_schedule): a beat is
+# accepted in the first cycle it is offered (never before the previous beat), except the
+# last beat of a tile, which also waits max(K, S) cycles after the previous tile's last
+# beat (the spacing; with K >= S it never binds). All the beats of a step are offered
+# from the same cycle (its load done), so a step's timing is set by three cycles of the
+# state before it: ``s`` its first beat, ``e`` one past its last beat and ``L`` one past
+# the last beat of the last finished tile. Each step maps (s, e, L) to its own (s', e',
+# L') by maxima of sums: a max-plus linear map, a 3 x 3 matrix, so a run of steps is a
+# matrix product and ``count`` repetitions a matrix power (O(log count)).
+
+NEG = float("-inf")       # max-plus zero: "no such path" (finite entries stay Python ints)
+IDENTITY = (0, NEG, NEG, NEG, 0, NEG, NEG, NEG, 0)
+
+
+def _mat_mul(a, b):
+    """Max-plus product a (x) b of 3 x 3 matrices (row-major 9-tuples): apply b, then a."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = a
+    b0, b1, b2, b3, b4, b5, b6, b7, b8 = b
+    return (max(a0 + b0, a1 + b3, a2 + b6), max(a0 + b1, a1 + b4, a2 + b7),
+            max(a0 + b2, a1 + b5, a2 + b8),
+            max(a3 + b0, a4 + b3, a5 + b6), max(a3 + b1, a4 + b4, a5 + b7),
+            max(a3 + b2, a4 + b5, a5 + b8),
+            max(a6 + b0, a7 + b3, a8 + b6), max(a6 + b1, a7 + b4, a8 + b7),
+            max(a6 + b2, a7 + b5, a8 + b8))
+
+
+def _mat_pow(a, times):
+    out = IDENTITY
+    while times:
+        if times & 1:
+            out = _mat_mul(out, a)
+        times >>= 1
+        if times:
+            a = _mat_mul(a, a)
+    return out
+
+
+class Shape(NamedTuple):
+    """What a step does to the array: ``beats`` operand beats; ``head`` of them up to and
+    including the first tile's last beat, then ``tiles - 1`` more whole tiles (a block
+    step: head = K; the last chunk of a tile: head = its beats, tiles = 1; any other
+    chunk: tiles = 0, head = 0)."""
+
+    beats: int
+    head: int
+    tiles: int
+
 
 class Segment(NamedTuple):
-    """A run of steps, summarised: enough to concatenate and repeat runs in O(1).
-
-    ``inner`` is the sum over adjacent pairs (b, b+1) inside the run of the pair cost
-    ``pair(c_b, st_b + ld_{b+1})``: the cycles from the start of step b to the start of
-    step b+1. ``first_pair`` is the bytes between the first two steps (None: one step)."""
+    """A run of steps, summarised so that runs concatenate and repeat without expanding
+    them: the shape and load bytes of its first step (they decide how it joins the step
+    before), the store bytes of its last, and ``matrix``, the max-plus map from the
+    (s, e, L) of its first step to those of its last."""
 
     n: int
+    first: Shape
     first_ld: int
-    first_c: int
-    first_pair: int | None
-    last_c: int
     last_st: int
-    inner: int
-    sum_c: int
+    matrix: tuple
     sum_ld: int
     sum_st: int
     sum_beats: int
+    sum_tiles: int
 
 
 class Timing:
-    """Pair costs for one accelerator: transfer cycles ``ceil(bytes / bandwidth)`` (0 when
-    unlimited) overlapped (double-buffered) or added (single-buffered) to compute."""
+    """One accelerator and one GEMM: transfer cycles ``ceil(bytes / bandwidth)`` (0 when
+    unlimited), double or single buffering, and ``ks`` = max(K, S), the spacing of two
+    tiles' last beats."""
 
-    def __init__(self, bandwidth: Fraction | None, double_buffered: bool):
+    def __init__(self, bandwidth: Fraction | None, double_buffered: bool, ks: int = 0):
         self.bandwidth = bandwidth
         self.double_buffered = double_buffered
+        self.ks = ks
         # bytes/cycle = num/den: cycles = ceil(bytes * den / num), exact
         self._num = None if bandwidth is None else bandwidth.numerator
         self._den = None if bandwidth is None else bandwidth.denominator
@@ -97,10 +144,38 @@ class Timing:
             return 0
         return -(-nbytes * self._den // self._num)
 
-    def pair(self, compute: int, nbytes: int) -> int:
-        if self.double_buffered:
-            return max(compute, self.transfer(nbytes))
-        return compute + self.transfer(nbytes)
+    def entry(self, shape: Shape, nbytes: int) -> tuple:
+        """The max-plus map (s, e, L) of a step -> those of the next step, whose shape is
+        ``shape``, when ``nbytes`` (this step's results + the next step's operands) move
+        between them. Double-buffered the move starts with this step's first beat (the
+        next step's slot is free): the next first beat is offered at max(e, s + T);
+        single-buffered it starts after its last beat: at e + T."""
+        t = self.transfer(nbytes)
+        s_row = (t, 0, NEG) if self.double_buffered else (NEG, t, NEG)
+        if shape.tiles == 0:
+            e_row = (s_row[0] + shape.beats, s_row[1] + shape.beats, NEG)
+            return s_row + e_row + (NEG, NEG, 0)
+        more = (shape.tiles - 1) * self.ks
+        e_row = (s_row[0] + shape.head + more, s_row[1] + shape.head + more, self.ks + more)
+        return s_row + e_row + e_row
+
+    def first(self, shape: Shape, start: int) -> tuple:
+        """(s, e, L) of the first step of a GEMM, its first beat at ``start`` (no tile
+        before it: no spacing; L = NEG when it finishes no tile)."""
+        if shape.tiles == 0:
+            return start, start + shape.beats, NEG
+        end = start + shape.head + (shape.tiles - 1) * self.ks
+        return start, end, end
+
+    def after(self, state, shape: Shape, nbytes: int) -> tuple:
+        """One step of the recurrence on plain numbers (the step-by-step schedule)."""
+        s, e, last = state
+        t = self.transfer(nbytes)
+        start = max(e, s + t) if self.double_buffered else e + t
+        if shape.tiles == 0:
+            return start, start + shape.beats, last
+        end = max(start + shape.head, last + self.ks) + (shape.tiles - 1) * self.ks
+        return start, end, end
 
 
 class Algebra:
@@ -109,19 +184,21 @@ class Algebra:
     def __init__(self, timing: Timing):
         self.timing = timing
 
-    def step(self, c, ld, st, beats):
-        return Segment(1, ld, c, None, c, st, 0, c, ld, st, beats)
+    def step(self, beats, head, tiles, ld, st):
+        return Segment(1, Shape(beats, head, tiles), ld, st, IDENTITY, ld, st, beats, tiles)
+
+    def _join(self, a: Segment, b: Segment, matrix_a) -> tuple:
+        return _mat_mul(b.matrix, _mat_mul(self.timing.entry(b.first, a.last_st + b.first_ld),
+                                           matrix_a))
 
     def seq(self, *parts):
         parts = [p for p in parts if p is not None]
         out = parts[0]
         for b in parts[1:]:
-            join = out.last_st + b.first_ld
-            out = Segment(out.n + b.n, out.first_ld, out.first_c,
-                          out.first_pair if out.n > 1 else join, b.last_c, b.last_st,
-                          out.inner + b.inner + self.timing.pair(out.last_c, join),
-                          out.sum_c + b.sum_c, out.sum_ld + b.sum_ld, out.sum_st + b.sum_st,
-                          out.sum_beats + b.sum_beats)
+            out = Segment(out.n + b.n, out.first, out.first_ld, b.last_st,
+                          self._join(out, b, out.matrix), out.sum_ld + b.sum_ld,
+                          out.sum_st + b.sum_st, out.sum_beats + b.sum_beats,
+                          out.sum_tiles + b.sum_tiles)
         return out
 
     def rep(self, part, times):
@@ -129,25 +206,77 @@ class Algebra:
             return None
         if times == 1:
             return part
-        join = part.last_st + part.first_ld
-        return Segment(part.n * times, part.first_ld, part.first_c,
-                       part.first_pair if part.n > 1 else join, part.last_c, part.last_st,
-                       times * part.inner + (times - 1) * self.timing.pair(part.last_c, join),
-                       times * part.sum_c, times * part.sum_ld, times * part.sum_st,
-                       times * part.sum_beats)
+        # x_last = (M E)^(times-1) M x_first: M the run's map, E the join of two runs
+        cycle = self._join(part, part, IDENTITY)
+        matrix = _mat_mul(_mat_pow(cycle, times - 1), part.matrix)
+        return Segment(part.n * times, part.first, part.first_ld, part.last_st, matrix,
+                       times * part.sum_ld, times * part.sum_st, times * part.sum_beats,
+                       times * part.sum_tiles)
 
     def add_first_load(self, part, extra):
-        return Segment(part.n, part.first_ld + extra, part.first_c, part.first_pair,
-                       part.last_c, part.last_st, part.inner, part.sum_c,
-                       part.sum_ld + extra, part.sum_st, part.sum_beats)
+        return part._replace(first_ld=part.first_ld + extra, sum_ld=part.sum_ld + extra)
+
+
+class Run(NamedTuple):
+    """A run of steps when the spacing cannot bind (K >= S, the common case): a step's
+    last beat is then always ``beats`` cycles after its first, the state is one number
+    (the first beat) and a run sums in O(1). ``inner`` is the sum over adjacent steps
+    (b, b+1) of ``pair(beats_b, st_b + ld_{b+1})``, the cycles from the first beat of b
+    to that of b+1."""
+
+    n: int
+    first_ld: int
+    last_beats: int
+    last_st: int
+    inner: int
+    sum_ld: int
+    sum_st: int
+    sum_beats: int
+    sum_tiles: int
+
+
+class PairAlgebra:
+    """Builds :class:`Run` summaries: the max-plus map with K >= S reduces to
+    s' = s + max(beats, T) double-buffered, s + beats + T single-buffered."""
+
+    def __init__(self, timing: Timing):
+        self.timing = timing
+
+    def pair(self, beats: int, nbytes: int) -> int:
+        t = self.timing.transfer(nbytes)
+        return max(beats, t) if self.timing.double_buffered else beats + t
+
+    def step(self, beats, head, tiles, ld, st):
+        return Run(1, ld, beats, st, 0, ld, st, beats, tiles)
+
+    def seq(self, *parts):
+        parts = [p for p in parts if p is not None]
+        out = parts[0]
+        for b in parts[1:]:
+            out = Run(out.n + b.n, out.first_ld, b.last_beats, b.last_st,
+                      out.inner + b.inner + self.pair(out.last_beats, out.last_st + b.first_ld),
+                      out.sum_ld + b.sum_ld, out.sum_st + b.sum_st, out.sum_beats + b.sum_beats,
+                      out.sum_tiles + b.sum_tiles)
+        return out
+
+    def rep(self, part, times):
+        if part is None or times <= 0:
+            return None
+        join = self.pair(part.last_beats, part.last_st + part.first_ld)
+        return Run(part.n * times, part.first_ld, part.last_beats, part.last_st,
+                   times * part.inner + (times - 1) * join, times * part.sum_ld,
+                   times * part.sum_st, times * part.sum_beats, times * part.sum_tiles)
+
+    def add_first_load(self, part, extra):
+        return part._replace(first_ld=part.first_ld + extra, sum_ld=part.sum_ld + extra)
 
 
 class Expand:
-    """Builds the explicit list of steps ``[c, ld, st, beats]`` (small GEMMs, tests and
-    the RTL hook)."""
+    """Builds the explicit list of steps ``[beats, head, tiles, ld, st]`` (small GEMMs,
+    tests and the RTL hook)."""
 
-    def step(self, c, ld, st, beats):
-        return [[c, ld, st, beats]]
+    def step(self, beats, head, tiles, ld, st):
+        return [[beats, head, tiles, ld, st]]
 
     def seq(self, *parts):
         return [list(s) for p in parts if p is not None for s in p]
@@ -159,7 +288,7 @@ class Expand:
 
     def add_first_load(self, part, extra):
         part = [list(s) for s in part]
-        part[0][1] += extra
+        part[0][3] += extra
         return part
 
 
@@ -169,9 +298,9 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch):
+def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, prefetch):
     """Blocks of mt x nt tiles, m-blocks outer (the ``nm`` order is this with A and B
-    swapped). ``ks`` = cycles per tile (max(K, S)). With ``prefetch`` (double
+    swapped); a step is a block (its tiles in a row). With ``prefetch`` (double
     buffering) the next m-block's A block is loaded in even pieces during the steps of
     the current one (its slot is free); otherwise with the m-block's first step."""
     mtiles, ntiles = _ceil(M, R), _ceil(N, C)
@@ -179,21 +308,21 @@ def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch):
     last_mt, last_nt = mtiles - (nbm - 1) * mt, ntiles - (nbn - 1) * nt
     last_rows, last_cols = M - (nbm - 1) * mt * R, N - (nbn - 1) * nt * C
 
+    def block(tiles, ld, st):
+        return B.step(tiles * K, K, tiles, ld, st)
+
     def mblock(rows, tiles_m, first, next_rows):
         own = rows * K * e if (first or not prefetch) else 0
         ahead = next_rows * K * e if prefetch else 0
         per, rest = divmod(ahead, nbn)   # per step, and the remainder on the first
         if nbn == 1:  # the whole of B is one block: loaded with the first m-block only
-            return B.step(tiles_m * ntiles * ks, own + (K * N * e if first else 0) + ahead,
-                          rows * N * o, tiles_m * ntiles * K)
+            return block(tiles_m * ntiles, own + (K * N * e if first else 0) + ahead,
+                         rows * N * o)
         cols = nt * C
         return B.seq(
-            B.step(tiles_m * nt * ks, own + K * cols * e + per + rest, rows * cols * o,
-                   tiles_m * nt * K),
-            B.rep(B.step(tiles_m * nt * ks, K * cols * e + per, rows * cols * o,
-                         tiles_m * nt * K), nbn - 2),
-            B.step(tiles_m * last_nt * ks, K * last_cols * e + per, rows * last_cols * o,
-                   tiles_m * last_nt * K))
+            block(tiles_m * nt, own + K * cols * e + per + rest, rows * cols * o),
+            B.rep(block(tiles_m * nt, K * cols * e + per, rows * cols * o), nbn - 2),
+            block(tiles_m * last_nt, K * last_cols * e + per, rows * last_cols * o))
 
     if nbm == 1:
         return mblock(last_rows, last_mt, True, 0)
@@ -204,23 +333,22 @@ def _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch):
                  mblock(mt * R, mt, False, last_rows), mblock(last_rows, last_mt, False, 0))
 
 
-def _chunked_tile(B, rows, cols, K, kb, e, o, ks, a_stream, panel, per, rest):
+def _chunked_tile(B, rows, cols, K, kb, e, o, a_stream, panel, per, rest):
     """One tile whose K is streamed in chunks of kb beats (B always streamed, A too if
     ``a_stream``); ``panel`` bytes (its resident panel) are loaded with the first chunk,
-    ``per`` prefetch bytes with every chunk and ``rest`` more with the first. The tile's
-    spacing overhead (ks - K) is charged to its first chunk, so that the first tile of a
-    GEMM, which does not pay it, never has a negative step."""
+    ``per`` prefetch bytes with every chunk and ``rest`` more with the first. Its last
+    chunk finishes the tile (and is the one the spacing can hold back)."""
     per_beat = (rows * e if a_stream else 0) + cols * e
     chunks = _ceil(K, kb)
     last = K - (chunks - 1) * kb
     if chunks == 1:
-        return B.step(ks, K * per_beat + panel + per + rest, rows * cols * o, K)
-    return B.seq(B.step(kb + ks - K, kb * per_beat + panel + per + rest, 0, kb),
-                 B.rep(B.step(kb, kb * per_beat + per, 0, kb), chunks - 2),
-                 B.step(last, last * per_beat + per, rows * cols * o, last))
+        return B.step(K, K, 1, K * per_beat + panel + per + rest, rows * cols * o)
+    return B.seq(B.step(kb, 0, 0, kb * per_beat + panel + per + rest, 0),
+                 B.rep(B.step(kb, 0, 0, kb * per_beat + per, 0), chunks - 2),
+                 B.step(last, last, 1, last * per_beat + per, rows * cols * o))
 
 
-def _panel_steps(B, M, N, K, R, C, kb, e, o, ks, a_resident, prefetch):
+def _panel_steps(B, M, N, K, R, C, kb, e, o, a_resident, prefetch):
     """Row-major tiles; A panel resident if ``a_resident`` (loaded with the first tile of
     its row, or spread over the previous row's steps with ``prefetch``), else streamed
     with B (``stream``)."""
@@ -234,7 +362,7 @@ def _panel_steps(B, M, N, K, R, C, kb, e, o, ks, a_resident, prefetch):
         per, rest = divmod(ahead, ntiles * steps_per_tile)
 
         def tile(cols, first_tile):
-            return _chunked_tile(B, rows, cols, K, kb, e, o, ks, not a_resident,
+            return _chunked_tile(B, rows, cols, K, kb, e, o, not a_resident,
                                  own if first_tile else 0, per, rest if first_tile else 0)
         if ntiles == 1:
             return tile(last_cols, True)
@@ -248,18 +376,18 @@ def _panel_steps(B, M, N, K, R, C, kb, e, o, ks, a_resident, prefetch):
                  row(last_rows, False, 0))
 
 
-def build_steps(B, mode, M, K, N, R, C, mt, nt, kb, e, o, ks, prefetch=True):
+def build_steps(B, mode, M, K, N, R, C, mt, nt, kb, e, o, prefetch=True):
     """The step sequence of one GEMM instance for a blocking, with builder ``B``;
     ``prefetch``: the buffers are double-buffered (the next outer block loads early)."""
     if mode == "mn":
-        return _resident_steps(B, M, N, K, R, C, mt, nt, e, o, ks, prefetch)
+        return _resident_steps(B, M, N, K, R, C, mt, nt, e, o, prefetch)
     if mode == "nm":  # A and B swap roles: loads, stores and tiles are symmetric
-        return _resident_steps(B, N, M, K, C, R, nt, mt, e, o, ks, prefetch)
+        return _resident_steps(B, N, M, K, C, R, nt, mt, e, o, prefetch)
     if mode == "a-panel":
-        return _panel_steps(B, M, N, K, R, C, kb, e, o, ks, True, prefetch)
+        return _panel_steps(B, M, N, K, R, C, kb, e, o, True, prefetch)
     if mode == "b-panel":
-        return _panel_steps(B, N, M, K, C, R, kb, e, o, ks, True, prefetch)
-    return _panel_steps(B, M, N, K, R, C, kb, e, o, ks, False, prefetch)
+        return _panel_steps(B, N, M, K, C, R, kb, e, o, True, prefetch)
+    return _panel_steps(B, M, N, K, R, C, kb, e, o, False, prefetch)
 
 
 # ------------------------------------------------------------------- blocking search
@@ -471,59 +599,61 @@ def describe_blocking(blocking: Blocking, i: int) -> str:
 def gemm_timing(acc: Accelerator, mode: str, M, K, N, count, mt, nt, kb, e, o, meta,
                 spacing_extra, drain, table_load, builder=None):
     """(compute, total cycles, summed step loads, stores) of ``count`` instances of one
-    GEMM. ``spacing_extra`` = max(K, S) - K (the first tile of the GEMM does not pay
-    it), ``drain`` and ``table_load`` from the cycle model."""
-    timing = Timing(acc.dram_bw, acc.double_buffered)
-    B = builder or Algebra(timing)
-    ks = K + spacing_extra
-    one = build_steps(B, mode, M, K, N, acc.rows, acc.cols, mt, nt, kb, e, o, ks,
+    GEMM. ``spacing_extra`` = max(K, S) - K, ``drain`` and ``table_load`` from the cycle
+    model. total = one past the last beat + drain + the last store; the last beat comes
+    from the max-plus map of the whole step sequence (the array's own timing rules, so
+    it is what ``gemm_schedule`` gives for the beats released at ``beat_release``)."""
+    timing = Timing(acc.dram_bw, acc.double_buffered, K + spacing_extra)
+    B = builder or (Algebra(timing) if spacing_extra else PairAlgebra(timing))
+    one = build_steps(B, mode, M, K, N, acc.rows, acc.cols, mt, nt, kb, e, o,
                       acc.double_buffered)
     one = B.add_first_load(one, meta) if meta else one
     seg = B.rep(one, count)
-    first_c = seg.first_c - spacing_extra
     start = max(table_load, timing.transfer(seg.first_ld))
-    if seg.n == 1:
-        total = start + first_c + drain + timing.transfer(seg.last_st)
+    if isinstance(seg, Run):
+        end = start + seg.inner + seg.last_beats
     else:
-        inner = (seg.inner - timing.pair(seg.first_c, seg.first_pair)
-                 + timing.pair(first_c, seg.first_pair))
-        total = start + inner + seg.last_c + drain + timing.transfer(seg.last_st)
-    compute = table_load + seg.sum_c - spacing_extra + drain
+        first = timing.first(seg.first, start)
+        m = seg.matrix
+        end = max(m[3] + first[0], m[4] + first[1], m[5] + first[2])
+    total = end + drain + timing.transfer(seg.last_st)
+    assert seg.sum_beats == seg.sum_tiles * K
+    compute = table_load + seg.sum_tiles * (K + spacing_extra) - spacing_extra + drain
     return compute, total, seg.sum_ld, seg.sum_st
 
 
 def explicit_schedule(acc: Accelerator, mode: str, M, K, N, count, mt, nt, kb, e, o, meta,
                       spacing_extra, drain, table_load) -> list[dict]:
-    """The same schedule, step by step (for small GEMMs: tests, and the hook for a
-    bandwidth-limited RTL stream). Per step: ``beats`` (operand beats of the step, in
-    the blocking's tile order), ``load_done`` (cycle its bytes are all on chip: its
-    beats may be offered from then on), ``start`` and ``end`` of its compute (``end``
-    of the last step includes the drain), and ``done`` (last result byte in DRAM) on
-    the last step."""
-    timing = Timing(acc.dram_bw, acc.double_buffered)
+    """The same schedule, step by step on plain numbers (for small GEMMs: tests, and the
+    bandwidth-limited RTL stream). Per step: ``beats`` (operand beats of the step, in the
+    blocking's tile order), ``load_done`` (cycle its bytes are all on chip: its beats
+    may be offered from then on), ``start`` (its first beat accepted) and ``end`` (one
+    past its last beat; the last step's ``end`` includes the drain: its last result
+    row), and ``done`` (last result byte in DRAM) on the last step."""
+    timing = Timing(acc.dram_bw, acc.double_buffered, K + spacing_extra)
     B = Expand()
-    one = build_steps(B, mode, M, K, N, acc.rows, acc.cols, mt, nt, kb, e, o, K + spacing_extra,
+    one = build_steps(B, mode, M, K, N, acc.rows, acc.cols, mt, nt, kb, e, o,
                       acc.double_buffered)
     one = B.add_first_load(one, meta) if meta else one
     steps = B.rep(one, count)
-    steps[0][0] -= spacing_extra
-    steps[-1][0] += drain
     out = []
-    load_done = max(table_load, timing.transfer(steps[0][1]))
-    start = load_done
-    for index, (c, ld, st, beats) in enumerate(steps):
-        end = start + c
-        out.append({"beats": beats, "load_done": load_done, "start": start, "end": end,
-                    "load_bytes": ld, "store_bytes": st})
-        if index + 1 < len(steps):
-            window = st + steps[index + 1][1]
-            if acc.double_buffered:  # next load runs from this step's start
-                load_done = start + timing.transfer(window)
-                start = max(end, load_done)
-            else:
-                load_done = end + timing.transfer(window)
-                start = load_done
-    out[-1]["done"] = out[-1]["end"] + timing.transfer(steps[-1][2])
+    state = None
+    for index, (beats, head, tiles, ld, st) in enumerate(steps):
+        shape = Shape(beats, head, tiles)
+        if state is None:
+            load_done = max(table_load, timing.transfer(ld))
+            state = timing.first(shape, load_done)
+        else:
+            s, e_prev, _ = state
+            window = steps[index - 1][4] + ld
+            # double-buffered the move runs from the previous step's first beat
+            load_done = (s if acc.double_buffered else e_prev) + timing.transfer(window)
+            state = timing.after(state, shape, window)
+            assert state[0] == max(e_prev, load_done)
+        out.append({"beats": beats, "load_done": load_done, "start": state[0],
+                    "end": state[1], "load_bytes": ld, "store_bytes": st})
+    out[-1]["end"] += drain
+    out[-1]["done"] = out[-1]["end"] + timing.transfer(steps[-1][4])
     return out
 
 
@@ -553,6 +683,41 @@ def beat_release(acc: Accelerator, mode: str, M, K, N, count, mt, nt, kb, e, o, 
     release = np.repeat(np.array([s["load_done"] for s in steps], dtype=np.int64),
                         [s["beats"] for s in steps])
     return tile_order(mode, M, N, acc.rows, acc.cols, mt, nt) * count, release
+
+
+class StreamPlan(NamedTuple):
+    """One GEMM as the memory model streams it (:func:`stream_plan`)."""
+
+    blocking: str        # describe_blocking: "mn 1x2 tiles", "stream chunks of 8", ...
+    tiles: list          # (row tile, column tile) in the order the beats are fed
+    release: np.ndarray  # int64 per beat: the earliest cycle it may be offered
+    steps: list          # explicit_schedule
+    cycles: int          # the model's total (what model_format reports)
+    table_load: int      # cycles before the first beat (release is counted from 0 there)
+    last_store: int      # transfer cycles of the last results after the last row
+
+
+def stream_plan(gemm: Gemm, acc: Accelerator, fmt_name: str) -> StreamPlan:
+    """The blocking :func:`model_format` chooses for ``gemm``, expanded: what a
+    bandwidth-limited driver of the array RTL needs (beats in ``tiles`` order, offered no
+    earlier than ``release``) and what it must then measure: the last result row leaves
+    in cycle ``cycles - last_store - 1``, cycle 0 being the first table-load cycle."""
+    result = model_format([gemm], acc, fmt_name)
+    acc = acc.with_format(fmt_name)
+    fmt = operand_format(fmt_name)
+    cyc = breakdown(gemm.m, gemm.k, gemm.n, acc.rows, acc.cols, gemm.count)
+    extra = int(breakdown(2 * acc.rows, gemm.k, acc.cols, acc.rows, acc.cols).tile_overhead)
+    b = result.blocking
+    args = (acc, MODES[int(b.mode[0])], gemm.m, gemm.k, gemm.n, gemm.count, int(b.mt[0]),
+            int(b.nt[0]), int(b.kb[0]), fmt.element_bytes,
+            output_format(acc.output).element_bytes, 2 * fmt.metadata_bytes, extra,
+            int(cyc.fill_drain), int(cyc.table_load))
+    tiles, release = beat_release(*args)
+    steps = explicit_schedule(*args)
+    assert steps[-1]["done"] == result.cycles[0]
+    return StreamPlan(describe_blocking(b, 0), tiles, release, steps, result.cycles[0],
+                      int(cyc.table_load),
+                      steps[-1]["done"] - steps[-1]["end"])
 
 
 def model_format(gemms: list[Gemm], acc: Accelerator, fmt_name: str,
