@@ -21,19 +21,23 @@ operand format (docs/memory.md has the full description and a worked example):
    bytes**; ties go to the smallest first block (the least start-up time before the
    first beat), then to the first candidate listed.
 2. **Schedule** (:func:`gemm_timing`, exact integer arithmetic): the chosen blocking is a
-   sequence of steps (a block, or one K chunk of a tile), each with compute cycles c
-   (its tiles' share of the cycle model), bytes loaded and result bytes stored. The
-   DRAM moves, between the compute of step b and step b+1, the results of b and the
-   loads of b+1 at ``bandwidth`` bytes/cycle (ceil). Double-buffered, that transfer
-   overlaps the compute of b: step b+1 starts max(c_b, transfer) after step b; single-
-   buffered they add up. The first load overlaps the decode-table load, the last store
-   follows the drain. Repeated steps are summed in closed form (:class:`Segment`), so
-   the cost does not depend on the number of blocks.
+   sequence of steps (a block, or one K chunk of a tile), each with its operand beats,
+   bytes loaded and result bytes stored. The DRAM moves, between step b and step b+1,
+   the results of b and the loads of b+1 at ``bandwidth`` bytes/cycle (ceil), from b's
+   first beat (double-buffered) or after its last (single-buffered); step b+1's beats
+   are released when the move ends. What the array does with them is the RTL's own
+   rule (``pysim.perf.cycles.gemm_schedule``: a tile's last beat waits max(K, S) after
+   the previous tile's), so the total equals the RTL cycle for cycle. Each step is a
+   max-plus linear map of (first beat, one past the last beat, one past the last tile):
+   runs are matrix products and repetitions matrix powers (:class:`Segment`); with
+   K >= S the spacing never binds and a run sums in O(1) (:class:`Run`). The first load
+   overlaps the decode-table load, the last store follows the drain.
 
 With unlimited bandwidth the transfers take 0 cycles and the total is exactly
 ``breakdown(...).total`` (table loads + ``gemm_cycles``), whatever the buffers.
-:func:`explicit_schedule` expands the same steps one by one (the hook for a bandwidth-
-limited RTL stream: the cycle each step's operand beats become available).
+:func:`explicit_schedule` runs the same recurrence step by step; :func:`stream_plan`
+gives a bandwidth-limited RTL driver its tile order and per-beat release cycles
+(checked against the RTL by ``hw.tb.array_checks``' ``array_memory_*``).
 """
 from __future__ import annotations
 
