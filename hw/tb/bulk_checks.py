@@ -3,8 +3,9 @@ jobs up to a MAC budget, run in one harness process, and the scoreboard that che
 result bit-exact and complete against ``pysim.numerics.golden.gemm`` and the cycle of every
 accepted beat and every result row against ``pysim.perf.cycles.gemm_schedule``.
 
-The jobs are those of the cocotb array bench (``hw.tb.array_checks.make_job``: Inf/NaN
-codes, zeros, subnormal-producing statistics, ragged shapes), alternately back to back with
+The jobs are like those of the cocotb array bench (``hw.tb.array_checks``: Inf/NaN codes,
+zeros, subnormal-producing statistics, ragged shapes), except that the share of Inf/NaN
+codes falls with K (:func:`make_bulk_job`), alternately back to back with
 ``c`` always ready and with random operand gaps and result back-pressure bursts that use up
 the result FIFO's credits. The per-cycle cocotb bench stays for the directed cycle shapes
 and the small random GEMMs (``hw.tb.array_checks``); this one carries the volume.
@@ -19,11 +20,14 @@ import time
 
 import numpy as np
 
+from pysim.numerics import golden, s2fp8
+from pysim.numerics.formats import E5M2
+from pysim.numerics.rounding import fp32_bits
 from pysim.perf.arch import ArrayConfig
 from pysim.perf.cycles import gemm_schedule
-from pysim.perf.tiler import place_results
+from pysim.perf.tiler import operand_beats, place_results
 
-from .array_checks import make_job
+from .array_checks import STATISTICS, random_schedule
 from .bulk import get_bulk_build, run_bulk
 from .runner import Check
 from .scoreboard import MAX_RECORDED, Report
@@ -97,6 +101,39 @@ def score_jobs(name: str, jobs: list, rows_per_job, got: dict, config: ArrayConf
     return report
 
 
+def _random_tensor(shape, rng, stats, special: float) -> s2fp8.S2FP8Tensor:
+    """Random finite codes, 15 % zeros and a share ``special`` of Inf/NaN codes."""
+    finite = np.concatenate([np.arange(0, E5M2.inf_bits), np.arange(0x80, 0x80 + E5M2.inf_bits)])
+    codes = rng.choice(finite, shape).astype(np.uint8)
+    codes[rng.random(shape) < 0.15] = 0
+    mask = rng.random(shape) < special
+    codes[mask] = rng.integers(E5M2.inf_bits, 0x80, int(mask.sum()), dtype=np.uint8) \
+        | (rng.integers(0, 2, int(mask.sum())) << 7).astype(np.uint8)
+    return s2fp8.S2FP8Tensor(codes=codes, alpha=stats[0], beta=stats[1])
+
+
+def make_bulk_job(shape, rng, config: ArrayConfig, gaps: bool) -> dict:
+    """One GEMM job (the fields of ``hw.tb.array_checks.make_job``) whose Inf/NaN codes are
+    ~0.05/K of the operands: about one result in ten is Inf/NaN whatever K. (At the cocotb
+    bench's fixed 1 %, a K = 500 dot product of 1000 codes has a special one in all but
+    0.99**1000 = 4e-5 of the results: the volume would check NaN propagation only.)"""
+    m, k, n = shape
+    special = min(0.01, 0.05 / k)
+    stats_a = STATISTICS[rng.integers(len(STATISTICS))]
+    stats_b = STATISTICS[rng.integers(len(STATISTICS))]
+    ta = _random_tensor((m, k), rng, stats_a, special)
+    tb = _random_tensor((k, n), rng, stats_b, special)
+    a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
+    if gaps:
+        offer, ready = random_schedule(len(a_beats), rng, config)
+    else:
+        offer, ready = np.zeros(len(a_beats), np.int64), np.ones(0, bool)
+    return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, offer=offer,
+                ready=ready, table_a=ta.table(config.mant_bits),
+                table_b=tb.table(config.mant_bits),
+                expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
+
+
 def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> list:
     """Random GEMM jobs until ``macs`` multiply-accumulates: one in three small and
     ragged (dimensions up to 3 tiles or 40, as the cocotb bench's), the others with
@@ -111,16 +148,22 @@ def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> lis
         else:
             shape = (int(rng.integers(1, 6 * rows + 1)), int(rng.integers(100, 600)),
                      int(rng.integers(1, 6 * cols + 1)))
-        jobs.append(make_job(shape, rng, config, gaps=len(jobs) % 2 == 1))
+        jobs.append(make_bulk_job(shape, rng, config, gaps=len(jobs) % 2 == 1))
         total += int(np.prod(shape))
     return jobs
 
 
 def run_bulk_jobs(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
                   keep: bool = False) -> Report:
-    """Run ``jobs`` in one bulk harness process and score them. ``sim_seconds``: the
-    harness's cycle loop; the notes give the harness process's wall time and the host's
-    (stimulus files, scoreboard) too."""
+    """Run ``jobs`` in one bulk harness process and score them (:func:`run_and_score`)."""
+    return run_and_score(name, jobs, config=config, build_root=build_root, keep=keep)[0]
+
+
+def run_and_score(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
+                  keep: bool = False):
+    """(Report, hw.tb.bulk.BulkResult) of one harness run of ``jobs``. The report's
+    ``sim_seconds`` is the harness's cycle loop (wall), the notes add the cycles, the
+    harness process's CPU time and the builds."""
     start = time.monotonic()
     built = get_bulk_build(config, build_root)
     vectors = job_vectors(jobs, config)
@@ -129,15 +172,15 @@ def run_bulk_jobs(name: str, jobs: list, *, config: ArrayConfig, build_root=None
     report.sim_seconds = float(result.results["sim_seconds"])
     report.seconds = time.monotonic() - start
     cycles = int(result.results["cycles"])
-    report.notes.append(f"{len(jobs)} GEMMs, {report.vectors:,} MACs, {cycles:,} cycles in "
-                        f"{report.sim_seconds:.2f} s of C++ loop ({result.seconds:.2f} s "
-                        f"harness process); accept and result cycles "
+    report.notes.append(f"{len(jobs)} GEMMs, {cycles:,} cycles in {report.sim_seconds:.2f} s "
+                        f"of C++ loop (harness process {result.seconds:.2f} s wall, "
+                        f"{result.cpu_seconds:.2f} s CPU); accept and result cycles "
                         f"{'equal to' if report.ok else 'checked against'} gemm_schedule")
     if not built.model.cached:
         report.notes.append(f"built {built.model.top} in {built.model.seconds:.1f} s")
     if not built.cached:
         report.notes.append(f"built the bulk harness in {built.seconds:.1f} s")
-    return report
+    return report, result
 
 
 def run_random_bulk(macs: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:

@@ -1,0 +1,61 @@
+"""The bulk co-simulation's scoreboard goes red on a wrong result, a wrong cycle, a lost
+row and a bad stimulus (the volume itself runs as the registered checks array_bulk_*,
+tests/test_rtl_registry.py). One small 4x4 run (~1 s once built), scored as it came
+and then with its results tampered with."""
+import numpy as np
+import pytest
+
+from hw.tb import bulk, bulk_checks
+from pysim.perf.arch import ArrayConfig
+
+CONFIG = ArrayConfig(4, 4)
+
+
+@pytest.fixture(scope="module")
+def run(seed):
+    jobs = bulk_checks.random_jobs(20_000, np.random.default_rng(seed), CONFIG)
+    vectors = bulk_checks.job_vectors(jobs, CONFIG)
+    result = bulk.run_bulk(bulk.get_bulk_build(CONFIG), vectors)
+    return jobs, vectors, result.results
+
+
+def _score(run, **changes):
+    jobs, vectors, got = run
+    return bulk_checks.score_jobs("bulk", jobs, vectors["rows"], {**got, **changes}, CONFIG)
+
+
+def test_clean_run_passes(run):
+    jobs, _, got = run
+    assert any(len(job["ready"]) for job in jobs), "no job with back-pressure"
+    report = _score(run)
+    assert report.ok, report.errors
+    assert report.vectors == sum(int(np.prod(job["shape"])) for job in jobs)
+
+
+def test_wrong_result_caught(run):
+    values = run[2]["row_values"].copy()
+    values[len(values) // 2, 1] ^= 1
+    report = _score(run, row_values=values)
+    assert report.mismatches == 1 and "expected" in report.first_mismatch
+
+
+@pytest.mark.parametrize("field", ["pop", "accept"])
+def test_wrong_cycle_caught(run, field):
+    cycles = run[2][field].copy()
+    cycles[len(cycles) // 3:] += 1          # one cycle late from there on
+    report = _score(run, **{field: cycles})
+    assert not report.ok and report.mismatches == 0
+    assert "gemm_schedule" in report.first_mismatch
+
+
+def test_lost_rows_caught(run):
+    got = run[2]
+    report = _score(run, row_index=got["row_index"][:-1], row_values=got["row_values"][:-1],
+                    pop=got["pop"][:-1])
+    assert not report.ok and "rows lost" in report.first_mismatch
+
+
+def test_missing_stimulus_refused():
+    with pytest.raises(ValueError, match="lacks ready"):
+        bulk.run_bulk(bulk.get_bulk_build(CONFIG), {name: np.zeros(0) for name in
+                                                    bulk.STIMULUS if name != "ready"})
