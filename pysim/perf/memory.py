@@ -119,7 +119,6 @@ class Segment(NamedTuple):
     before), the store bytes of its last, and ``matrix``, the max-plus map from the
     (s, e, L) of its first step to those of its last."""
 
-    n: int
     first: Shape
     first_ld: int
     last_st: int
@@ -183,13 +182,14 @@ class Timing:
 
 
 class Algebra:
-    """Builds :class:`Segment` summaries (the fast path)."""
+    """Builds :class:`Segment` summaries: the closed form when K < S (the spacing may
+    bind after a stall); :class:`PairAlgebra` is the one for K >= S."""
 
     def __init__(self, timing: Timing):
         self.timing = timing
 
     def step(self, beats, head, tiles, ld, st):
-        return Segment(1, Shape(beats, head, tiles), ld, st, IDENTITY, ld, st, beats, tiles)
+        return Segment(Shape(beats, head, tiles), ld, st, IDENTITY, ld, st, beats, tiles)
 
     def _join(self, a: Segment, b: Segment, matrix_a) -> tuple:
         return _mat_mul(b.matrix, _mat_mul(self.timing.entry(b.first, a.last_st + b.first_ld),
@@ -199,7 +199,7 @@ class Algebra:
         parts = [p for p in parts if p is not None]
         out = parts[0]
         for b in parts[1:]:
-            out = Segment(out.n + b.n, out.first, out.first_ld, b.last_st,
+            out = Segment(out.first, out.first_ld, b.last_st,
                           self._join(out, b, out.matrix), out.sum_ld + b.sum_ld,
                           out.sum_st + b.sum_st, out.sum_beats + b.sum_beats,
                           out.sum_tiles + b.sum_tiles)
@@ -213,7 +213,7 @@ class Algebra:
         # x_last = (M E)^(times-1) M x_first: M the run's map, E the join of two runs
         cycle = self._join(part, part, IDENTITY)
         matrix = _mat_mul(_mat_pow(cycle, times - 1), part.matrix)
-        return Segment(part.n * times, part.first, part.first_ld, part.last_st, matrix,
+        return Segment(part.first, part.first_ld, part.last_st, matrix,
                        times * part.sum_ld, times * part.sum_st, times * part.sum_beats,
                        times * part.sum_tiles)
 
@@ -228,7 +228,6 @@ class Run(NamedTuple):
     (b, b+1) of ``pair(beats_b, st_b + ld_{b+1})``, the cycles from the first beat of b
     to that of b+1."""
 
-    n: int
     first_ld: int
     last_beats: int
     last_st: int
@@ -251,13 +250,13 @@ class PairAlgebra:
         return max(beats, t) if self.timing.double_buffered else beats + t
 
     def step(self, beats, head, tiles, ld, st):
-        return Run(1, ld, beats, st, 0, ld, st, beats, tiles)
+        return Run(ld, beats, st, 0, ld, st, beats, tiles)
 
     def seq(self, *parts):
         parts = [p for p in parts if p is not None]
         out = parts[0]
         for b in parts[1:]:
-            out = Run(out.n + b.n, out.first_ld, b.last_beats, b.last_st,
+            out = Run(out.first_ld, b.last_beats, b.last_st,
                       out.inner + b.inner + self.pair(out.last_beats, out.last_st + b.first_ld),
                       out.sum_ld + b.sum_ld, out.sum_st + b.sum_st, out.sum_beats + b.sum_beats,
                       out.sum_tiles + b.sum_tiles)
@@ -267,7 +266,7 @@ class PairAlgebra:
         if part is None or times <= 0:
             return None
         join = self.pair(part.last_beats, part.last_st + part.first_ld)
-        return Run(part.n * times, part.first_ld, part.last_beats, part.last_st,
+        return Run(part.first_ld, part.last_beats, part.last_st,
                    times * part.inner + (times - 1) * join, times * part.sum_ld,
                    times * part.sum_st, times * part.sum_beats, times * part.sum_tiles)
 
