@@ -7,7 +7,15 @@ Prints (a report, not a test):
   compared with the golden model): MAC products (random sequences, idle gaps on), and MACs
   of GEMMs through the 4x4 and 8x8 arrays (target 1e6 MAC/s on 8x8). The 8x8 model's own
   evaluation takes ~45 us per clock cycle under cocotb (measured with an empty bench loop),
-  which caps a cocotb-driven 8x8 run near 1.4e6 MAC/s before any Python work.
+  which caps a cocotb-driven 8x8 run near 1.4e6 MAC/s before any Python work;
+- the bulk co-simulation (``hw.tb.bulk``: a C++ Verilator harness runs a whole stimulus,
+  no cocotb per cycle) of the 8x8 array: verified MACs per second of the harness's cycle
+  loop (wall, target ``TARGET_BULK_MACS``), per CPU second of the harness process (what
+  an unloaded core gives), and end to end (stimulus, golden model, harness, scoreboard);
+- the full regression (every registered check at ``--level full``, as pytest runs it):
+  vectors and wall time (target >= ``TARGET_REGRESSION_VECTORS`` in ``TARGET_REGRESSION_S``
+  with warm builds); ``--skip-regression`` leaves it out.
+The load average is printed with the figures: the machine may be shared.
 """
 from __future__ import annotations
 
@@ -15,12 +23,18 @@ import argparse
 import tempfile
 import time
 
-from hw.tb import array_checks, mac_checks, sim
+from hw.tb import array_checks, bulk_checks, mac_checks, sim
+from hw.tb.registry import all_checks
+from hw.tb.runner import run_checks
 from pysim.perf.arch import ArrayConfig
 
 DEFAULT_TOPS = ("fp32_mul_w24", "fp32_add", "s2fp8_mac_w24", "s2fp8_mac_w8",
                 "s2fp8_array_4x4_w24", "s2fp8_array_8x8_w24")
 TARGET_ARRAY_MACS = 1e6
+TARGET_BULK_MACS = 1e7
+#: MACs of the bulk 8x8 figure
+BULK_MACS = 12_000_000
+TARGET_REGRESSION_VECTORS, TARGET_REGRESSION_S = 1e7, 300.0
 SEED = 7
 
 
@@ -30,6 +44,8 @@ def main(argv=None) -> int:
                         help="configurations to time the build of")
     parser.add_argument("--skip-builds", action="store_true",
                         help="skip the from-scratch build timings")
+    parser.add_argument("--skip-regression", action="store_true",
+                        help="skip the timed full regression")
     args = parser.parse_args(argv)
 
     info = sim.ensure_verilator()
@@ -57,7 +73,74 @@ def main(argv=None) -> int:
         print(f"  {f'array {rows}x{rows}, verified MACs':<34} {report.vectors:>10,} "
               f"{report.sim_seconds:>7.1f} {report.rate:>11,.0f}  "
               f"{'ok' if report.ok else 'MISMATCH'}  {mark}")
+    print(f"  load average {_load()}")
+    _bulk_8x8()
+    if not args.skip_regression:
+        _regression()
     return 0
+
+
+def _load() -> str:
+    import os
+    return " ".join(f"{value:.1f}" for value in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+
+
+def _bulk_8x8() -> None:
+    import numpy as np
+    config = ArrayConfig(8, 8)
+    start = time.monotonic()
+    # the per-cycle 8x8 row's kind of GEMM (K of several hundred, several tiles, fed back
+    # to back), enough of them for BULK_MACS; the registered check array_bulk_8x8 mixes in
+    # small GEMMs, gaps and back-pressure
+    rng = np.random.default_rng(SEED)
+    jobs, macs = [], 0
+    while macs < BULK_MACS:
+        shape = tuple(int(v) for v in rng.integers((24, 300, 24), (40, 500, 40)))
+        jobs.append(bulk_checks.make_bulk_job(shape, rng, config, gaps=False))
+        macs += int(np.prod(shape))
+    bulk_checks.run_and_score("warm-up", jobs[:1], config=config)   # builds, page cache
+    made = time.monotonic()
+    report, result = bulk_checks.run_and_score("array_bulk_8x8", jobs, config=config)
+    end = time.monotonic()
+    cycles = int(result.results["cycles"])
+    macs = report.vectors
+    print(f"\n  {'bulk co-simulation (C++ harness)':<34} {'MACs':>10} {'cycles':>9} "
+          f"{'s':>7} {'MAC/s':>11}")
+    rows = (("8x8, C++ cycle loop (wall)", report.sim_seconds),
+            ("8x8, harness CPU time", result.cpu_seconds),
+            ("8x8, end to end (wall)", end - made))
+    for label, seconds in rows:
+        print(f"  {label:<34} {macs:>10,} {cycles:>9,} {seconds:>7.2f} {macs / seconds:>11,.0f}"
+              f"  {'ok' if report.ok else 'MISMATCH'}")
+    rate = macs / report.sim_seconds
+    print(f"  target >= {TARGET_BULK_MACS:.0e} verified MAC/s (cycle loop, wall): "
+          f"{'PASS' if rate >= TARGET_BULK_MACS else 'BELOW'}; "
+          f"{report.sim_seconds / cycles * 1e6:.1f} us wall and "
+          f"{result.cpu_seconds / cycles * 1e6:.1f} us CPU per cycle; load average {_load()}")
+    print(f"  (end to end excludes making the {len(jobs)} jobs and their golden results: "
+          f"{made - start:.1f} s with a one-job warm-up run)")
+    if not report.ok:
+        print("  " + "\n  ".join(report.errors))
+
+
+def _regression() -> None:
+    checks = all_checks()
+    print(f"\n  full regression: {len(checks)} checks at --level full (as pytest runs them)",
+          flush=True)
+    start = time.monotonic()
+    reports = run_checks(checks, "full", SEED)
+    seconds = time.monotonic() - start
+    vectors = sum(r.vectors for r in reports)
+    failed = [r.name for r in reports if not r.ok]
+    for r in reports:
+        print(f"  {r.name:<28} {r.vectors:>11,} {r.seconds:>7.1f} s  {'ok' if r.ok else 'FAIL'}")
+    met = vectors >= TARGET_REGRESSION_VECTORS and seconds <= TARGET_REGRESSION_S and not failed
+    print(f"  {'total':<28} {vectors:>11,} {seconds:>7.1f} s  target >= "
+          f"{TARGET_REGRESSION_VECTORS:.0e} vectors in <= {TARGET_REGRESSION_S:.0f} s: "
+          f"{'PASS' if met else 'BELOW'}{'; failed: ' + ', '.join(failed) if failed else ''}; "
+          f"load average {_load()}")
+    builds = [note for r in reports for note in r.notes if note.startswith("built ")]
+    print("  warm builds" if not builds else f"  includes builds: {'; '.join(builds)}")
 
 
 def _array_8x8():
