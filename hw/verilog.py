@@ -101,6 +101,9 @@ TOPS: list[Top] = [
         emit_src=False, modules=lambda W: [_pe(W)]),
     Top("s2fp8_outpath_c4", lambda W: importlib.import_module("hw.outpath").OutputPath(lanes=4),
         emit_src=False),  # five 1024-entry log2 ROMs: src attributes would add 40 %
+    Top("s2fp8_engine_4x4_w24", lambda W: importlib.import_module("hw.engine").S2FP8LayerEngine(
+        config=ArrayConfig(4, 4, W), pe_module=_pe_name(W)), emit_src=False,
+        modules=lambda W: [_pe(W)]),
 ]
 
 

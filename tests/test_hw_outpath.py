@@ -185,7 +185,8 @@ def test_output_path_two_passes_equal_golden_and_cycle_model():
     between them taking ``arch.SCALAR_STEP_CYCLES``: codes equal encode_hw, and the
     cycles from the last result beat to the last code equal
     ``pysim.perf.cycles.output_path_cycles`` (statistics latency, scalar step, threshold
-    writes, pass 2 at one beat a cycle, encoder latency)."""
+    writes, pass 2 at one beat a cycle after the output buffer's read, encoder latency;
+    the buffer itself is the layer engine's, tests/test_hw_engine.py)."""
     rng = np.random.default_rng(4)
     m, n = 3, 5        # ragged: 5 columns on 4 lanes, 6 beats (not ceil(15 / 4) = 4)
     x = (rng.standard_normal((m, n)) * 1e-3).astype(np.float32)
@@ -220,6 +221,8 @@ def test_output_path_two_passes_equal_golden_and_cycle_model():
         cycle += 1 + arch.SCALAR_STEP_CYCLES
         await _write_table(ctx, dut.thresholds, outpath.threshold_table(out["alpha"], out["beta"]))
         cycle += TABLE_ENTRIES
+        await ctx.tick().repeat(arch.OUTPUT_BUFFER_READ_LATENCY)   # the buffer's read
+        cycle += arch.OUTPUT_BUFFER_READ_LATENCY
         codes = []
         for row in bits:
             ctx.set(dut.encode_in.valid, 1)
@@ -244,7 +247,7 @@ def test_output_path_two_passes_equal_golden_and_cycle_model():
     assert out["stats_lag"] == arch.STATS_LATENCY
     assert out["after_last_beat"] == output_path_cycles(m, n, LANES)
     assert output_path_cycles(m, n, LANES) == (arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES
-                                               + TABLE_ENTRIES + m * 2 + arch.ENCODE_LATENCY)
+                                               + TABLE_ENTRIES + m * 2 + 1 + arch.ENCODE_LATENCY)
 
 
 def test_parameters_validated():
@@ -273,7 +276,7 @@ def test_cycle_report_shows_output_path_beside_the_array():
     gemms = [Gemm("a", "forward", 5, 7, 9), Gemm("b", "forward", 3, 2, 4, count=6)]
     report = cycle_report(gemms, 2, 4)
     per_gemm = [arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES + TABLE_ENTRIES
-                + beats + arch.ENCODE_LATENCY for beats in (5 * 3, 6 * 3 * 1)]
+                + beats + 1 + arch.ENCODE_LATENCY for beats in (5 * 3, 6 * 3 * 1)]
     assert report.cycles.output_path.tolist() == per_gemm
     assert report.total_cycles == int(report.cycles.total.sum())       # array only
     text = format_table(report)

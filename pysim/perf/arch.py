@@ -47,6 +47,12 @@ ENCODE_LATENCY = E5M2.width - 1
 SCALAR_STEP_CYCLES = 48 + 2 * (E5M2.inf_bits - 1) + 20
 #: Cycles to write the encoder's threshold table (one 32-bit entry a cycle).
 THRESHOLD_LOAD_CYCLES = TABLE_ENTRIES
+#: Cycles from a row address into the layer engine's FP32 output buffer to the row
+#: reaching the encoder (one synchronous memory read; hw/engine.py ``OutputBuffer``).
+OUTPUT_BUFFER_READ_LATENCY = 1
+#: Result rows (C FP32 values each) the layer engine's output buffer holds by default:
+#: an output tensor needs ceil(M/R)*R * ceil(N/C) rows (16 KiB on a 4x4 array).
+OUTPUT_BUFFER_ROWS = 1024
 #: Array sizes the systolic array supports (rows and columns).
 ARRAY_DIM_MIN, ARRAY_DIM_MAX = 1, 64
 #: Width of the array's per-GEMM beat count port ``k``: K must be below 2**K_BITS.

@@ -60,9 +60,10 @@ class CycleBreakdown(NamedTuple):
 
 
 #: Output-path cycles of every GEMM that do not depend on its shape: statistics latency,
-#: scalar step, threshold-table writes, encoder latency (pysim.perf.arch).
+#: scalar step, threshold-table writes, output-buffer read and encoder latency
+#: (pysim.perf.arch).
 OUTPUT_PATH_FIXED = (arch.STATS_LATENCY + arch.SCALAR_STEP_CYCLES + arch.THRESHOLD_LOAD_CYCLES
-                     + arch.ENCODE_LATENCY)
+                     + arch.OUTPUT_BUFFER_READ_LATENCY + arch.ENCODE_LATENCY)
 
 
 def output_path_cycles(m, n, cols: int, count=1):
@@ -76,7 +77,7 @@ def output_path_cycles(m, n, cols: int, count=1):
     - pass 2: the FP32 output buffer through the encoder, one row of C values a cycle:
       ``count * M * ceil(N / C)`` beats (the buffer holds the array's result rows; a
       ragged tile's padding columns are read, its padding rows skipped), then
-      ``arch.ENCODE_LATENCY``.
+      ``arch.OUTPUT_BUFFER_READ_LATENCY + arch.ENCODE_LATENCY``.
     """
     m, n, count = np.broadcast_arrays(*exact(m, n, count, factor=OUTPUT_PATH_FIXED))
     return OUTPUT_PATH_FIXED + count * m * -(-n // cols)
