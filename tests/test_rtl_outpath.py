@@ -124,7 +124,11 @@ def test_cli_bad_tensor_file_is_exit_2_in_one_line(tmp_path, capsys, arrays, mes
     assert not out.exists()
 
 
-def test_cli_out_refused_before_the_run(tmp_path, capsys):
+def test_cli_out_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    def no_run(*args, **kwargs):
+        raise AssertionError("the RTL ran before the output path was checked")
+
+    monkeypatch.setattr(outpath_checks, "run_tensor_file", no_run)
     _tensor_file(tmp_path / "t.npz", np.random.default_rng(0))
     assert main(["regress", "--tensors", str(tmp_path / "t.npz"), "-o",
                  str(tmp_path / "t.npz")]) == 2

@@ -13,6 +13,9 @@ Bit-exact with :mod:`pysim.numerics.outpath` (docs/datapath.md, "Output path")::
 
 The scalar step between the two passes (alpha, beta, threshold and decode tables from
 the statistics) is a controller routine: :func:`pysim.numerics.outpath.scalar_step`.
+Latencies are ``pysim.perf.arch.STATS_LATENCY`` and ``ENCODE_LATENCY`` (the cycle model's
+numbers). With the array and an FP32 output buffer the output path makes the layer engine,
+:class:`hw.engine.S2FP8LayerEngine`.
 """
 from .encoder import SearchStage, ThresholdEncoder
 from .log2 import Log2Interpolate, Log2Lookup, Log2Unit
