@@ -6,8 +6,8 @@ Two flows, each run on one block's Verilog in its own directory under the cache 
 - ``generic``: technology-independent gate count. ``synth -flatten``, then every flip-flop
   legalized to a plain ``$_DFF_P_`` (without ``dfflegalize`` ``stat -tech cmos`` prices no
   flip-flop), ``abc -g cmos`` (NAND/NOR/AOI/OAI/MUX/XOR gates), ``stat -tech cmos``: cells
-  and Yosys' transistor estimate. ``synth -noabc`` is not a substitute (it overstates the
-  count by 1.5-2.4x, measured on these blocks).
+  and Yosys' transistor estimate. ``synth -noabc`` is not a substitute (it overstated the
+  count by 1.5-2.4x on these blocks, measured by hand when issue 12 was filed).
 - ``ecp5``: a Lattice ECP5 (LFE5U-25F, CABGA381) out of context. The block is wrapped in a
   generated top whose inputs and outputs all go through flip-flops (so every path is
   register to register and nextpnr's Fmax covers the block's input and output logic);

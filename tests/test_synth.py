@@ -168,7 +168,8 @@ def test_tiny_blocks_through_both_flows_and_cache(tmp_path, monkeypatch):
     assert adder["tables"] == synth.NO_TABLES
     flip_flops = FP32Layout.size + 1  # result register + valid
     assert adder["generic"]["flip_flops"] == flip_flops
-    assert adder["generic"]["transistors"] > 10 * adder["generic"]["cells"] / 2 > 0
+    # every priced gate has at least 2 transistors (an inverter)
+    assert adder["generic"]["transistors"] >= 2 * adder["generic"]["cells"] > 0
     ecp5 = adder["ecp5"]
     assert ecp5["ff"] == flip_flops              # the wrapper's registers subtracted exactly
     assert ecp5["lut4"] > 0 and ecp5["dsp"] == ecp5["bram"] == 0 and ecp5["fmax_mhz"] > 0
