@@ -410,6 +410,8 @@ def _cached(run_dir: Path) -> dict | None:
         try:
             data = json.loads(result.read_text())
             data["cached"] = True
+            # the logs where they are now (the cache may be reached by another path)
+            data["logs"] = [str(run_dir / Path(log).name) for log in data.get("logs", [])]
             return data
         except ValueError:
             return None

