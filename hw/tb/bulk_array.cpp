@@ -11,7 +11,8 @@
 //
 // Usage: s2fp8_bulk STIMULUS_DIR RESULTS_DIR   (exit 0; 2 on a bad or missing file)
 // Compile-time configuration (-D, from hw/tb/bulk.py): S2FP8_ROWS, S2FP8_COLS,
-// S2FP8_ROW_BITS (bits of the row index in c.payload), S2FP8_TABLE_ENTRIES.
+// S2FP8_ROW_BITS (bits of the row index in c.payload), S2FP8_TABLE_ENTRIES,
+// S2FP8_REGISTERED_INPUTS (1: the model is hw.tb.bulk.RegisteredInputsArray, see Clock).
 //
 // Stimulus files (J jobs, B = sum of beats, L = sum of ready_len; see bench_array.py):
 //   tables_a.u32, tables_b.u32 [J * TABLE_ENTRIES]   k.i64, beats.i64, rows.i64,
@@ -107,11 +108,14 @@ uint32_t get_bits(const Port& port, int low, int width) {
     }
 }
 
-// One clock cycle in two eval() calls: ``settle`` (clock low) after the inputs of the
-// cycle are written, when the outputs read are this cycle's; ``rise`` is the edge that
-// samples them. (A third eval after the edge, the usual falling-edge call, is redundant:
-// the next settle is it. Every eval() re-evaluates all logic fed by top-level inputs,
-// which in this design is most of it, since ``rst`` feeds every register's next state.)
+// One clock cycle in two eval() calls, ``settle`` (clock low) and ``rise`` (the edge).
+// Bare array (the cocotb build's model): the outputs read after ``settle`` are this
+// cycle's and ``rise`` samples the inputs. (The usual third, falling-edge eval is the next
+// settle. Every eval() re-runs all logic fed by top-level inputs, and ``rst`` feeds every
+// register's next state, so each call re-evaluates the whole array.)
+// S2FP8_REGISTERED_INPUTS (hw.tb.bulk.RegisteredInputsArray, every input behind one
+// register): ``rise`` hands this cycle's inputs to the array, whose outputs are then
+// readable; ``settle`` is cheap, and only the clocked logic runs, once per cycle.
 struct Clock {
     Vtop* top;
     int64_t steps = 0;                 // clock cycles after reset
@@ -123,9 +127,16 @@ struct Clock {
         top->clk = 1;
         top->eval();
     }
+#if S2FP8_REGISTERED_INPUTS
+    void sample() { rise(); }          // after it: this cycle's outputs
+    void finish() { settle(); }
+#else
+    void sample() { settle(); }
+    void finish() { rise(); }
+#endif
     void cycle() {
-        settle();
-        rise();
+        sample();
+        finish();
     }
 };
 
@@ -162,6 +173,7 @@ int run(const std::string& in, const std::string& out) {
     top->clk = 0;
     top->rst = 1;
     top->a___05Fvalid = top->b___05Fvalid = 0;
+    top->eval();                                 // clock low before the first edge
     for (int i = 0; i < 2; ++i) h.cycle();      // the cocotb benches hold reset 2 edges
     top->rst = 0;
 
@@ -197,7 +209,7 @@ int run(const std::string& in, const std::string& out) {
             top->a___05Fvalid = top->b___05Fvalid = offered;
             const bool ready_now = cycle >= mask_len || mask[cycle];
             top->c___05Fready = ready_now;
-            h.settle();                           // this cycle's a.ready, c.valid, c.payload
+            h.sample();                           // this cycle's a.ready, c.valid, c.payload
             const bool accepted = offered && (top->a___05Fready & 1);
             if (ready_now && (top->c___05Fvalid & 1)) {
                 row_index.push_back(get_bits(top->c___05Fpayload, 0, kRowBits));
@@ -206,7 +218,7 @@ int run(const std::string& in, const std::string& out) {
                 pop.push_back(cycle);
                 ++rows_seen;
             }
-            h.rise();
+            h.finish();
             if (accepted) {
                 accept.push_back(cycle);
                 ++beat;

@@ -154,18 +154,20 @@ def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> lis
 
 
 def run_bulk_jobs(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
-                  keep: bool = False) -> Report:
+                  keep: bool = False, registered: bool = False) -> Report:
     """Run ``jobs`` in one bulk harness process and score them (:func:`run_and_score`)."""
-    return run_and_score(name, jobs, config=config, build_root=build_root, keep=keep)[0]
+    return run_and_score(name, jobs, config=config, build_root=build_root, keep=keep,
+                         registered=registered)[0]
 
 
 def run_and_score(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
-                  keep: bool = False):
-    """(Report, hw.tb.bulk.BulkResult) of one harness run of ``jobs``. The report's
+                  keep: bool = False, registered: bool = False):
+    """(Report, hw.tb.bulk.BulkResult) of one harness run of ``jobs``; ``registered``:
+    on the registered-input build (``hw.tb.bulk.build_harness``). The report's
     ``sim_seconds`` is the harness's cycle loop (wall), the notes add the cycles, the
     harness process's CPU time and the builds."""
     start = time.monotonic()
-    built = get_bulk_build(config, build_root)
+    built = get_bulk_build(config, build_root, registered=registered)
     vectors = job_vectors(jobs, config)
     result = run_bulk(built, vectors, keep=keep)
     report = score_jobs(name, jobs, vectors["rows"], result.results, config)
