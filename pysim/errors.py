@@ -11,7 +11,14 @@ class BadInput(Exception):
 
 
 class ShapeError(BadInput, ValueError):
-    """An invalid layer, GEMM or tiling parameter (a ``ValueError`` and a ``BadInput``)."""
+    """An invalid layer, GEMM or tiling parameter (a ``ValueError`` and a ``BadInput``).
+
+    ``index``: for a check over an array of GEMMs, the position of the first bad one, so
+    a caller that knows the GEMMs' names can say which layer it was."""
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index
 
 
 class TraceError(BadInput):

@@ -213,3 +213,13 @@ def test_output_is_a_directory_and_empty_trace(tmp_path, capsys):
                      '"out_features": 2, "phase": "dgrad", "needs_input_grad": false}]}')
     assert main(["cycles", str(empty), "--rows", "4", "--cols", "4"]) == 2
     assert "no GEMM to run" in capsys.readouterr().err
+
+
+def test_k_beyond_the_array_port_names_the_layer(tmp_path, capsys):
+    """K of 2^32 or more does not fit the RTL's 32-bit k port: exit 2 naming the layer."""
+    path = tmp_path / "big_k.csv"
+    path.write_text("Layer, M, N, K,\nsmall,4,4,4,\nbig,4,4,5000000000,\n")
+    assert main(["cycles", str(path), "--rows", "4", "--cols", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "layer 'big' (forward)" in err and "K must be <= 4294967295" in err

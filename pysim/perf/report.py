@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pysim.errors import ShapeError
 from pysim.numerics.formats import FP32, MANT_BITS_MAX, S2FP8_BASE
 from pysim.perf.cycles import CycleBreakdown, breakdown, utilization
 from pysim.perf.gemm import Gemm
@@ -106,7 +107,13 @@ def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = MANT_
     """Cycles, utilization and bytes of every GEMM on an ``rows x cols`` array."""
     gemms = list(gemms)
     shapes = gemm_arrays(gemms)
-    cycles = breakdown(shapes.m, shapes.k, shapes.n, rows, cols, shapes.count)
+    try:
+        cycles = breakdown(shapes.m, shapes.k, shapes.n, rows, cols, shapes.count)
+    except ShapeError as error:   # a limit of the array (K's port width): name the layer
+        if error.index is None or error.index >= len(gemms):
+            raise
+        gemm = gemms[error.index]
+        raise ShapeError(f"layer {gemm.layer!r} ({gemm.phase}): {error}") from None
     macs = shapes.macs
     elements = shapes.count * (shapes.m * shapes.k + shapes.k * shapes.n
                                + shapes.m * shapes.n)

@@ -68,7 +68,7 @@ def check_dims(name: str, value, *, maximum: int | None = None) -> np.ndarray:
         if where.size:
             raise ShapeError(f"GEMM dimension {name} must be {relation} {limit}, got "
                              f"{array.flat[where[0]]} at index {where[0]} "
-                             f"({where.size} bad entries)")
+                             f"({where.size} bad entries)", index=int(where[0]))
     return array
 
 
