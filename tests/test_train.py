@@ -179,6 +179,18 @@ def test_nan_loss_stops_the_run(small_data):
     assert run.final_train_loss is None
 
 
+def test_nonfinite_weights_at_evaluation_stop_the_run(small_data, monkeypatch):
+    """An Inf/NaN weight reaching an S2FP8 quantizer in the test pass is a divergence,
+    not an internal error."""
+    import pysim.accuracy.train as train
+
+    def nonfinite(*args):
+        raise NonFiniteTensor("weight")
+    monkeypatch.setattr(train, "_accuracy", nonfinite)
+    run = train_run(_short("fp32", epochs=2, model="mlp"), small_data)
+    assert run.diverged_epoch == 1 and run.test_accuracy is None and run.train_loss == []
+
+
 def test_cli_smoke_every_mode(tmp_path, capsys):
     """1 epoch on 64 images per mode (and E5M2 with loss scaling): the table, the JSON
     and the PNG."""

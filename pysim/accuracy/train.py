@@ -249,9 +249,13 @@ def train_run(config: TrainConfig, data=None, progress=None) -> RunResult:
                 losses.append(loss.item())
             if result.diverged_epoch is not None:
                 break
+            try:
+                accuracy = _accuracy(model, x_test, y_test, config.batch_size)
+            except NonFiniteTensor:  # an Inf/NaN weight reached an S2FP8 quantizer
+                result.diverged_epoch = epoch + 1
+                break
             result.train_loss.append(float(np.mean(losses)))
-            result.test_accuracies.append(_accuracy(model, x_test, y_test,
-                                                    config.batch_size))
+            result.test_accuracies.append(accuracy)
             if progress is not None:
                 progress(epoch + 1, result.train_loss[-1], result.test_accuracies[-1])
         if result.diverged_epoch is None:
