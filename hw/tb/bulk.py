@@ -1,24 +1,26 @@
 """Bulk co-simulation of the systolic array: a whole run's stimulus handed to a C++
 Verilator harness at once, the design run free of Python, the responses read back.
 
-Why: under cocotb every clock edge of the 8x8 array costs ~45 us of Python and VPI,
-capping a per-cycle bench near 1e6 verified MAC/s. ``hw/tb/bulk_array.cpp`` drives the
-same protocol as the cocotb bench ``hw/tb/bench_array.py`` (same timing convention, same
-job vectors, same result arrays) from C++, so one cycle is two ``eval()`` calls.
+Why: a cocotb bench steps the design from Python, one ``await`` per clock edge.
+``hw/tb/bulk_array.cpp`` drives the same protocol as the cocotb bench
+``hw/tb/bench_array.py`` (same timing convention, same job vectors, same result arrays)
+from C++, so one cycle is two ``eval()`` calls and a few loads and stores.
 
-One Verilator build per configuration: the harness is compiled and linked against the
-model the cocotb build already compiled (``Vtop__ALL.a`` and the Verilator runtime objects
-in ``sim_build/<top>-<hash>``, see ``hw.tb.sim.build``), through that build's own
-generated makefile. Only the harness object is compiled (a few seconds); the binary is
-named by a hash of the harness source and its defines and kept next to the model.
-``make -o`` marks the shared objects as up to date, so this never rebuilds them under a
-cocotb run that is using the same directory.
+Two models (``build_harness(config, registered=...)``):
+- default: the model the cocotb build already compiled (``Vtop__ALL.a`` and the Verilator
+  runtime objects in ``sim_build/<top>-<hash>``, see ``hw.tb.sim.build``): no Verilator
+  run of its own, only the harness is compiled (a few seconds) and linked through that
+  build's generated makefile; ``make --old-file`` marks the shared objects up to date, so
+  this never rebuilds them under a cocotb run using the same directory;
+- ``registered=True``: :class:`RegisteredInputsArray`, its own Verilator build, ~1.65x
+  less CPU per cycle (measured on 4x4: 2.3 instead of 3.8 us).
+The binary is named by a hash of the harness source and its defines, next to the model.
 
 Per run: ``run_bulk(built, vectors)`` writes the stimulus as raw little-endian files into
 a fresh run directory (``STIMULUS`` names them and their dtypes), runs the binary and
-returns the result arrays (``RESULTS``); the run directory is removed unless ``keep`` or
-the run failed. The host side (jobs, scoreboard, regression checks) is
-``hw.tb.bulk_checks``.
+returns the result arrays (``RESULTS``); the run directory is removed unless ``keep``, the
+run failed or a job stalled (its ``harness.log`` says where). The host side (jobs,
+scoreboard, regression checks) is ``hw.tb.bulk_checks``; see docs/cosim.md.
 """
 from __future__ import annotations
 
@@ -58,7 +60,9 @@ STIMULUS = {"tables_a": "<u4", "tables_b": "<u4", "k": "<i8", "beats": "<i8", "r
 RESULTS = {"accept": "<i8", "pop": "<i8", "row_index": "<i8", "row_values": "<u4"}
 _SUFFIX = {"<u4": "u32", "<i8": "i64", "u1": "u8"}
 #: the C++ compiler's optimization for the harness object (the model's objects keep the
-#: cocotb build's flags): the harness loop is a few percent of a cycle either way.
+#: build's flags): the harness loop is ~1 % of a cycle (perf) either way. Recompiling the
+#: model itself with -O2 instead of Verilator's -Os was measured no faster (registered 4x4:
+#: 0.28 s CPU for 1e6 MACs both ways) for 3x the compile time, so it is not done.
 HARNESS_OPT = "-O2"
 
 
@@ -177,41 +181,90 @@ class BulkResult:
 _RUN_COUNTER = itertools.count()
 
 
-def run_bulk(built: BulkBuild, vectors: dict, *, keep: bool = False) -> BulkResult:
+def split_jobs(vectors: dict, shards: int) -> list[tuple[int, dict]]:
+    """``vectors`` cut into at most ``shards`` runs of consecutive jobs with about equal
+    beats: (index of the first job, its vectors) each. Jobs are independent (each starts
+    with its own table load, cycles count from it), so shards can run side by side."""
+    beats, ready_len = np.asarray(vectors["beats"]), np.asarray(vectors["ready_len"])
+    jobs = len(beats)
+    ends = np.cumsum(beats)
+    cuts = np.unique(np.searchsorted(ends, ends[-1] * np.arange(1, shards) / shards)
+                     + 1) if jobs and shards > 1 else np.zeros(0, np.int64)
+    bounds = [0, *[int(c) for c in cuts if 0 < c < jobs], jobs]
+    beat_at = np.concatenate([[0], ends]).astype(np.int64)
+    ready_at = np.concatenate([[0], np.cumsum(ready_len)]).astype(np.int64)
+    pieces = []
+    for first, last in zip(bounds, bounds[1:]):
+        b0, b1 = beat_at[first], beat_at[last]
+        r0, r1 = ready_at[first], ready_at[last]
+        piece = {name: np.asarray(vectors[name])[first:last] for name in
+                 ("tables_a", "tables_b", "k", "beats", "rows", "ready_len")}
+        piece.update(offer=np.asarray(vectors["offer"])[b0:b1],
+                     a_beats=np.asarray(vectors["a_beats"])[b0:b1],
+                     b_beats=np.asarray(vectors["b_beats"])[b0:b1],
+                     ready=np.asarray(vectors["ready"])[r0:r1])
+        pieces.append((first, piece))
+    return pieces
+
+
+def run_bulk(built: BulkBuild, vectors: dict, *, keep: bool = False, shards: int = 1
+             ) -> BulkResult:
     """Run the harness on ``vectors`` (``STIMULUS`` names -> arrays, bench_array's job
-    vectors). ``row_values`` comes back as uint32[rows, cols]."""
+    vectors). ``shards`` > 1: that many harness processes side by side on consecutive
+    runs of jobs (:func:`split_jobs`; use the free cores), results concatenated in job
+    order. ``row_values`` comes back as uint32[rows, cols]; ``sim_seconds`` is the
+    longest shard's cycle loop, ``cycles`` the sum."""
     missing = sorted(set(STIMULUS) - set(vectors))
     if missing:
         raise ValueError(f"bulk stimulus lacks {', '.join(missing)}")
     run_dir = built.model.directory / "runs" / f"bulk-{os.getpid()}-{next(_RUN_COUNTER)}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    stimulus, out = run_dir / "stimulus", run_dir / "results"
-    stimulus.mkdir(parents=True)
-    out.mkdir()
-    for field, dtype in STIMULUS.items():
-        np.ascontiguousarray(vectors[field], dtype=dtype).tofile(
-            stimulus / f"{field}.{_SUFFIX[dtype]}")
-    log = run_dir / "harness.log"
+    runs = []
+    for index, (first, piece) in enumerate(split_jobs(vectors, max(1, int(shards)))):
+        shard_dir = run_dir / f"shard{index}"
+        stimulus, out = shard_dir / "stimulus", shard_dir / "results"
+        stimulus.mkdir(parents=True)
+        out.mkdir()
+        for field, dtype in STIMULUS.items():
+            np.ascontiguousarray(piece[field], dtype=dtype).tofile(
+                stimulus / f"{field}.{_SUFFIX[dtype]}")
+        runs.append((first, stimulus, out, shard_dir / "harness.log"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    with open(log, "w") as handle:
-        done = subprocess.run([str(built.binary), str(stimulus), str(out)], stdout=handle,
-                              stderr=subprocess.STDOUT)
+    processes = []
+    try:
+        for _, stimulus, out, log in runs:
+            with open(log, "w") as handle:
+                processes.append(subprocess.Popen([str(built.binary), str(stimulus), str(out)],
+                                                  stdout=handle, stderr=subprocess.STDOUT))
+        codes = [process.wait() for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     seconds = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    summary = out / "summary.txt"
-    if done.returncode != 0 or not summary.is_file():
-        raise sim.SimError(f"bulk harness {built.binary.name} of {built.config.top_name} "
-                           f"exited {done.returncode}; log {log}:\n{sim._tail(log)}")
-    results = {field: np.fromfile(out / f"{field}.{_SUFFIX[dtype]}", dtype=dtype)
-               for field, dtype in RESULTS.items()}
+    parts, stalled, cycles, loop = [], -1, 0, 0.0
+    for code, (first, _, out, log) in zip(codes, runs):
+        summary = out / "summary.txt"
+        if code != 0 or not summary.is_file():
+            raise sim.SimError(f"bulk harness {built.binary.name} of {built.config.top_name} "
+                               f"exited {code}; log {log}:\n{sim._tail(log)}")
+        parts.append({field: np.fromfile(out / f"{field}.{_SUFFIX[dtype]}", dtype=dtype)
+                      for field, dtype in RESULTS.items()})
+        shard_stalled, shard_cycles, shard_seconds = summary.read_text().split()
+        cycles += int(shard_cycles)
+        loop = max(loop, float(shard_seconds))
+        if int(shard_stalled) >= 0 and stalled < 0:
+            stalled = first + int(shard_stalled)
+    results = {field: np.concatenate([part[field] for part in parts]) for field in RESULTS}
     results["row_values"] = results["row_values"].astype(np.uint32).reshape(-1, built.config.cols)
-    stalled, cycles, sim_seconds = summary.read_text().split()
     results.update(stalled_job=np.int64(stalled), cycles=np.int64(cycles),
-                   sim_seconds=np.float64(sim_seconds))
-    if not keep:
+                   sim_seconds=np.float64(loop))
+    if not keep and stalled < 0:                     # a stalled job: keep its log
         shutil.rmtree(run_dir, ignore_errors=True)
     return BulkResult(results, seconds, cpu, run_dir)
 

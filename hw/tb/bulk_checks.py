@@ -16,6 +16,7 @@ Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``; the count is a M
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -154,28 +155,29 @@ def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> lis
 
 
 def run_bulk_jobs(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
-                  keep: bool = False, registered: bool = False) -> Report:
-    """Run ``jobs`` in one bulk harness process and score them (:func:`run_and_score`)."""
+                  keep: bool = False, registered: bool = False, shards: int = 1) -> Report:
+    """Run ``jobs`` through the bulk harness and score them (:func:`run_and_score`)."""
     return run_and_score(name, jobs, config=config, build_root=build_root, keep=keep,
-                         registered=registered)[0]
+                         registered=registered, shards=shards)[0]
 
 
 def run_and_score(name: str, jobs: list, *, config: ArrayConfig, build_root=None,
-                  keep: bool = False, registered: bool = False):
+                  keep: bool = False, registered: bool = False, shards: int = 1):
     """(Report, hw.tb.bulk.BulkResult) of one harness run of ``jobs``; ``registered``:
-    on the registered-input build (``hw.tb.bulk.build_harness``). The report's
-    ``sim_seconds`` is the harness's cycle loop (wall), the notes add the cycles, the
-    harness process's CPU time and the builds."""
+    on the registered-input build (``hw.tb.bulk.build_harness``); ``shards``: harness
+    processes side by side (``hw.tb.bulk.run_bulk``). The report's ``sim_seconds`` is the
+    cycle loop (wall, the longest shard's), the notes add the cycles, the harness
+    processes' CPU time and the builds."""
     start = time.monotonic()
     built = get_bulk_build(config, build_root, registered=registered)
     vectors = job_vectors(jobs, config)
-    result = run_bulk(built, vectors, keep=keep)
+    result = run_bulk(built, vectors, keep=keep, shards=shards)
     report = score_jobs(name, jobs, vectors["rows"], result.results, config)
     report.sim_seconds = float(result.results["sim_seconds"])
     report.seconds = time.monotonic() - start
     cycles = int(result.results["cycles"])
     report.notes.append(f"{len(jobs)} GEMMs, {cycles:,} cycles in {report.sim_seconds:.2f} s "
-                        f"of C++ loop (harness process {result.seconds:.2f} s wall, "
+                        f"of C++ loop ({shards} harness processes {result.seconds:.2f} s wall, "
                         f"{result.cpu_seconds:.2f} s CPU); accept and result cycles "
                         f"{'equal to' if report.ok else 'checked against'} gemm_schedule")
     if not built.model.cached:
@@ -186,9 +188,12 @@ def run_and_score(name: str, jobs: list, *, config: ArrayConfig, build_root=None
 
 
 def run_random_bulk(macs: int, seed: int, *, config: ArrayConfig, build_root=None) -> Report:
+    """The registered check: ``random_jobs`` on the cocotb build's model (no Verilator
+    build of its own: CI builds the array for the cocotb checks anyway), one harness
+    process per CPU."""
     rng = np.random.default_rng(seed)
     return run_bulk_jobs(bulk_check_name(config), random_jobs(macs, rng, config),
-                         config=config, build_root=build_root)
+                         config=config, build_root=build_root, shards=os.cpu_count() or 1)
 
 
 def bulk_check_name(config: ArrayConfig) -> str:
