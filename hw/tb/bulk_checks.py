@@ -1,18 +1,20 @@
 """Host side of the bulk co-simulation of the systolic array (``hw.tb.bulk``): random GEMM
-jobs up to a MAC budget, run in one harness process, and the scoreboard that checks every
-result bit-exact and complete against ``pysim.numerics.golden.gemm`` and the cycle of every
-accepted beat and every result row against ``pysim.perf.cycles.gemm_schedule``.
+jobs up to a MAC budget, run by the C++ harness (one process per CPU on consecutive runs
+of jobs), and the scoreboard that checks every result bit-exact and complete against
+``pysim.numerics.golden.gemm`` and the cycle of every accepted beat and every result row
+against ``pysim.perf.cycles.gemm_schedule``.
 
 The jobs are like those of the cocotb array bench (``hw.tb.array_checks``: Inf/NaN codes,
 zeros, subnormal-producing statistics, ragged shapes), except that the share of Inf/NaN
-codes falls with K (:func:`make_bulk_job`), alternately back to back with
-``c`` always ready and with random operand gaps and result back-pressure bursts that use up
+codes falls with K (:func:`make_bulk_job`); they alternate between back to back with
+``c`` always ready and random operand gaps with result back-pressure bursts that use up
 the result FIFO's credits. The per-cycle cocotb bench stays for the directed cycle shapes
 and the small random GEMMs (``hw.tb.array_checks``); this one carries the volume.
 
 Checks (``CHECKS``, collected by ``hw.tb.registry.all_checks``; the count is a MAC budget):
-- ``array_bulk_4x4``: small and medium GEMMs on the 4x4 array;
-- ``array_bulk_8x8``: the volume, on the 8x8 array (>= 1e7 MACs at the full level).
+- ``array_bulk_4x4_w24``: 1e6 MACs on the 4x4 array at the full level;
+- ``array_bulk_8x8_w24``: the volume, 1.2e7 MACs on the 8x8 array at the full level
+  (~8 s with warm builds; what lifts the full regression past 1e7 vectors).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ from .scoreboard import MAX_RECORDED, Report
 
 
 def job_vectors(jobs: list, config: ArrayConfig) -> dict:
-    """The stimulus of ``jobs`` (``make_job`` dicts) as bench_array's job vectors."""
+    """The stimulus of ``jobs`` (:func:`make_bulk_job` dicts) as bench_array's job
+    vectors."""
     rows = config.rows
     return {
         "tables_a": np.stack([j["table_a"] for j in jobs]),
