@@ -240,3 +240,18 @@ def test_unwritable_output_writes_nothing(tmp_path, capsys):
                  str(out_png), "--json", str(tmp_path / "missing" / "runs.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
     assert not out_png.exists()
+
+
+def test_missing_torch_is_one_line_with_the_install_command(monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def import_without_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", import_without_torch)
+    assert main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install torch==2.13.0 && pip install -e ".[torch]"' in err
+    assert "torch is missing" in err and err.count("\n") == 1
