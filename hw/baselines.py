@@ -29,18 +29,13 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.numerics.formats import E5M2, FP32, FloatFormat
+from pysim.numerics.formats import BF16, E5M2, FP32, FloatFormat
 from pysim.perf import arch
 
 from .fp32 import FPAdd, FPMul
 from .layouts import FP32Layout, float_layout
 from .mac import ResultSignature, SequenceLayout
 from .pipeline import delay
-
-#: bfloat16: a 16-bit word with FP32's exponent field (FP32 with the low half of the word
-#: dropped). Used only by this comparison, hence defined here.
-_BF16_WIDTH = 16
-BF16 = FloatFormat("BF16", exp_bits=FP32.exp_bits, frac_bits=_BF16_WIDTH - 1 - FP32.exp_bits)
 
 #: name -> operand format of the baseline MACs ``s2fp8 synth`` compares against.
 BASELINE_FORMATS = {"fp32": FP32, "bf16": BF16, "e5m2": E5M2}
