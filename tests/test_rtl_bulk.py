@@ -5,7 +5,7 @@ and then with its results tampered with."""
 import numpy as np
 import pytest
 
-from hw.tb import bulk, bulk_checks
+from hw.tb import array_checks, bulk, bulk_checks
 from pysim.perf.arch import ArrayConfig
 
 CONFIG = ArrayConfig(4, 4)
@@ -14,14 +14,14 @@ CONFIG = ArrayConfig(4, 4)
 @pytest.fixture(scope="module")
 def run(seed):
     jobs = bulk_checks.random_jobs(100_000, np.random.default_rng(seed), CONFIG)
-    vectors = bulk_checks.job_vectors(jobs, CONFIG)
+    vectors = array_checks.job_vectors(jobs, CONFIG)
     result = bulk.run_bulk(bulk.get_bulk_build(CONFIG), vectors)
     return jobs, vectors, result.results
 
 
 def _score(run, **changes):
     jobs, vectors, got = run
-    return bulk_checks.score_jobs("bulk", jobs, vectors["rows"], {**got, **changes}, CONFIG)
+    return array_checks.score_jobs("bulk", jobs, vectors["rows"], {**got, **changes}, CONFIG)
 
 
 def test_clean_run_passes(run):

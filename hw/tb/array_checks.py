@@ -46,13 +46,14 @@ CYCLE_SHAPES = (
 STATISTICS = ((5.0, 21.0), (1.5, 3.0), (0.25, 0.5), (16.0, 40.0), (1.0, 60.0), (1.0, 75.0))
 
 
-def _random_tensor(shape, rng, stats) -> s2fp8.S2FP8Tensor:
+def random_tensor(shape, rng, stats, special: float = 0.01) -> s2fp8.S2FP8Tensor:
+    """Random finite codes, 15 % zeros and a share ``special`` of Inf/NaN codes."""
     finite = np.concatenate([np.arange(0, E5M2.inf_bits), np.arange(0x80, 0x80 + E5M2.inf_bits)])
     codes = rng.choice(finite, shape).astype(np.uint8)
     codes[rng.random(shape) < 0.15] = 0
-    special = rng.random(shape) < 0.01
-    codes[special] = rng.integers(E5M2.inf_bits, 0x80, int(special.sum()), dtype=np.uint8) \
-        | (rng.integers(0, 2, int(special.sum())) << 7).astype(np.uint8)
+    mask = rng.random(shape) < special
+    codes[mask] = rng.integers(E5M2.inf_bits, 0x80, int(mask.sum()), dtype=np.uint8) \
+        | (rng.integers(0, 2, int(mask.sum())) << 7).astype(np.uint8)
     return s2fp8.S2FP8Tensor(codes=codes, alpha=stats[0], beta=stats[1])
 
 
@@ -71,15 +72,15 @@ def random_schedule(beats: int, rng: np.random.Generator, config: ArrayConfig, *
     return offer, ready
 
 
-def make_job(shape, rng, config: ArrayConfig, gaps: bool, plan=None):
-    """One GEMM job with random operands; ``gaps``: random operand gaps and result
-    back-pressure (:func:`random_schedule`), else beats back to back and ``c`` always ready;
-    ``plan`` (a memory-model ``StreamPlan``): tiles in its order, beats offered at its
-    release cycles, ``c`` always ready."""
+def make_job(shape, rng, config: ArrayConfig, gaps: bool, plan=None, special: float = 0.01):
+    """One GEMM job with random operands (a share ``special`` of Inf/NaN codes); ``gaps``:
+    random operand gaps and result back-pressure (:func:`random_schedule`), else beats
+    back to back and ``c`` always ready; ``plan`` (a memory-model ``StreamPlan``): tiles
+    in its order, beats offered at its release cycles, ``c`` always ready."""
     m, k, n = shape
     sa = STATISTICS[rng.integers(len(STATISTICS))]
     sb = STATISTICS[rng.integers(len(STATISTICS))]
-    ta, tb = _random_tensor((m, k), rng, sa), _random_tensor((k, n), rng, sb)
+    ta, tb = random_tensor((m, k), rng, sa, special), random_tensor((k, n), rng, sb, special)
     a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
     order = None
     if plan is not None:
@@ -98,13 +99,11 @@ def make_job(shape, rng, config: ArrayConfig, gaps: bool, plan=None):
                 expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
 
 
-def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
-                   build_root=None) -> Report:
-    """Run the jobs through the array's RTL; every result bit-exact and present, and every
-    beat's accept cycle and result row's pop cycle equal to ``gemm_schedule``."""
-    start = time.monotonic()
-    rows, cols = config.rows, config.cols
-    vectors = {
+def job_vectors(jobs: list, config: ArrayConfig) -> dict:
+    """The stimulus of ``jobs`` (:func:`make_job` dicts) as the array benches' job vectors
+    (the cocotb bench and the bulk harness read the same)."""
+    rows = config.rows
+    return {
         "tables_a": np.stack([j["table_a"] for j in jobs]),
         "tables_b": np.stack([j["table_b"] for j in jobs]),
         "k": np.array([j["shape"][1] for j in jobs], np.int64),
@@ -116,18 +115,22 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
         "ready": np.concatenate([j["ready"] for j in jobs]).astype(np.uint8),
         "ready_len": np.array([len(j["ready"]) for j in jobs], np.int64),
     }
-    result, built = run_bench(config.top_name, "hw.tb.bench_array", vectors, seed=seed,
-                              params={"row_bits": max(rows - 1, 0).bit_length(), "cols": cols},
-                              build_root=build_root)
-    got = result.results
-    macs = sum(int(np.prod(j["shape"])) for j in jobs)
-    report = Report(name, vectors=macs)
+
+
+def score_jobs(name: str, jobs: list, rows_per_job, got: dict, config: ArrayConfig) -> Report:
+    """The array scoreboard: every result row present, in order and bit-exact (against
+    each job's ``expected``), every beat's accept cycle and row's pop cycle equal to
+    ``gemm_schedule`` under the job's own offer and ready patterns (and to a memory plan's
+    steps, for a job that has one). ``got``: the bench's results (accept, pop, row_index,
+    row_values, stalled_job)."""
+    rows, cols = config.rows, config.cols
+    report = Report(name, vectors=sum(int(np.prod(j["shape"])) for j in jobs))
     row_offset = beat_offset = 0
     stalled = int(got["stalled_job"])
     for index, job in enumerate(jobs):
         m, k, n = job["shape"]
         label = f"job {index} {m}x{k}x{n}"
-        count, beats = int(vectors["rows"][index]), len(job["a_beats"])
+        count, beats = int(rows_per_job[index]), len(job["a_beats"])
         indices = got["row_index"][row_offset:row_offset + count]
         values = got["row_values"][row_offset:row_offset + count]
         pops = got["pop"][row_offset:row_offset + count]
@@ -135,7 +138,7 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
         row_offset += count
         beat_offset += beats
         if index == stalled or len(indices) < count:
-            report.mismatches += m * n
+            report.mismatches += sum(int(np.prod(j["shape"][::2])) for j in jobs[index:])
             report.errors.append(f"{label}: {len(indices)} of {count} result rows, "
                                  f"{len(accepted)} of {beats} beats accepted: rows lost")
             break
@@ -157,7 +160,8 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
         for what, rtl, predicted in (("beat", accepted, model.accept),
                                      ("result row", pops, model.results)):
             differ = np.flatnonzero(rtl != predicted)
-            if differ.size:
+            # past MAX_RECORDED errors the report has failed already: no longer list
+            if differ.size and len(report.errors) < MAX_RECORDED:
                 first = int(differ[0])
                 report.errors.append(f"{label}: {what} {first} at cycle {int(rtl[first])} in "
                                      f"the RTL, {int(predicted[first])} in gemm_schedule "
@@ -168,10 +172,27 @@ def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
                 and model.cycles != gemm_cycles(m, k, n, config):
             report.errors.append(f"{label}: gemm_schedule {model.cycles} cycles, "
                                  f"gemm_cycles {gemm_cycles(m, k, n, config)}")
+    if row_offset != len(got["row_index"]) and stalled < 0:
+        report.errors.append(f"{len(got['row_index']) - row_offset} result rows more than "
+                             f"the jobs produce")
+    return report
+
+
+def run_array_jobs(name: str, jobs: list, *, config: ArrayConfig, seed: int,
+                   build_root=None) -> Report:
+    """Run the jobs through the array's RTL (the cocotb bench) and score them
+    (:func:`score_jobs`)."""
+    start = time.monotonic()
+    vectors = job_vectors(jobs, config)
+    result, built = run_bench(config.top_name, "hw.tb.bench_array", vectors, seed=seed,
+                              params={"row_bits": max(config.rows - 1, 0).bit_length(),
+                                      "cols": config.cols},
+                              build_root=build_root)
+    report = score_jobs(name, jobs, vectors["rows"], result.results, config)
     report.seconds = time.monotonic() - start
-    report.notes.append(f"{len(jobs)} GEMMs, {macs:,} MACs (the vectors column); accept and "
-                        f"result cycles {'equal to' if report.ok else 'checked against'} "
-                        f"gemm_schedule")
+    report.notes.append(f"{len(jobs)} GEMMs, {report.vectors:,} MACs (the vectors column); "
+                        f"accept and result cycles "
+                        f"{'equal to' if report.ok else 'checked against'} gemm_schedule")
     return add_build_notes(report, built, result)
 
 

@@ -23,96 +23,12 @@ import time
 
 import numpy as np
 
-from pysim.numerics import golden, s2fp8
-from pysim.numerics.formats import E5M2
-from pysim.numerics.rounding import fp32_bits
 from pysim.perf.arch import ArrayConfig
-from pysim.perf.cycles import gemm_schedule
-from pysim.perf.tiler import operand_beats, place_results
 
-from .array_checks import STATISTICS, random_schedule
+from .array_checks import job_vectors, make_job, score_jobs
 from .bulk import get_bulk_build, run_bulk
 from .runner import Check
-from .scoreboard import MAX_RECORDED, Report
-
-
-def job_vectors(jobs: list, config: ArrayConfig) -> dict:
-    """The stimulus of ``jobs`` (:func:`make_bulk_job` dicts) as bench_array's job
-    vectors."""
-    rows = config.rows
-    return {
-        "tables_a": np.stack([j["table_a"] for j in jobs]),
-        "tables_b": np.stack([j["table_b"] for j in jobs]),
-        "k": np.array([j["shape"][1] for j in jobs], np.int64),
-        "beats": np.array([len(j["a_beats"]) for j in jobs], np.int64),
-        "a_beats": np.concatenate([j["a_beats"] for j in jobs]),
-        "b_beats": np.concatenate([j["b_beats"] for j in jobs]),
-        "rows": np.array([len(j["a_beats"]) // j["shape"][1] * rows for j in jobs], np.int64),
-        "offer": np.concatenate([j["offer"] for j in jobs]),
-        "ready": np.concatenate([j["ready"] for j in jobs]).astype(np.uint8),
-        "ready_len": np.array([len(j["ready"]) for j in jobs], np.int64),
-    }
-
-
-def score_jobs(name: str, jobs: list, rows_per_job, got: dict, config: ArrayConfig) -> Report:
-    """The scoreboard: every result row present, in order and bit-exact (against each
-    job's ``expected``), and every beat's accept cycle and row's pop cycle equal to
-    ``gemm_schedule`` under the job's own offer and ready patterns. ``got``: the harness
-    results (accept, pop, row_index, row_values, stalled_job)."""
-    rows, cols = config.rows, config.cols
-    report = Report(name, vectors=sum(int(np.prod(j["shape"])) for j in jobs))
-    row_offset = beat_offset = 0
-    stalled = int(got["stalled_job"])
-    for index, job in enumerate(jobs):
-        m, k, n = job["shape"]
-        label = f"job {index} {m}x{k}x{n}"
-        count, beats = int(rows_per_job[index]), len(job["a_beats"])
-        indices = got["row_index"][row_offset:row_offset + count]
-        values = got["row_values"][row_offset:row_offset + count]
-        pops = got["pop"][row_offset:row_offset + count]
-        accepted = got["accept"][beat_offset:beat_offset + beats]
-        row_offset += count
-        beat_offset += beats
-        if index == stalled or len(indices) < count:
-            report.mismatches += sum(int(np.prod(j["shape"][::2])) for j in jobs[index:])
-            report.errors.append(f"{label}: {len(indices)} of {count} result rows, "
-                                 f"{len(accepted)} of {beats} beats accepted: rows lost")
-            break
-        if not np.array_equal(indices, np.tile(np.arange(rows), count // rows)):
-            report.errors.append(f"{label}: result rows out of order: "
-                                 f"{indices[:2 * rows].tolist()} ...")
-        out = place_results(values, m, n, rows, cols)
-        bad = np.argwhere(out != job["expected"])
-        report.mismatches += len(bad)
-        for position in bad[:max(0, MAX_RECORDED - len(report.errors))]:
-            i, j = (int(p) for p in position)
-            report.errors.append(f"{label}: C[{i},{j}] expected "
-                                 f"{int(job['expected'][i, j]):#010x}, got {int(out[i, j]):#010x}")
-        model = gemm_schedule(m, k, n, config, offer=job["offer"], ready=job["ready"])
-        for what, rtl, predicted in (("beat", accepted, model.accept),
-                                     ("result row", pops, model.results)):
-            differ = np.flatnonzero(rtl != predicted)
-            # past MAX_RECORDED errors the report has failed already: no longer list
-            if differ.size and len(report.errors) < MAX_RECORDED:
-                first = int(differ[0])
-                report.errors.append(f"{label}: {what} {first} at cycle {int(rtl[first])} in "
-                                     f"the RTL, {int(predicted[first])} in gemm_schedule "
-                                     f"({differ.size} differ)")
-    if row_offset != len(got["row_index"]) and stalled < 0:
-        report.errors.append(f"{len(got['row_index']) - row_offset} result rows more than "
-                             f"the jobs produce")
-    return report
-
-
-def _random_tensor(shape, rng, stats, special: float) -> s2fp8.S2FP8Tensor:
-    """Random finite codes, 15 % zeros and a share ``special`` of Inf/NaN codes."""
-    finite = np.concatenate([np.arange(0, E5M2.inf_bits), np.arange(0x80, 0x80 + E5M2.inf_bits)])
-    codes = rng.choice(finite, shape).astype(np.uint8)
-    codes[rng.random(shape) < 0.15] = 0
-    mask = rng.random(shape) < special
-    codes[mask] = rng.integers(E5M2.inf_bits, 0x80, int(mask.sum()), dtype=np.uint8) \
-        | (rng.integers(0, 2, int(mask.sum())) << 7).astype(np.uint8)
-    return s2fp8.S2FP8Tensor(codes=codes, alpha=stats[0], beta=stats[1])
+from .scoreboard import Report
 
 
 def make_bulk_job(shape, rng, config: ArrayConfig, gaps: bool) -> dict:
@@ -120,21 +36,7 @@ def make_bulk_job(shape, rng, config: ArrayConfig, gaps: bool) -> dict:
     ~0.05/K of the operands: about one result in ten is Inf/NaN whatever K. (At the cocotb
     bench's fixed 1 %, a K = 500 dot product of 1000 codes has a special one in all but
     0.99**1000 = 4e-5 of the results: the volume would check NaN propagation only.)"""
-    m, k, n = shape
-    special = min(0.01, 0.05 / k)
-    stats_a = STATISTICS[rng.integers(len(STATISTICS))]
-    stats_b = STATISTICS[rng.integers(len(STATISTICS))]
-    ta = _random_tensor((m, k), rng, stats_a, special)
-    tb = _random_tensor((k, n), rng, stats_b, special)
-    a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
-    if gaps:
-        offer, ready = random_schedule(len(a_beats), rng, config)
-    else:
-        offer, ready = np.zeros(len(a_beats), np.int64), np.ones(0, bool)
-    return dict(ta=ta, tb=tb, shape=shape, a_beats=a_beats, b_beats=b_beats, offer=offer,
-                ready=ready, table_a=ta.table(config.mant_bits),
-                table_b=tb.table(config.mant_bits),
-                expected=fp32_bits(golden.gemm(ta, tb, mant_bits=config.mant_bits)))
+    return make_job(shape, rng, config, gaps, special=min(0.01, 0.05 / shape[1]))
 
 
 def random_jobs(macs: int, rng: np.random.Generator, config: ArrayConfig) -> list:
