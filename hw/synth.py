@@ -425,22 +425,32 @@ def _finish(run_dir: Path, result: dict, started: float) -> dict:
     return result
 
 
+def _open_run(run_dir: Path, inputs: dict, outputs: tuple) -> dict | None:
+    """The cached result of ``run_dir``; or None, after laying out a fresh run there: the
+    ``inputs`` (file name -> text) written, the ``outputs`` an interrupted earlier run may
+    have left removed (a tool that fails must not leave a stale file to parse)."""
+    cached = _cached(run_dir)
+    if cached is not None:
+        return cached
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in inputs.items():
+        (run_dir / name).write_text(text)
+    for name in outputs:
+        (run_dir / name).unlink(missing_ok=True)
+    return None
+
+
 def run_generic(block: Block, verilog: str, tables: str, cache_dir: Path,
                 timeout: float | None = None) -> dict:
     script = generic_script(block.name, tables, block.hierarchical)
     lib, stub = sram_library()
     run_dir = Path(cache_dir) / block.name / ("generic-" + tables + "-" + _key(
         verilog, script, lib, stub, tool_versions()))
-    cached = _cached(run_dir)
+    cached = _open_run(run_dir, {"block.v": verilog, "script.ys": script, "sram.lib": lib,
+                                 "sram_stub.v": stub}, outputs=("stat.json",))
     if cached is not None:
         return cached
     started = time.monotonic()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "block.v").write_text(verilog)
-    (run_dir / "script.ys").write_text(script)
-    (run_dir / "sram.lib").write_text(lib)
-    (run_dir / "sram_stub.v").write_text(stub)
-    (run_dir / "stat.json").unlink(missing_ok=True)
     log = run_dir / "yosys.log"
     run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "script.ys"], cwd=run_dir, log=log,
              what=f"{block.name} (generic)", timeout=timeout)
@@ -471,16 +481,12 @@ def run_ecp5(block: Block, verilog: str, tables: str, cache_dir: Path,
     run_dir = Path(cache_dir) / block.name / ("ecp5-" + tables + "-" + _key(
         verilog, wrapper_text, script, npr_options, [d for d, _ in ECP5_DEVICES],
         tool_versions()))
-    cached = _cached(run_dir)
+    cached = _open_run(run_dir, {"block.v": verilog, "wrapper.v": wrapper_text,
+                                 "script.ys": script},
+                       outputs=("stat.json", "netlist.json", "report.json"))
     if cached is not None:
         return cached
     started = time.monotonic()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "block.v").write_text(verilog)
-    (run_dir / "wrapper.v").write_text(wrapper_text)
-    (run_dir / "script.ys").write_text(script)
-    for stale in ("stat.json", "netlist.json", "report.json"):
-        (run_dir / stale).unlink(missing_ok=True)
     yosys_log, npr_log = run_dir / "yosys.log", run_dir / "nextpnr.log"
     run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "script.ys"], cwd=run_dir,
              log=yosys_log, what=f"{block.name} (ecp5 synthesis)", timeout=timeout)
