@@ -55,7 +55,7 @@ def format_summary(reports, seed: int, title: str = "RTL regression") -> str:
     total_s = sum(r.seconds for r in reports)
     lines.append(f"  {'total':<{width}}  {total_v:>9,}  {total_m:>10,}  {total_s:>8.1f}")
     for r in reports:
-        notes = ([f"{r.rate:,.0f} vectors/s in cocotb"] if r.rate else []) + r.notes
+        notes = ([f"{r.rate:,.0f} vectors/s simulated"] if r.rate else []) + r.notes
         if notes and r.ok:
             lines.append(f"  {r.name}: " + "; ".join(notes))
     for r in reports:
