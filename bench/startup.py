@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 
 TARGET_WALL_S = 0.3
-#: Figures before issue 14 (the issue's measurement on this 2-core machine).
-PREVIOUS = "previous (issue 14): s2fp8 cycles on a 3-layer CSV 0.49 s wall, almost all of it imports"
+#: Earlier figures on this 2-core machine, printed under the table for comparison.
+PREVIOUS = (
+    "previous: s2fp8 cycles on a 3-layer CSV 0.49 s wall, almost all of it imports (issue 14);\n"
+    "          0.30-0.39 s wall under load with the memory model (pysim.perf.memory, 17-20 ms)\n"
+    "          imported by every cycles run (the session before the lazy import)")
 
 SMALL_CSV = "layer,M,N,K\nconv1,64,64,64\nfc1,128,32,256\nfc2,10,20,30\n"
 

@@ -18,6 +18,10 @@ import pytest
 HEAVY = ("matplotlib", "onnx", "torch", "amaranth", "cocotb", "cocotb_tools", "scipy",
          "numba", "llvmlite", "dask", "distributed", "tqdm", "ml_dtypes")
 
+#: imported by ``s2fp8 cycles`` only with the options that need them
+LIGHT_CYCLES_UNUSED = ("pysim.perf.memory", "pysim.perf.roofline", "pysim.numerics.kernels",
+                       "pysim.numerics.s2fp8", "pysim.numerics.golden")
+
 CHILD = """\
 import json, sys
 from pysim.cli import main
@@ -65,3 +69,14 @@ def test_cycles_imports_no_heavy_module(argv, small_csv):
     others = sorted(m for m in modules if m == "hw" or m.startswith("hw.")
                     or m in ("pysim.cli.verilog", "pysim.cli.synth", "pysim.cli.accuracy"))
     assert not others, f"s2fp8 cycles imports other commands' modules {others}"
+    # nor the models of what it does not compute: no value is encoded (numba's compiled
+    # kernels, 0.45 s of CPU to import) and no memory option is given (17-20 ms)
+    unused = sorted(m for m in LIGHT_CYCLES_UNUSED if m in modules)
+    assert not unused, f"s2fp8 {' '.join(argv)} imports {unused}"
+
+
+def test_cycles_with_a_memory_option_imports_the_memory_model(small_csv):
+    """The other side of the lazy import: a memory option still reaches the model."""
+    modules = imported_by(["cycles", small_csv, "--rows", "16", "--cols", "16",
+                           "--dram-bw", "8", "-q"])
+    assert "pysim.perf.memory" in modules

@@ -57,18 +57,24 @@ def add_arguments(parser) -> None:
     memory = parser.add_argument_group(
         "memory model (docs/memory.md); any of these adds stalls, DRAM bytes and energy "
         "per operand format, and --json then holds them per format")
-    memory.add_argument("--config", metavar="ACC.toml",
-                        help="accelerator TOML: buffers, DRAM bandwidth, clock, formats, energy")
-    memory.add_argument("--dram-bw", metavar="BYTES_PER_CYCLE",
-                        help="DRAM bandwidth in bytes per cycle, or inf (default 32)")
-    memory.add_argument("--buffer-kib", metavar="N",
-                        help="on-chip A + B operand buffers in KiB, split evenly, or inf "
-                             "(default 256)")
-    memory.add_argument("--formats", metavar="LIST",
-                        help="operand formats side by side, e.g. s2fp8,bf16,fp32 "
-                             "(s2fp8, e5m2, e4m3, bf16, fp16, fp32)")
-    memory.add_argument("--roofline", metavar="FILE.png",
-                        help="write a roofline PNG: every GEMM a point per format")
+    memory_options = [
+        memory.add_argument("--config", metavar="ACC.toml",
+                            help="accelerator TOML: buffers, DRAM bandwidth, clock, formats, "
+                                 "energy"),
+        memory.add_argument("--dram-bw", metavar="BYTES_PER_CYCLE",
+                            help="DRAM bandwidth in bytes per cycle, or inf (default 32)"),
+        memory.add_argument("--buffer-kib", metavar="N",
+                            help="on-chip A + B operand buffers in KiB, split evenly, or inf "
+                                 "(default 256)"),
+        memory.add_argument("--formats", metavar="LIST",
+                            help="operand formats side by side, e.g. s2fp8,bf16,fp32 "
+                                 "(s2fp8, e5m2, e4m3, bf16, fp16, fp32)"),
+        memory.add_argument("--roofline", metavar="FILE.png",
+                            help="write a roofline PNG: every GEMM a point per format"),
+    ]
+    # run() imports the memory model (pysim.perf.memory, 17-20 ms) only when one of
+    # these options is given: the plain cycle table does not need it.
+    parser.set_defaults(memory_options=tuple(action.dest for action in memory_options))
 
 
 def parse_int_option(option: str, text, minimum: int, maximum: int | None = None) -> int:
@@ -149,8 +155,11 @@ def run(args) -> int:
         raise BadInput(f"{source}: no GEMM to run (every requested phase was dropped)")
 
     report = cycle_report(gemms, rows, cols, mant_bits, source=source)
-    from pysim.perf.memory import memory_cli_outputs
-    memory_text, memory_files = memory_cli_outputs(args, gemms, source, rows, cols, mant_bits)
+    memory_text, memory_files = "", {}
+    if any(getattr(args, option) is not None for option in args.memory_options):
+        from pysim.perf.memory import memory_cli_outputs
+        memory_text, memory_files = memory_cli_outputs(args, gemms, source, rows, cols,
+                                                       mant_bits)
     outputs = {}
     if args.csv:
         outputs[args.csv] = to_csv(report)
