@@ -172,3 +172,114 @@ def scale(values: np.ndarray, alpha: float, beta: float, out: np.ndarray) -> np.
                          f"got {values.dtype}{values.shape} and {out.dtype}{out.shape}")
     _scale(values, np.float64(alpha), np.float64(beta), out)
     return out
+
+
+# --- S2FP8 encode ----------------------------------------------------------------------------
+@njit(nogil=True, cache=True, fastmath=False)
+def _magnitudes(values, out):  # pragma: no cover - compiled
+    """out[i] = float64(|values[i]|); returns how many values are NaN or +-Inf."""
+    nonfinite = 0
+    for i in range(values.size):
+        magnitude = abs(values[i])
+        nonfinite += not magnitude < np.inf
+        out[i] = magnitude
+    return nonfinite
+
+
+@njit(nogil=True, cache=True, fastmath=False)
+def _float32_magnitudes(values, bits, out):  # pragma: no cover - compiled
+    """out[i] = float64(|values[i]|) (``bits``: the same float32 values as uint32); returns
+    (NaN/Inf count, zero count, smallest nonzero and largest magnitude bit pattern). The
+    extremes are integer min/max of the bit patterns (ordered as the magnitudes): LLVM
+    vectorizes those, not a float min/max without fastmath."""
+    nonfinite, zeros = 0, 0
+    low, high = np.uint32(0xFFFFFFFF), np.uint32(0)
+    for i in range(values.size):
+        magnitude = bits[i] & np.uint32(0x7FFFFFFF)
+        nonfinite += magnitude >= np.uint32(0x7F800000)
+        zeros += magnitude == 0
+        low = min(low, magnitude if magnitude != 0 else np.uint32(0xFFFFFFFF))
+        high = max(high, magnitude)
+        out[i] = abs(np.float64(values[i]))
+    return nonfinite, zeros, low, high
+
+
+def magnitudes(values: np.ndarray, out: np.ndarray):
+    """Write float64 |values| into ``out`` (both 1-D, C-contiguous, one size) in one pass.
+
+    float64 ``values``: returns the number of NaN and Inf values. float32 ``values``:
+    returns (NaN/Inf count, zero count, bit pattern of the smallest nonzero |value|
+    (0xFFFFFFFF if none), bit pattern of the largest |value|).
+    """
+    if not (values.dtype in (np.float32, np.float64) and out.dtype == np.float64
+            and values.ndim == out.ndim == 1 and values.size == out.size
+            and values.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError(f"magnitudes needs 1-D C-contiguous float32/float64 values and a float64 "
+                         f"out of one size, got {values.dtype}{values.shape}, {out.dtype}{out.shape}")
+    if values.dtype == np.float32:
+        nonfinite, zeros, low, high = _float32_magnitudes(values, values.view(np.uint32), out)
+        return int(nonfinite), int(zeros), int(low), int(high)
+    return int(_magnitudes(values, out))
+
+
+@njit(nogil=True, cache=True, fastmath=False)
+def _codes_by_bits(bits, bucket_code, thresholds, out):  # pragma: no cover - compiled
+    """out[i] = the sign of bits[i] | the number of thresholds <= its magnitude bits.
+
+    The ``while`` keeps LLVM from vectorizing the loop: vectorized, the two table
+    look-ups become AVX gathers, measured 5x slower than scalar loads on this machine.
+    """
+    for i in range(bits.size):
+        word = bits[i]
+        magnitude = word & np.uint32(0x7FFFFFFF)
+        code = bucket_code[magnitude >> np.uint32(BUCKET_SHIFT)]
+        while magnitude >= thresholds[code + 1]:
+            code += 1
+        out[i] = code | np.uint8((word >> np.uint32(24)) & np.uint32(0x80))
+
+
+#: float32 magnitude bits >> BUCKET_SHIFT index the table of first codes (65536 buckets,
+#: 1/256 binade each).
+BUCKET_SHIFT = 15
+
+
+@njit(nogil=True, cache=True, fastmath=False)
+def _bucket_codes(thresholds, out):  # pragma: no cover - compiled
+    code = 0
+    for bucket in range(out.size):
+        start = np.uint32(bucket) << np.uint32(BUCKET_SHIFT)
+        while thresholds[code + 1] <= start:
+            code += 1
+        out[bucket] = code
+
+
+def bucket_codes(thresholds: np.ndarray) -> np.ndarray:
+    """The table of first codes for :func:`codes_by_bits`: per bucket, the number of
+    ``thresholds[1:]`` at or below the bucket's first bit pattern (one merge pass, 0.03 ms;
+    numpy's searchsorted took 0.26)."""
+    if not (thresholds.dtype == np.uint32 and thresholds.ndim == 1 and thresholds.size < 256
+            and thresholds[-1] == 0xFFFFFFFF and np.all(np.diff(thresholds[1:]) >= 0)):
+        raise ValueError("bucket_codes needs ascending uint32 thresholds ending in 0xFFFFFFFF")
+    out = np.empty(1 << (31 - BUCKET_SHIFT), np.uint8)
+    _bucket_codes(thresholds, out)
+    return out
+
+
+def codes_by_bits(values: np.ndarray, bucket_code: np.ndarray, thresholds: np.ndarray,
+                  out: np.ndarray) -> np.ndarray:
+    """Codes of float32 ``values`` given as a monotone step function of their magnitude:
+    the magnitude code is the number of ``thresholds[1:]`` (uint32 float32 bit patterns,
+    ascending, then one 0xFFFFFFFF) at or below the magnitude's bit pattern, and
+    ``bucket_code[m >> BUCKET_SHIFT]`` (uint8) that number at the bucket's first pattern.
+    The sign bit is the value's. 0.6 ns per value (the exp2 path: 4.2)."""
+    if not (values.dtype == np.float32 and out.dtype == np.uint8 and values.ndim == out.ndim == 1
+            and values.size == out.size and values.flags.c_contiguous
+            and out.flags.c_contiguous and bucket_code.dtype == np.uint8
+            and bucket_code.shape == (1 << (31 - BUCKET_SHIFT),)
+            and thresholds.dtype == np.uint32 and thresholds.ndim == 1
+            and thresholds[-1] == 0xFFFFFFFF and int(bucket_code.max()) + 1 < thresholds.size):
+        raise ValueError("codes_by_bits needs 1-D C-contiguous float32 values and uint8 out of "
+                         "one size, a uint8 bucket table and uint32 thresholds ending in "
+                         "0xFFFFFFFF")
+    _codes_by_bits(values.view(np.uint32), bucket_code, thresholds, out)
+    return out

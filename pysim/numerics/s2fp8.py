@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pysim.numerics.formats import (
+    E5M2,
     FP32,
     S2FP8_TARGET_MAX_LOG2,
     S2FP8_TARGET_MEAN_LOG2,
@@ -70,43 +71,49 @@ def _check_alpha_beta(alpha, beta) -> tuple[float, float]:
     return alpha, beta
 
 
-def _as_checked_real(x) -> np.ndarray:
-    """``x`` as a float32 or float64 array (other real dtypes are converted to float64;
-    the encode loops convert to float64 block by block), checked for NaN and Inf."""
+def _as_real(x) -> np.ndarray:
+    """``x`` as a float32 or float64 array (other real dtypes are converted to float64).
+    NaN and Inf are found by the first pass over it (:func:`_log2_and_moments`)."""
     x = np.asarray(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise TypeError(f"S2FP8 encodes real numeric arrays, got dtype {x.dtype}")
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
-    finite = np.isfinite(x)
-    if not finite.all():
-        bad = ~finite
-        first = first_index(bad)
-        raise ValueError(
-            f"cannot encode a tensor holding NaN or Inf: {int(bad.sum())} non-finite value(s), "
-            f"first at index {first} (value {x[first]!r})")
     return x
 
 
-#: Elements per block in the encode loops: small enough that a block's temporaries stay
-#: in cache, which nearly doubles throughput over whole-array passes on large tensors.
-_BLOCK = 1 << 15
+def _raise_not_finite(x: np.ndarray) -> None:
+    bad = ~np.isfinite(x)
+    first = first_index(bad)
+    raise ValueError(
+        f"cannot encode a tensor holding NaN or Inf: {int(bad.sum())} non-finite value(s), "
+        f"first at index {first} (value {x[first]!r})")
+
+
+#: Elements per block of the log2 pass: its float64 block (512 KB) stays in the core's
+#: L2 cache from the magnitudes through log2 to min/max (whole-array passes ran at half
+#: the speed); 64K rather than 32K elements halves the Python calls per value.
+_BLOCK = 1 << 16
 _pool: ThreadPoolExecutor | None = None
 
 
-def _map_blocks(work, size: int) -> list:
-    """``work(slice)`` over consecutive blocks of ``size`` elements, results in block order.
+def _workers() -> int:
+    return min(8, os.cpu_count() or 1)
 
-    numpy releases the GIL inside ufuncs, so blocks run on all cores; every result is a
-    function of its block alone, so the outcome does not depend on the number of threads.
+
+def _map_blocks(work, size: int, block: int = _BLOCK) -> list:
+    """``work(slice)`` over consecutive blocks of ``block`` elements, results in block order.
+
+    numpy's ufuncs and the compiled loops release the GIL, so blocks run on all cores;
+    every result is a function of its block alone, so the outcome does not depend on the
+    number of threads.
     """
     global _pool
-    blocks = [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)]
-    if len(blocks) < 4:
-        return [work(block) for block in blocks]
+    blocks = [slice(start, start + block) for start in range(0, size, block)]
+    if len(blocks) < 2 or _workers() == 1:
+        return [work(part) for part in blocks]
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
-                                   thread_name_prefix="s2fp8-encode")
+        _pool = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="s2fp8-encode")
     return list(_pool.map(work, blocks))
 
 
@@ -133,26 +140,50 @@ def _block_scratch() -> np.ndarray:
 
 def _log2_and_moments(x: np.ndarray):
     """log2|x| (float64, zeros give -inf) and (count, sum, min, max) over the nonzero entries.
+    NaN or Inf in ``x`` raises ValueError.
 
     The sum is numpy's pairwise sum over the nonzero log-magnitudes in element order, so
     it depends on the nonzero entries alone: zeros added anywhere leave it unchanged.
+    log2 is numpy's (on AVX-512 machines its SVML build, which differs from the C
+    library's log2 in the last bit of ~1 value in 6000): the statistics are numpy's.
+    For float32 input, min and max are log2 of the smallest nonzero and the largest
+    magnitude, found on the bit patterns in the first pass: the same values, as log2 is
+    monotone over float32 inputs (see "Why monotone" below), and 0.8 ns per value less
+    than numpy's min and max of the log2 block.
     """
-    flat = x.reshape(-1)
+    from pysim.numerics.kernels import magnitudes  # numba: imported on first encode
+    flat = np.ascontiguousarray(x).reshape(-1)
     log2_mag = _scratch(flat.size)
+    float32 = flat.dtype == np.float32
 
     def block_range(block):
+        values = log2_mag[block]
+        found = magnitudes(flat[block], out=values)
+        if (found[0] if float32 else found):
+            return None
         with np.errstate(divide="ignore"):
-            magnitudes = np.abs(flat[block]).astype(np.float64, copy=False)
-            values = np.log2(magnitudes, out=log2_mag[block])
-        if values.min() == -np.inf:
+            np.log2(values, out=values)
+        if float32:
+            return values.size - found[1], found[2], found[3]
+        low = values.min()
+        if low == -np.inf:
             values = values[values != -np.inf]
-        if not values.size:
-            return 0, np.inf, -np.inf
-        return values.size, float(values.min()), float(values.max())
+            if not values.size:
+                return 0, np.inf, -np.inf
+            low = values.min()
+        return values.size, float(low), float(values.max())
 
     count, low, high = 0, np.inf, -np.inf
-    for n, block_low, block_high in _map_blocks(block_range, flat.size):
+    for moments in _map_blocks(block_range, flat.size):
+        if moments is None:
+            _raise_not_finite(x)
+        n, block_low, block_high = moments
         count, low, high = count + n, min(low, block_low), max(high, block_high)
+    if float32 and count:  # low, high: magnitude bit patterns
+        extremes = np.array([low, high], np.uint32).view(np.float32).astype(np.float64)
+        low, high = (float(v) for v in np.log2(extremes))
+    elif float32:
+        low, high = np.inf, -np.inf
     nonzero = log2_mag if count == flat.size else log2_mag[log2_mag != -np.inf]
     return log2_mag.reshape(x.shape), (count, float(np.sum(nonzero)), low, high)
 
@@ -222,14 +253,90 @@ def stats(x) -> tuple[float, float, float, float]:
     for float32 statistics gives the limited alpha of :func:`squeeze_limit`.
     NaN or Inf in ``x`` raises ValueError.
     """
-    return _stats_from_moments(*_log2_and_moments(_as_checked_real(x))[1])
+    return _stats_from_moments(*_log2_and_moments(_as_real(x))[1])
 
 
-def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    alpha, beta = np.float64(alpha), np.float64(beta)
-    flat_x, flat_log2 = x.reshape(-1), log2_mag.reshape(-1)
-    codes = np.empty(flat_x.shape, np.uint8)
-    from pysim.numerics.kernels import e5m2_codes, scale  # numba: imported on first encode
+# --- codes ----------------------------------------------------------------------------------
+# Per value, a code is sign | RNE_E5M2(exp2(alpha * log2|x| + beta)): scale, exp2 and the
+# rounding cost 4.2 ns per value, the encoder's slowest pass. For float32 input the
+# magnitude code is a monotone step function of |x|, so a large tensor's codes are found
+# instead among the 123 values of |x| at which the code steps up (0.6 ns per value, after
+# ~0.3 ms to find those steps by binary search over float32 bit patterns, computing each
+# candidate's code exactly as the per-value path does).
+#
+# Why monotone, exactly, for float32 |x|: two consecutive float32 magnitudes differ by a
+# factor >= 1 + 2^-24, so their log2 by >= 8.6e-8, and their scaled log2 by >= alpha *
+# 8.6e-8 >= 2.6e-9 for alpha >= _BISECT_MIN_ALPHA; numpy's log2 and exp2 err by a few
+# float64 ulps (~1e-15 relative), and each rounding (of alpha * l, of + beta, to E5M2)
+# is monotone. So the computed code never decreases as |x| grows. (Consecutive float64
+# values are as close as those errors: float64 input keeps the per-value path.)
+_BISECT_MIN_SIZE = 1 << 18  # below, finding the steps costs more than it saves (measured)
+_BISECT_MIN_ALPHA = 2.0 ** -5  # an encoded float32 tensor has alpha >= 15 / 277
+_STEP_BRACKET = 16
+
+
+def _codes_of_bits(bits: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """Magnitude codes of the float32 magnitudes with bit patterns ``bits``, computed as
+    the per-value path computes them (numpy log2, kernels.scale, numpy exp2, RNE)."""
+    from pysim.numerics.kernels import e5m2_codes, scale
+    magnitudes = bits.astype(np.uint32).view(np.float32).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        scaled = np.log2(magnitudes)
+    scale(scaled, alpha, beta, scaled)
+    with np.errstate(over="ignore"):
+        np.exp2(scaled, out=scaled)
+    return e5m2_codes(scaled, sign_of=scaled)
+
+
+def _steps_of_float32_codes(alpha: float, beta: float) -> np.ndarray:
+    """uint32 thresholds for :func:`pysim.numerics.kernels.codes_by_bits`: 0, then for
+    each magnitude code 1..max the first float32 magnitude bit pattern whose code reaches
+    it (0x7F800000 if none does), then 0xFFFFFFFF.
+
+    A binary search per code, started from a bracket of +-_STEP_BRACKET patterns around
+    the |x| whose scaled log2 is that of the code's rounding midpoint (4 to 5 search
+    steps instead of 31; 0.2 ms instead of 0.8); a code whose bracket does not hold
+    searches all patterns.
+    """
+    from pysim.numerics.kernels import e5m2_codes
+    infinity = np.int64(np.float32(np.inf).view(np.uint32))
+    largest = np.array([E5M2.max_finite])
+    max_code = int(e5m2_codes(largest, sign_of=largest)[0])
+    codes = np.arange(1, max_code + 1)
+    midpoints = (E5M2_VALUES[codes - 1].astype(np.float64) + E5M2_VALUES[codes]) / 2
+    with np.errstate(over="ignore", under="ignore"):
+        guess = np.exp2((np.log2(midpoints) - beta) / alpha).astype(np.float32)
+    guess = np.minimum(guess.view(np.uint32).astype(np.int64), infinity)
+    below = np.maximum(guess - _STEP_BRACKET, 0)
+    reached = np.minimum(guess + _STEP_BRACKET, infinity)
+    ends = _codes_of_bits(np.concatenate([below, np.minimum(reached, infinity - 1)]), alpha, beta)
+    holds = ((below == 0) | (ends[:codes.size] < codes)) & (
+        (reached == infinity) | (ends[codes.size:] >= codes))
+    below, reached = np.where(holds, below, 0), np.where(holds, reached, infinity)
+    while np.any(below + 1 < reached):
+        middle = (below + reached) // 2
+        at_middle = _codes_of_bits(middle, alpha, beta) >= codes
+        reached, below = np.where(at_middle, middle, reached), np.where(at_middle, below, middle)
+    return np.concatenate([[0], reached, [0xFFFFFFFF]]).astype(np.uint32)
+
+
+def _float32_codes(flat_x: np.ndarray, alpha: float, beta: float, codes: np.ndarray) -> None:
+    from pysim.numerics.kernels import bucket_codes, codes_by_bits
+    thresholds = _steps_of_float32_codes(alpha, beta)
+    bucket_code = bucket_codes(thresholds)
+
+    def block_codes(block):
+        codes_by_bits(flat_x[block], bucket_code, thresholds, codes[block])
+
+    # a few blocks per worker (other processes may hold a core): the pass is too fast
+    # for cache-sized blocks to pay their Python calls
+    _map_blocks(block_codes, flat_x.size, max(_BLOCK, -(-flat_x.size // (4 * _workers()))))
+
+
+def _codes_through_exp2(flat_x: np.ndarray, flat_log2: np.ndarray, alpha: float, beta: float,
+                        codes: np.ndarray) -> None:
+    """The per-value definition: exp2 of the scaled log2, rounded to E5M2."""
+    from pysim.numerics.kernels import e5m2_codes, scale
 
     def block_codes(block):
         scaled = scale(flat_log2[block], alpha, beta, _block_scratch()[:codes[block].size])
@@ -238,6 +345,20 @@ def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float) -> np
         e5m2_codes(scaled, sign_of=flat_x[block], out=codes[block])
 
     _map_blocks(block_codes, flat_x.size)
+
+
+def _codes(x: np.ndarray, log2_mag: np.ndarray, alpha: float, beta: float,
+           through_exp2: bool = False) -> np.ndarray:
+    """sign | RNE_E5M2(exp2(alpha * log2_mag + beta)) per value of ``x``; one of two
+    computations of the same bits (``through_exp2`` forces the per-value one)."""
+    alpha, beta = np.float64(alpha), np.float64(beta)
+    flat_x, flat_log2 = np.ascontiguousarray(x).reshape(-1), log2_mag.reshape(-1)
+    codes = np.empty(flat_x.shape, np.uint8)
+    if (not through_exp2 and flat_x.dtype == np.float32 and flat_x.size >= _BISECT_MIN_SIZE
+            and alpha >= _BISECT_MIN_ALPHA):
+        _float32_codes(flat_x, alpha, beta, codes)
+    else:
+        _codes_through_exp2(flat_x, flat_log2, alpha, beta, codes)
     return codes.reshape(x.shape)
 
 
@@ -248,7 +369,7 @@ def encode_with(x, alpha, beta) -> np.ndarray:
     (saturating at 57344). Zeros keep their sign and get magnitude code 0.
     """
     alpha, beta = _check_alpha_beta(alpha, beta)
-    x = _as_checked_real(x)
+    x = _as_real(x)
     return _codes(x, _log2_and_moments(x)[0], alpha, beta)
 
 
@@ -259,7 +380,7 @@ def encode(x) -> S2FP8Tensor:
     codes are computed from the stored float32 values, so that they are a pure function of
     (x, tensor.alpha, tensor.beta): ``encode_with(x, t.alpha, t.beta) == t.codes``.
     """
-    x = _as_checked_real(x)
+    x = _as_real(x)
     log2_mag, moments = _log2_and_moments(x)
     _, _, alpha, beta = _stats_from_moments(*moments)
     alpha32, beta32 = np.float32(alpha), np.float32(beta)
