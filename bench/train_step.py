@@ -2,14 +2,16 @@
 [--repeats N] [--threads T]``.
 
 The step of ``s2fp8 train`` (batch 512 of load_digits, forward, backward, SGD update),
-with the GEMM operands in FP32, S2FP8, E5M2 and E4M3. The formats are timed in turn,
-round after round, so that a load change on the shared machine hits all of them; best
-and median of N rounds are printed, with the S2FP8 / FP32 ratio against the issue's
-target (< 2). A report, not a test.
+with the GEMM operands in FP32, S2FP8, S2FP8-HW, E5M2 and E4M3. The formats are timed
+in turn, round after round, so that a load change on the shared machine hits all of
+them; best and median of N rounds are printed, with the S2FP8 / FP32 ratio against the
+issue's target (< 2), the process's CPU time over the timed rounds and the load average
+before and after (the machine is shared). A report, not a test.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -47,18 +49,24 @@ def main(argv=None) -> int:
         step()  # warm-up: allocations, kernel selection
         steps[mode] = step
     times = {mode: [] for mode in MODES}
+    load_before = os.getloadavg()
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     for _ in range(args.repeats):
         for mode, step in steps.items():
             start = time.perf_counter()
             step()
             times[mode].append(time.perf_counter() - start)
+    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    load_after = os.getloadavg()
     print(f"ResNet-8 training step, batch {config.batch_size}, {args.threads} threads, "
-          f"{args.repeats} rounds")
-    print(f"{'format':8s} {'best ms':>9s} {'median ms':>10s} {'best / FP32':>12s}")
+          f"{args.repeats} rounds: {wall:.1f} s wall, {cpu:.1f} s CPU; load average "
+          f"(1, 5, 15 min) {' '.join(f'{v:.2f}' for v in load_before)} before, "
+          f"{' '.join(f'{v:.2f}' for v in load_after)} after")
+    print(f"{'format':9s} {'best ms':>9s} {'median ms':>10s} {'best / FP32':>12s}")
     best_fp32 = min(times["fp32"])
     for mode in MODES:
         best = min(times[mode])
-        print(f"{mode:8s} {1e3 * best:9.0f} {1e3 * statistics.median(times[mode]):10.0f} "
+        print(f"{mode:9s} {1e3 * best:9.0f} {1e3 * statistics.median(times[mode]):10.0f} "
               f"{best / best_fp32:12.2f}")
     ratio = min(times["s2fp8"]) / best_fp32
     verdict = "PASS" if ratio < TARGET_S2FP8_RATIO else "ABOVE"

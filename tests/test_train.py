@@ -1,5 +1,6 @@
 """s2fp8 train (pysim.accuracy.quantize, pysim.accuracy.train, pysim.cli.train): the torch
-quantizers bit for bit against pysim, the quantization points of a conv, short training
+quantizers bit for bit against pysim (S2FP8 against pysim's encode and against the
+hardware output path's encode_hw), the quantization points of a conv, short training
 runs per mode, determinism, loss-scale unscaling, divergence, and bad input."""
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="s2fp8 train needs the torch extra")
 
 from pysim.accuracy.gemm_error import _e4m3_roundtrip  # noqa: E402
+import pysim.accuracy.quantize as quantize  # noqa: E402
 from pysim.accuracy.quantize import (  # noqa: E402
     QUANTIZERS, GradientFlushCounter, NonFiniteTensor, QuantizedConv2d, QuantizedLinear,
-    quantize_e4m3, quantize_e5m2, quantize_s2fp8)
+    quantize_e4m3, quantize_e5m2, quantize_s2fp8, quantize_s2fp8_hw)
 from pysim.accuracy.train import TrainConfig, load_data, train_run  # noqa: E402
 from pysim.cli import main  # noqa: E402
-from pysim.numerics import s2fp8  # noqa: E402
+from pysim.numerics import outpath, s2fp8  # noqa: E402
 from pysim.numerics.formats import E4M3, E5M2  # noqa: E402
 from pysim.numerics.fp8 import E5M2_VALUES, e5m2_decode, e5m2_encode  # noqa: E402
 
@@ -79,27 +81,123 @@ def test_e4m3_overflow_is_nan_with_sign():
     assert math.isnan(q[2]) and math.isnan(q[3]) and torch.signbit(q[3])
 
 
-def test_s2fp8_quantizer_bit_exact():
-    """>= 1e5 values in 200 tensors of different spreads (the statistics are per tensor),
-    plus the E5M2 grid and midpoints as one tensor, and the degenerate tensors."""
+def _s2fp8_distributions() -> dict[str, list[np.ndarray]]:
+    """>= 1e5 values per distribution, as tensors (the statistics are per tensor)."""
     rng = np.random.default_rng(14)
-    tensors = [_wide_random(rng, 600) * np.float32(2.0 ** rng.integers(-30, 10))
-               for _ in range(200)]
-    tensors += [_grid_and_midpoints(E5M2_VALUES), np.zeros(7, np.float32),
-                np.float32([-3.5, 3.5, 0, 3.5]), np.float32([1e-30])]
+    bits_range = 1 << 23
+    subnormals = [rng.integers(1, bits_range, 1000, dtype=np.uint32).view(np.float32)
+                  * rng.choice(np.float32([-1, 1]), 1000) for _ in range(90)]
+    for tensor in subnormals[:60]:   # some with normal values among the subnormals
+        normal = rng.random(1000) < 0.2
+        tensor[normal] = rng.standard_normal(int(normal.sum())).astype(np.float32) * 1e-30
+    relu = np.maximum(rng.standard_normal(1 << 17), 0).astype(np.float32) * np.float32(1e-3)
+    return {
+        # 200 tensors of different spreads, plus the E5M2 grid, midpoints and their
+        # neighbours as one tensor, and the degenerate tensors
+        "spread": [_wide_random(rng, 600) * np.float32(2.0 ** rng.integers(-30, 10))
+                   for _ in range(200)]
+        + [_grid_and_midpoints(E5M2_VALUES), np.zeros(7, np.float32),
+           np.float32([-3.5, 3.5, 0, 3.5]), np.float32([1e-30])],
+        # half zeros, one tensor large enough to be split over threads
+        "relu": [relu, -relu[: 1 << 16]],
+        # a few float32 ulps apart: alpha at the float32 limit of squeeze_limit
+        "near-constant": [np.float32(3.0) * (1 + rng.integers(-4, 5, 1000).astype(np.float32)
+                                             * np.float32(2.0 ** -23))
+                          * np.float32(2.0 ** rng.integers(-40, 40)) for _ in range(100)]
+        + [np.full(1000, np.float32(-0.1))],
+        "subnormal-heavy": subnormals + [np.float32([2.0 ** -149, -(2.0 ** -149), 0])]
+        + [_wide_random(rng, 10_000) * np.float32(2.0 ** -110)],
+    }
+
+
+def _hw_round_trip(x: np.ndarray) -> np.ndarray:
+    encoded = outpath.encode_hw(x)
+    return s2fp8.decode(s2fp8.S2FP8Tensor(encoded.codes, encoded.alpha, encoded.beta))
+
+
+S2FP8_REFERENCES = {
+    "s2fp8": (quantize_s2fp8, lambda x: s2fp8.decode(s2fp8.encode(x))),
+    "s2fp8-hw": (quantize_s2fp8_hw, _hw_round_trip),
+}
+
+
+@pytest.fixture(scope="module")
+def s2fp8_distributions():
+    return _s2fp8_distributions()
+
+
+@pytest.mark.parametrize("mode", list(S2FP8_REFERENCES))
+@pytest.mark.parametrize("distribution", ["spread", "relu", "near-constant", "subnormal-heavy"])
+def test_s2fp8_quantizers_bit_exact(mode, distribution, s2fp8_distributions):
+    """>= 1e5 values per distribution: s2fp8 against pysim's encode and decode, s2fp8-hw
+    against the output path's encode_hw and the same decode."""
+    tensors = s2fp8_distributions[distribution]
     assert sum(t.size for t in tensors) >= N
+    ours, reference = S2FP8_REFERENCES[mode]
     for x in tensors:
-        got = quantize_s2fp8(torch.from_numpy(x)).numpy()
-        want = s2fp8.decode(s2fp8.encode(x))
-        assert np.array_equal(_bits(got), _bits(want)), x[_bits(got) != _bits(want)][:5]
+        got = ours(torch.from_numpy(x)).numpy()
+        want = reference(x)
+        assert np.array_equal(_bits(got), _bits(want)), (
+            f"{int((_bits(got) != _bits(want)).sum())} of {x.size} differ, first x="
+            f"{x[_bits(got) != _bits(want)][:5]}")
     # a non-contiguous view quantizes its own elements
-    base = torch.from_numpy(tensors[0].reshape(20, 30))
-    assert torch.equal(quantize_s2fp8(base.t()), quantize_s2fp8(base.t().contiguous()))
+    base = torch.from_numpy(tensors[0][:600].reshape(20, 30))
+    assert torch.equal(ours(base.t()), ours(base.t().contiguous()))
 
 
-def test_s2fp8_quantizer_refuses_nan():
+def test_s2fp8_fallbacks_are_pysim(s2fp8_distributions, monkeypatch):
+    """The two slow paths of quantize_s2fp8, forced: pysim's own statistics (when the sum
+    bound cannot settle the float32 alpha and beta) and the bisection for threshold
+    entries whose float64 estimate is wrong (here every estimate is off)."""
+    monkeypatch.setattr(quantize, "_exact_alpha_beta", lambda *args: None)
+    estimate = outpath.threshold_table
+    monkeypatch.setattr(quantize.outpath, "threshold_table",
+                        lambda alpha, beta: np.maximum(estimate(alpha, beta), 3) - 3)
+    for name in ("spread", "near-constant", "subnormal-heavy"):
+        for x in s2fp8_distributions[name][::20]:
+            got = quantize_s2fp8(torch.from_numpy(x)).numpy()
+            assert np.array_equal(_bits(got), _bits(s2fp8.decode(s2fp8.encode(x))))
+
+
+def test_s2fp8_sum_bound_holds(s2fp8_distributions):
+    """pysim's mean log2 lies inside the interval the fast statistics derive from their
+    approximate sum and its bound, and the bound is far below a float32 step of alpha."""
+    for name, tensors in s2fp8_distributions.items():
+        for x in tensors[::10]:
+            bits = x.reshape(-1).view(np.uint32)
+            count, low, high, _, exponents, log2_mantissas = quantize._float_moments(bits)
+            if count == 0 or low == high:
+                continue
+            low_log2, high_log2 = quantize._log2_of_magnitudes(low, high)
+            approx = float(exponents) + math.fsum(log2_mantissas)
+            bound = quantize._sum_bound(count, bits.size, max(abs(low_log2), abs(high_log2)),
+                                        approx, len(log2_mantissas))
+            mu, m, _, _ = s2fp8.stats(x)
+            assert m == high_log2
+            if mu < m:
+                assert (approx - bound) / count <= mu <= (approx + bound) / count, name
+                assert bound / count < 1e-9 * max(abs(mu), 1.0), name
+
+
+def test_s2fp8_alpha_beta_refuses_an_unsettled_interval():
+    """Sums whose ends give different float32 alpha leave the decision to pysim."""
+    count, high = 1000, 4.0
+    assert quantize._exact_alpha_beta(count, -1000.0, -1000.0, high) is not None
+    assert quantize._exact_alpha_beta(count, -1000.0, -999.0, high) is None
+    assert quantize._exact_alpha_beta(count, -1.0, 1.0, high) is None    # mu changes sign
+    # alpha at the float32 limit (a near-constant tensor): beta = -c sign(mu) is the same
+    # at both ends, alpha is not
+    assert quantize._exact_alpha_beta(count, 10_000.0, 10_000.01, 10.0001) is None
+    assert quantize._exact_alpha_beta(count, 10_000.0, 10_000.0, 10.0001) is not None
+    # mu near 0: the same float32 alpha at both ends, not the same beta
+    assert quantize._exact_alpha_beta(count, 1e-3, 1.001e-3, high) is None
+
+
+@pytest.mark.parametrize("mode", list(S2FP8_REFERENCES))
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_s2fp8_quantizers_refuse_nonfinite(mode, bad):
     with pytest.raises(NonFiniteTensor):
-        quantize_s2fp8(torch.tensor([1.0, float("nan")]))
+        QUANTIZERS[mode](torch.tensor([1.0, bad, 0.0]))
 
 
 def test_conv_quantization_points():
@@ -198,17 +296,19 @@ def test_cli_smoke_every_mode(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--seeds", "3", "--train-subset", "64",
                  "--json", str(out_json), "--plot", str(out_png), "--quiet"]) == 0
     text = capsys.readouterr().out
-    for label in ("FP32", "S2FP8", "E5M2", "E5M2 + LS 1024", "E4M3"):
+    for label in ("FP32", "S2FP8", "S2FP8-HW", "E5M2", "E5M2 + LS 1024", "E4M3"):
         assert f"\n{label} " in text
     assert "gradient entries flushed to zero" in text
     runs = json.loads(out_json.read_text())["runs"]
     assert [(r["mode"], r["loss_scale"]) for r in runs] == [
-        ("fp32", None), ("s2fp8", None), ("e5m2", None), ("e5m2", 1024.0), ("e4m3", None)]
+        ("fp32", None), ("s2fp8", None), ("s2fp8-hw", None), ("e5m2", None),
+        ("e5m2", 1024.0), ("e4m3", None)]
     for r in runs:
         assert r["seed"] == 3 and 0 <= r["test_accuracy"] <= 100
         assert r["final_train_loss"] > 0 and len(r["train_loss"]) == 1
     assert runs[0]["grad_flushed"] == {}
     assert set(runs[1]["grad_flushed"]) >= {"conv1", "fc"}
+    assert runs[2]["label"] == "S2FP8-HW" and set(runs[2]["grad_flushed"]) >= {"conv1", "fc"}
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

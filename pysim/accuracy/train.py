@@ -1,4 +1,5 @@
-"""Training with every GEMM operand quantized: S2FP8 vs FP32 vs plain FP8 (E5M2, E4M3).
+"""Training with every GEMM operand quantized: S2FP8 (pysim's formula, or the hardware
+output path's rule) vs FP32 vs plain FP8 (E5M2, E4M3).
 
 Reproduces the shape of Table 1 of Cambier et al. (ICLR 2020) in minutes on a CPU: a
 ResNet-8 on scikit-learn's bundled ``load_digits`` (8x8 images, no download), trained
@@ -326,7 +327,8 @@ def _columns(head, body, left) -> list[str]:
             for row in [head] + body]
 
 
-COLORS = {"FP32": "#4477aa", "S2FP8": "#228833", "E5M2": "#ee6677", "E4M3": "#ccbb44"}
+COLORS = {"FP32": "#4477aa", "S2FP8": "#228833", "S2FP8-HW": "#88cc66", "E5M2": "#ee6677",
+          "E4M3": "#ccbb44"}
 #: formats with loss scaling (any other label) take these in turn
 EXTRA_COLORS = ["#aa3377", "#66ccee", "#bbbbbb", "#000000"]
 

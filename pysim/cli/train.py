@@ -1,7 +1,8 @@
 """``s2fp8 train [--modes LIST] [--loss-scale N] [--seeds LIST] [--epochs N] [--model M]
 [--json FILE] [--plot FILE.png] [--quiet]``: train a model with every GEMM operand in
-S2FP8, FP32, plain E5M2 or E4M3 and compare the final accuracies
-(pysim.accuracy.train, docs/training.md). Needs the torch extra.
+S2FP8 (pysim's formula, or the hardware output path's rule: ``s2fp8-hw``), FP32, plain
+E5M2 or E4M3 and compare the final accuracies (pysim.accuracy.train, docs/training.md).
+Needs the torch extra.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pysim.errors import BadInput
 
 HELP = "train ResNet-8 on digits with GEMM operands in S2FP8 vs FP32 vs plain FP8"
 
-DEFAULT_MODES = "fp32,s2fp8,e5m2,e4m3"
+DEFAULT_MODES = "fp32,s2fp8,s2fp8-hw,e5m2,e4m3"
 DEFAULT_LOSS_SCALE = "1024"
 DEFAULT_SEEDS = "0,1"
 DEFAULT_EPOCHS = 30
@@ -25,7 +26,8 @@ EPILOG = f"""\
 The defaults run the headline comparison of docs/training.md: ResNet-8 (channels
 16/32/64, strides 1) on scikit-learn's bundled load_digits, batch 512, SGD momentum 0.9,
 lr 0.2 cosine, weight decay 5e-4, {DEFAULT_EPOCHS} epochs, 2 threads, seeds {DEFAULT_SEEDS},
-in FP32, S2FP8, E5M2, E4M3 and E5M2 with loss scale {DEFAULT_LOSS_SCALE}. Forward, the
+in FP32, S2FP8, S2FP8-HW (the statistics and threshold encoder of the hardware output
+path), E5M2, E4M3 and E5M2 with loss scale {DEFAULT_LOSS_SCALE}. Forward, the
 weights and activations of every conv and Linear are quantized; backward, the incoming
 gradient; the rest (accumulation, master weights, BatchNorm) stays FP32.
 
@@ -43,7 +45,7 @@ def add_arguments(parser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--modes", default=DEFAULT_MODES, metavar="LIST",
                         help=f"comma-separated formats of the GEMM operands, from "
-                             f"fp32, s2fp8, e5m2, e4m3 (default {DEFAULT_MODES})")
+                             f"fp32, s2fp8, s2fp8-hw, e5m2, e4m3 (default {DEFAULT_MODES})")
     parser.add_argument("--loss-scale", default=DEFAULT_LOSS_SCALE, metavar="N",
                         help="add an E5M2 run whose loss is multiplied by N (the gradients "
                              "divided by N before the FP32 optimizer step) when e5m2 is "
