@@ -102,72 +102,54 @@ class NonFiniteTensor(ValueError):
 # by this file alone, so the values are passed in as arguments, not read as globals).
 _FP32_FIELDS = (FP32.magnitude_mask, FP32.inf_bits, FP32.frac_bits, FP32.bias,
                 FP32.width - 1)
-#: Values per run of the statistics pass: 8 float64 partial products side by side
-#: (independent multiplies instead of one chain of 4-cycle latencies: 2.8 against
-#: 4.5 ns per value on one core, the integer statistics included), 32 factors each; a
-#: significand is in [2^-23, 2) (subnormals below 1), so a partial product stays in
-#: [2^-736, 2^32].
-_PRODUCT_RUN = 256
+#: Values per run of the statistics pass: one float64 product of their significands,
+#: in [2^-23, 2) each (subnormals below 1), stays within [2^-736, 2^32] however the
+#: multiplies are grouped.
+_PRODUCT_RUN = 32
 #: Below this many values a pass runs on the calling thread (a hand-off costs ~50 us).
 _PARALLEL_MIN = 1 << 16
 
 
-@njit(nogil=True, cache=True, fastmath=False)
-def _significand(word, magnitude_mask, inf_bits, frac_bits, frac_scale):  # pragma: no cover
-    """|x| / 2^(max(exponent field, 1) - bias) of the FP32 ``word`` if finite nonzero (no
-    hidden bit for a subnormal), 1.0 for zero and non-finite values (left out of the
-    product). ``frac_scale`` is 2^-frac_bits."""
-    magnitude = np.int64(word) & magnitude_mask
-    value = ((1.0 if (magnitude >> frac_bits) > 0 else 0.0)
-             + (magnitude & ((1 << frac_bits) - 1)) * frac_scale)
-    return value if (magnitude != 0) & (magnitude < inf_bits) else 1.0
-
-
-@njit(nogil=True, cache=True, fastmath=False)
+# fastmath "reassoc" only: LLVM may regroup the product of a run (vectorizing it: 1.9
+# against 3.6 ns per value in order); the error bound of _sum_bound holds for any
+# grouping (one rounding per multiply), and no other flag (no contraction, no
+# finite-math or flush-to-zero assumption) is given.
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
 def _float_stats(bits, start, stop, fields):  # pragma: no cover - compiled
     """(count, smallest and largest magnitude bits, non-finite count, exponent sum,
     significand product as (mantissa in [0.5, 1), exponent)) of the finite nonzero
     values of bits[start:stop]: sum of log2|x| = exponent sum + log2(mantissa) + exponent.
-    """
+
+    A value's significand is |x| / 2^(max(exponent field, 1) - bias) (no hidden bit for
+    a subnormal); zeros and non-finite values contribute 1."""
     magnitude_mask, inf_bits, frac_bits, bias, _ = fields
+    mask, inf, shift = np.uint32(magnitude_mask), np.uint32(inf_bits), np.uint32(frac_bits)
+    frac_mask, frac_scale = np.uint32((1 << frac_bits) - 1), 2.0 ** -frac_bits
     count = 0
     nonfinite = 0
-    low = magnitude_mask
-    high = 0
+    low = mask
+    high = np.uint32(0)
     exponents = 0
-    for j in range(start, stop):
-        magnitude = np.int64(bits[j]) & magnitude_mask
-        finite = magnitude < inf_bits
-        nonzero = (magnitude != 0) & finite
-        nonfinite += not finite
-        count += nonzero
-        low = min(low, magnitude if nonzero else magnitude_mask)
-        high = max(high, magnitude if nonzero else 0)
-        exponents += (max(magnitude >> frac_bits, 1) - bias) if nonzero else 0
-    unit = (magnitude_mask, inf_bits, frac_bits, 2.0 ** -frac_bits)
     mantissa, exponent = 1.0, 0
-    i = start
-    while i < stop:
-        p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 1.0
-        if i + _PRODUCT_RUN <= stop:
-            for j in range(i, i + _PRODUCT_RUN, 8):
-                p0 *= _significand(bits[j], *unit)
-                p1 *= _significand(bits[j + 1], *unit)
-                p2 *= _significand(bits[j + 2], *unit)
-                p3 *= _significand(bits[j + 3], *unit)
-                p4 *= _significand(bits[j + 4], *unit)
-                p5 *= _significand(bits[j + 5], *unit)
-                p6 *= _significand(bits[j + 6], *unit)
-                p7 *= _significand(bits[j + 7], *unit)
-            i += _PRODUCT_RUN
-        else:  # the tail, one factor at a time
-            p0 = _significand(bits[i], *unit)
-            i += 1
-        for part in (p0, p1, p2, p3, p4, p5, p6, p7):
-            fraction, shift = math.frexp(part)
-            mantissa, step = math.frexp(mantissa * fraction)
-            exponent += shift + step
-    return count, low, high, nonfinite, exponents, mantissa, exponent
+    for i in range(start, stop, _PRODUCT_RUN):
+        product = 1.0
+        for j in range(i, min(i + _PRODUCT_RUN, stop)):
+            magnitude = bits[j] & mask
+            exp_field = magnitude >> shift
+            finite = magnitude < inf
+            nonzero = (magnitude != 0) & finite
+            nonfinite += not finite
+            count += nonzero
+            low = min(low, magnitude if nonzero else mask)
+            high = max(high, magnitude if nonzero else np.uint32(0))
+            exponents += (np.int64(max(exp_field, np.uint32(1))) - bias) if nonzero else 0
+            significand = ((1.0 if exp_field > 0 else 0.0)
+                           + np.float64(magnitude & frac_mask) * frac_scale)
+            product *= significand if nonzero else 1.0
+        fraction, product_exponent = math.frexp(product)
+        mantissa, step = math.frexp(mantissa * fraction)
+        exponent += product_exponent + step
+    return count, int(low), int(high), nonfinite, exponents, mantissa, exponent
 
 
 @njit(nogil=True, cache=True)
@@ -254,8 +236,8 @@ def _bucket_codes(table, bucket_shift, first_code):  # pragma: no cover - compil
 
 @njit(nogil=True, cache=True, fastmath=False)
 def _round_trip(bits, start, stop, first_code, bucket_shift, table, corrections,
-                signed_values, fields, out):  # pragma: no cover - compiled
-    """out[j] = signed_values[code + (sign << 7)], code the largest c with
+                signed_values, fields, code_bits, out):  # pragma: no cover - compiled
+    """out[j] = signed_values[code | sign << code_bits], code the largest c with
     table[c] <= |bits[j]| (what the encoder's binary search finds in a sorted table).
 
     The encoder's 7-step search as a loop took 13-19 ns per value here (its branches
@@ -264,14 +246,16 @@ def _round_trip(bits, start, stop, first_code, bucket_shift, table, corrections,
     ``code += m >= table[code + 1]`` (the most table entries inside one bucket) finish
     it: 0.8 ns per value on one core."""
     magnitude_mask, _, _, _, sign_shift = fields
-    codes = len(signed_values) // 2
+    # 32-bit types throughout: with int64 mixed in this pass took 1.4x longer
+    mask, shift = np.uint32(magnitude_mask), np.uint32(bucket_shift)
+    sign, code_bits = np.uint32(sign_shift), np.uint32(code_bits)
     for j in range(start, stop):
         word = bits[j]
-        magnitude = word & magnitude_mask
-        code = np.int64(first_code[magnitude >> bucket_shift])
+        magnitude = word & mask
+        code = np.int32(first_code[magnitude >> shift])
         for _ in range(corrections):
-            code += magnitude >= table[code + 1]
-        out[j] = signed_values[code + codes * ((word >> sign_shift) & 1)]
+            code += np.int32(magnitude >= table[code + 1])
+        out[j] = signed_values[code | np.int32((word >> sign) << code_bits)]
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -335,13 +319,13 @@ def _sum_bound(count: int, size: int, magnitude_bound: float, approx: float,
     pysim's sum: each numpy log2 within ``_LOG2_ULPS`` ulp (2 u each), then numpy's
     pairwise sum (error <= depth * u * sum|l|; depth bounded generously by 64 +
     2 log2(n) + n / 4096, which also covers a sum split into 8192-value chunks added in
-    turn). ``approx``: one rounding per significand product (``count`` + 2 per run of
-    ``_PRODUCT_RUN * _PRODUCT_LANES`` values, each <= u relative, so <= u / ln 2 in
-    log2), the final log2 per range (<= 4 u) and the float additions (<= u |approx|
-    each, at most ``ranges`` + 2)."""
+    turn). ``approx``: one rounding per multiply of the significand products (at most
+    ``count``, plus one per run of ``_PRODUCT_RUN`` values; each <= u relative, so
+    <= u / ln 2 in log2), the final log2 per range (<= 4 u) and the float additions
+    (<= u |approx| each, at most ``ranges`` + 2)."""
     depth = 2 * _LOG2_ULPS + 64 + 2 * math.log2(max(count, 2)) + count / 4096
     pysim = depth * _U * count * magnitude_bound
-    products = (count + 8 * (size // _PRODUCT_RUN + _PRODUCT_RUN * ranges)) * _U / math.log(2)
+    products = (count + 2 * (size // _PRODUCT_RUN + ranges)) * _U / math.log(2)
     return 2 * (pysim + products + 4 * _U * ranges + (ranges + 2) * _U * abs(approx))
 
 
@@ -484,7 +468,7 @@ def _round_trip_through(x: torch.Tensor, bits: np.ndarray, table: np.ndarray,
     out = np.empty(bits.size, np.float32)
     _map_ranges(lambda start, stop: _round_trip(
         bits, start, stop, first_code, _BUCKET_SHIFT, padded, corrections, signed,
-        _FP32_FIELDS, out), bits.size)
+        _FP32_FIELDS, outpath.SEARCH_STEPS, out), bits.size)
     return torch.from_numpy(out).reshape(x.shape)
 
 
