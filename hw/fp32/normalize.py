@@ -9,6 +9,7 @@ from pysim.numerics.formats import FP32
 
 from ._params import check_int
 from .layouts import EXP_WIDTH, SIG_BITS, PreRound, wide_layout
+from ..pipeline import stage
 from .lzc import LeadingZeroCount
 
 __all__ = ["Normalize"]
@@ -28,6 +29,10 @@ class Normalize(wiring.Component):
     -------------------------
     width : int >= P + 2
         Width of the incoming significand.
+    stages : int, 0 or 1 (default 0)
+        1 puts a register (``sync``) between finding the shift (leading-zero count,
+        limit at emin) and shifting: ``latency`` 1 instead of 0 (the deepest multiplier
+        and adder pipelines, docs/silicon.md).
 
     Ports
     -----
@@ -35,8 +40,9 @@ class Normalize(wiring.Component):
     pre_round : Out(PreRound)
     """
 
-    def __init__(self, *, width: int):
+    def __init__(self, *, width: int, stages: int = 0):
         self._width = check_int("Normalize", "width", width, SIG_BITS + 2)
+        self._stages = check_int("Normalize", "stages", stages, 0, 1)
         super().__init__({
             "wide": In(wide_layout(width)),
             "pre_round": Out(PreRound),
@@ -45,6 +51,10 @@ class Normalize(wiring.Component):
     @property
     def width(self) -> int:
         return self._width
+
+    @property
+    def latency(self) -> int:
+        return self._stages
 
     def elaborate(self, platform):
         m = Module()
@@ -67,13 +77,17 @@ class Normalize(wiring.Component):
         m.d.comb += right.eq(Mux(-room > width, width + 1, -room))
 
         # ---------------------------------------------------------------- shift
+        # ---------------------------------------------------------------- register "amount"
+        if self._stages:
+            wide = stage(m, wide, True, "wide")
+            left, right, below = (stage(m, value, True, name) for value, name in
+                                  ((left, "left"), (right, "right"), (below, "below")))
+
+        # ---------------------------------------------------------------- shift
         shifted = Signal(width)
-        right_lost = Signal()
-        right_shifted = wide.sig >> right
-        m.d.comb += right_lost.eq((right_shifted << right)[:width] != wide.sig)
         with m.If(below):
             m.d.comb += [
-                shifted.eq(right_shifted),
+                shifted.eq(wide.sig >> right),
                 out.exp.eq(FP32.emin),
             ]
         with m.Else():
@@ -81,13 +95,20 @@ class Normalize(wiring.Component):
                 shifted.eq((wide.sig << left)[:width]),
                 out.exp.eq(wide.exp - left),
             ]
-
         # ---------------------------------------------------------------- round/sticky
+        # Sticky: every bit of ``wide.sig`` that lands below the round bit, found with a
+        # mask on the unshifted significand (in parallel with the shifter, not after it):
+        # the ``low`` bits below the round bit move up by ``left`` (shifted left) or
+        # their own ``right`` bits plus the ``right`` bits shifted out (shifted right).
+        low = width - SIG_BITS - 1
+        below_round = Signal(range(width + 1))
+        m.d.comb += below_round.eq(Mux(below, Mux(right > SIG_BITS + 1, width, right + low),
+                                       Mux(left > low, 0, low - left)))
+        sticky_bits = (wide.sig & ((1 << below_round) - 1)[:width]).any()
         m.d.comb += [
             out.sig.eq(shifted[width - SIG_BITS:]),
-            out.round.eq(shifted[width - SIG_BITS - 1]),
-            out.sticky.eq(shifted[:width - SIG_BITS - 1].any() | wide.sticky
-                          | (below & right_lost)),
+            out.round.eq(shifted[low]),
+            out.sticky.eq(sticky_bits | wide.sticky),
             out.sign.eq(wide.sign),
             out.special.eq(wide.special),
         ]
