@@ -41,6 +41,7 @@ from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signa
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from pysim.errors import ShapeError
 from pysim.numerics.formats import FP32, check_mant_bits
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
@@ -48,6 +49,7 @@ from pysim.perf.arch import ArrayConfig
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
+from .mac import accumulator_loop, interleave_counters
 from .pipeline import delay
 
 #: Control bits that travel with the A operand along a row.
@@ -71,18 +73,32 @@ class ProcessingElement(wiring.Component):
     result: Out(FP32Layout)
     done: Out(1)
 
-    def __init__(self, *, mant_bits: int = FP32.precision):
+    def __init__(self, *, mant_bits: int = FP32.precision, acc_stages: int = 1,
+                 mul_stages: int | None = None):
         self._mant_bits = check_mant_bits(mant_bits)
+        try:
+            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
+        except ShapeError as error:
+            raise ValueError(f"ProcessingElement: {error}") from None
         super().__init__()
 
     @property
     def mant_bits(self) -> int:
         return self._mant_bits
 
+    @property
+    def acc_stages(self) -> int:
+        return self._acc_stages
+
+    @property
+    def mul_stages(self) -> int:
+        return self._mul_stages
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.multiply = multiply = FPMul(sig_bits=self._mant_bits)
-        m.submodules.add = add = FPAdd()
+        m.submodules.multiply = multiply = FPMul(sig_bits=self._mant_bits,
+                                                 stages=self._mul_stages)
+        m.submodules.add = add = FPAdd(stages=self._acc_stages - 1)
 
         # --- pass the operands on -------------------------------------------------------
         m.d.sync += [
@@ -99,17 +115,14 @@ class ProcessingElement(wiring.Component):
         ]
         ctl = delay(m, self.ctl_in, multiply.latency, "ctl")
 
-        # --- accumulate: a tile's first product starts from +0 ---------------------------
-        acc = Signal(FP32Layout)
-        m.d.comb += [
-            add.a.eq(Mux(ctl.first, 0, acc)),
-            add.b.eq(multiply.result),
-        ]
-        m.d.sync += self.done.eq(ctl.valid & ctl.last)
-        with m.If(ctl.valid):
-            m.d.sync += acc.eq(add.result)
-            with m.If(ctl.last):
-                m.d.sync += self.result.eq(add.result)
+        # --- accumulate (L interleaved tiles): a tile's first product starts from +0 -----
+        accumulator_loop(m, add, product=multiply.result, valid=ctl.valid, first=ctl.first,
+                         start=0)
+        # a tile's sum is final when its last product leaves the adder, L - 1 cycles on
+        finishing = delay(m, ctl.valid & ctl.last, self._acc_stages - 1, "last_sum")
+        m.d.sync += self.done.eq(finishing)
+        with m.If(finishing):
+            m.d.sync += self.result.eq(add.result)
         return m
 
 
@@ -119,9 +132,10 @@ class ProcessingElementInstance(ProcessingElement):
     instantiated R x C times instead of R x C copies, which Verilator compiles once.
     Verilog generation only: amaranth.sim cannot simulate an instance."""
 
-    def __init__(self, *, module: str, mant_bits: int = FP32.precision):
+    def __init__(self, *, module: str, mant_bits: int = FP32.precision, acc_stages: int = 1,
+                 mul_stages: int | None = None):
         self._module = module
-        super().__init__(mant_bits=mant_bits)
+        super().__init__(mant_bits=mant_bits, acc_stages=acc_stages, mul_stages=mul_stages)
 
     def elaborate(self, platform):
         m = Module()
@@ -216,19 +230,25 @@ class S2FP8Array(wiring.Component):
         m = Module()
         rows, cols = self.rows, self.cols
 
-        # --- beat bookkeeping: position in the tile, spacing, result credits -------------
+        # --- beat bookkeeping: slot, position in the tile, spacing, result credits -------
+        slots = self._config.interleave
+        writing = self.table_a.en | self.table_b.en
+        phase, slot = interleave_counters(m, slots, restart=writing)
         beat = Signal(arch.K_BITS)
         last_beat = beat == self.k - 1
         since_last = Signal(range(self.tile_spacing + 1), init=self.tile_spacing)
         credits = Signal(range(self.result_fifo_depth + 1), init=self.result_fifo_depth)
-        writing = self.table_a.en | self.table_b.en
-        ready = ~writing & ~(last_beat & ((since_last < self.tile_spacing) | (credits < rows)))
+        ready = ~writing & (phase == slot) \
+            & ~(last_beat & ((since_last < self.tile_spacing) | (credits < rows)))
         accept = self.a.valid & self.b.valid & ready
         m.d.comb += [
             self.a.ready.eq(ready & self.b.valid),
             self.b.ready.eq(ready & self.a.valid),
         ]
+        last_slot = slot == slots - 1
         with m.If(accept):
+            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+        with m.If(accept & last_slot):   # the group's L tiles move to their next beat
             m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
         with m.If(accept & last_beat):
             m.d.sync += since_last.eq(1)
@@ -259,10 +279,13 @@ class S2FP8Array(wiring.Component):
 
         # --- skew: row i and column j enter i and j cycles late ---------------------------
         # --- the PE grid ------------------------------------------------------------------
+        pipeline = dict(mant_bits=self.mant_bits, acc_stages=self._config.acc_stages,
+                        mul_stages=self._config.mul_stages)
+
         def make_pe():
             if self._pe_module is None:
-                return ProcessingElement(mant_bits=self.mant_bits)
-            return ProcessingElementInstance(module=self._pe_module, mant_bits=self.mant_bits)
+                return ProcessingElement(**pipeline)
+            return ProcessingElementInstance(module=self._pe_module, **pipeline)
 
         pes = [[make_pe() for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):

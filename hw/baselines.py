@@ -29,12 +29,13 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from pysim.errors import ShapeError
 from pysim.numerics.formats import BF16, E5M2, FP32, FloatFormat
 from pysim.perf import arch
 
 from .fp32 import FPAdd, FPMul
 from .layouts import FP32Layout, float_layout
-from .mac import ResultSignature, SequenceLayout
+from .mac import ResultSignature, SequenceLayout, accumulator_loop, interleave_counters
 from .pipeline import delay
 
 #: name -> operand format of the baseline MACs ``s2fp8 synth`` compares against.
@@ -107,13 +108,20 @@ class BaselineMAC(wiring.Component):
     Parameters (keyword-only):
     - ``fmt``: operand format (a ``pysim.numerics.formats.FloatFormat`` with IEEE
       specials that fits in FP32, e.g. ``BASELINE_FORMATS[...]``).
+    - ``acc_stages``, ``mul_stages``: the pipeline depth, as :class:`hw.mac.S2FP8MAC`
+      (L interleaved sequences, beat n in slot n mod L).
 
-    Ports: ``operands`` (stream of a, b words, first, last; always ready), ``init`` (FP32,
+    Ports: ``operands`` (stream of a, b words, first, last; ready except in the cycles
+    whose phase is not the next beat's slot, so always for L = 1), ``init`` (FP32,
     sampled with the `first` beat), ``result`` (FP32 sums, one per `last` beat).
     """
 
-    def __init__(self, *, fmt: FloatFormat):
+    def __init__(self, *, fmt: FloatFormat, acc_stages: int = 1, mul_stages: int | None = None):
         self._fmt = _check_format(fmt)
+        try:
+            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
+        except ShapeError as error:
+            raise ValueError(f"BaselineMAC: {error}") from None
         word = float_layout(fmt)
         self._operand_layout = data.StructLayout({"a": word, "b": word, "first": 1, "last": 1})
         super().__init__({
@@ -132,40 +140,52 @@ class BaselineMAC(wiring.Component):
         return self._operand_layout
 
     @property
+    def acc_stages(self) -> int:
+        return self._acc_stages
+
+    @property
+    def mul_stages(self) -> int:
+        return self._mul_stages
+
+    @property
     def latency(self) -> int:
         """Cycles from accepting a `last` beat to ``result.valid`` (as the S2FP8 MAC)."""
-        return arch.DECODE_LATENCY + FPMul.LATENCY + arch.ACC_LATENCY
+        return arch.mac_latency(self._acc_stages, self._mul_stages)
 
     def elaborate(self, platform):
         m = Module()
+        slots = self._acc_stages
         m.submodules.widen_a = widen_a = WidenToFP32(fmt=self._fmt)
         m.submodules.widen_b = widen_b = WidenToFP32(fmt=self._fmt)
-        m.submodules.multiply = multiply = FPMul(sig_bits=self._fmt.precision)
-        m.submodules.add = add = FPAdd()
+        m.submodules.multiply = multiply = FPMul(sig_bits=self._fmt.precision,
+                                                 stages=self._mul_stages)
+        m.submodules.add = add = FPAdd(stages=slots - 1)
 
         # --- Stage D: fixed decode, registered like the S2FP8 table read -----------------
         beat = self.operands.payload
-        m.d.comb += self.operands.ready.eq(1)
+        phase, slot = interleave_counters(m, slots, restart=0)
+        accept = self.operands.valid & self.operands.ready
+        m.d.comb += self.operands.ready.eq(phase == slot)
+        with m.If(accept):
+            m.d.sync += slot.eq(Mux(slot == slots - 1, 0, slot + 1))
         m.d.comb += [widen_a.operand.eq(beat.a), widen_b.operand.eq(beat.b)]
         decoded_a = delay(m, widen_a.value, arch.DECODE_LATENCY, "decoded_a")
         decoded_b = delay(m, widen_b.value, arch.DECODE_LATENCY, "decoded_b")
-        decoded_valid = delay(m, self.operands.valid, arch.DECODE_LATENCY, "decoded_valid")
+        decoded_valid = delay(m, accept, arch.DECODE_LATENCY, "decoded_valid")
         sequence = Signal(SequenceLayout)
         m.d.comb += [sequence.first.eq(beat.first), sequence.last.eq(beat.last),
                      sequence.init.eq(self.init)]
         sequence = delay(m, sequence, arch.DECODE_LATENCY, "sequence_decode")
 
-        # --- Stages M1, M2: multiply -----------------------------------------------------
+        # --- Stages M: multiply ---------------------------------------------------------
         m.d.comb += [multiply.a.eq(decoded_a), multiply.b.eq(decoded_b),
                      multiply.valid_in.eq(decoded_valid)]
         in_flight = delay(m, sequence, multiply.latency, "sequence")
 
-        # --- Stage A: accumulate (one combinational add in the loop, as hw.mac) ----------
-        acc = Signal(FP32Layout)
-        m.d.comb += [add.a.eq(Mux(in_flight.first, in_flight.init, acc)),
-                     add.b.eq(multiply.result)]
-        with m.If(multiply.valid_out):
-            m.d.sync += acc.eq(add.result)
-        m.d.sync += self.result.valid.eq(multiply.valid_out & in_flight.last)
+        # --- Stages A: accumulate (the S2FP8 MAC's loop) --------------------------------
+        acc = accumulator_loop(m, add, product=multiply.result, valid=multiply.valid_out,
+                               first=in_flight.first, start=in_flight.init)
+        done = delay(m, multiply.valid_out & in_flight.last, slots - 1, "last_sum")
+        m.d.sync += self.result.valid.eq(done)
         m.d.comb += self.result.payload.eq(acc)
         return m

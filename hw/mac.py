@@ -11,25 +11,33 @@
         └─────┬──────┘
               ▼
         ┌───────────┐
-        │ FPMul (W) │            stages M1, M2: unpack + W x W significand
-        └─────┬─────┘            product | normalize + round    (2 cycles)
+        │ FPMul (W) │            M cycles: unpack | W x W significand product |
+        └─────┬─────┘            normalize | round (M = 2: compact; 3, 4: pipelined)
               ▼
         ┌───────────┐  ┌─────┐
-        │   FPAdd   │◄─┤ acc │   stage A: one combinational FP32 add, the
-        └─────┬─────┘  └──▲──┘   accumulator register closes the loop (1 cycle)
+        │ FPAdd     │◄─┤ acc │   L cycles: the FP32 adder over L - 1 stages plus the
+        │ (L-1 regs)│  └──▲──┘   accumulator register closes the loop
+        └─────┬─────┘     │
               └───────────┘
               ▼
-          result (FP32, valid one cycle after the `last` product is added)
+          result (FP32, valid one cycle after the `last` product's sum reaches acc)
 
-Initiation interval 1, including the accumulator dependency: the whole FP32 adder
-(unpack, align, add, normalize, round) is one combinational path from the accumulator
-register back to itself, so the sum of product k is in the register in time to be an
-operand of product k+1. Splitting that add over several cycles would need several
-interleaved partial sums, which changes the order of the additions and so the rounded
-result; the golden model (and the paper's accumulate) adds in order k = 0..K-1.
+The accumulator loop is L cycles deep (``acc_stages``; L = 1, the compact unit, adds in
+one combinational FP32 add). It holds L running sums at once, one per loop stage, and
+they circulate every cycle: the sum that leaves ``acc`` in a cycle comes back to it L
+cycles later. A product joins the sum that passes the adder's input in its cycle, and a
+cycle without a product adds -0, which leaves every value exactly as it is (x + -0 = x
+for every x, -0 and NaN included: NaNs in the loop are already canonical). So the unit
+accumulates L independent sequences ("slots"), interleaved round-robin on the operand
+stream: beat n belongs to slot n mod L, and each slot is summed in its own order,
+k = 0..K-1, exactly as the golden model (and the paper's accumulate) adds, whatever L.
+To keep every slot's beats L cycles apart the unit accepts beat n only in a cycle whose
+phase (a counter mod L, reset to 0 while a table is written) equals n mod L: a stream
+without gaps runs at one beat per cycle; a gap costs up to L - 1 more cycles.
 
-Latency (``latency``, ``pysim.perf.arch.MAC_LATENCY``): decode + multiply + accumulate
-= 4 cycles from the cycle the `last` beat is accepted to the cycle ``result.valid`` is high.
+Latency (``latency``, ``pysim.perf.arch.mac_latency``): decode + multiply + accumulate
+= 1 + M + L cycles from the cycle the `last` beat is accepted to the cycle
+``result.valid`` is high (4 for the compact unit, ``arch.MAC_LATENCY``).
 """
 
 from amaranth import Module, Mux, Signal
@@ -38,6 +46,7 @@ from amaranth.lib.wiring import In, Out
 
 from pysim.perf import arch
 from pysim.numerics.formats import FP32, check_mant_bits
+from pysim.errors import ShapeError
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
@@ -69,11 +78,17 @@ class S2FP8MAC(wiring.Component):
     Parameters (keyword-only):
     - ``mant_bits`` (W, 1..24, default 24): significant bits of the decoded operands (the
       tables must be made with the same W); the multiplier is W x W.
+    - ``acc_stages`` (L in ``arch.ACC_STAGES``, default 1): depth of the accumulator loop,
+      the number of interleaved sequences (module docstring).
+    - ``mul_stages`` (M in ``arch.MUL_STAGES``, default ``arch.DEFAULT_MUL_STAGES[L]``):
+      depth of the multiplier.
 
     Ports:
     - ``table_a``, ``table_b``: decode-table write ports (``en``, ``addr``, ``data``).
-    - ``operands``: stream of (a code, b code, first, last); ``ready`` is low while either
-      table is being written, so no operand is decoded with a half-written table.
+    - ``operands``: stream of (a code, b code, first, last); beat n belongs to slot
+      n mod L. ``ready`` is low while either table is being written, so no operand is
+      decoded with a half-written table, and in the cycles whose phase is not the next
+      beat's slot.
     - ``init``: the FP32 start value of a sequence, sampled with its `first` beat.
     - ``result``: FP32 sums, one per `last` beat, each valid for one cycle (no
       back-pressure: the consumer takes it).
@@ -85,8 +100,13 @@ class S2FP8MAC(wiring.Component):
     init: In(FP32Layout)
     result: Out(ResultSignature)
 
-    def __init__(self, *, mant_bits: int = FP32.precision):
+    def __init__(self, *, mant_bits: int = FP32.precision, acc_stages: int = 1,
+                 mul_stages: int | None = None):
         self._mant_bits = check_mant_bits(mant_bits)
+        try:
+            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
+        except ShapeError as error:
+            raise ValueError(f"S2FP8MAC: {error}") from None
         super().__init__()
 
     @property
@@ -94,21 +114,34 @@ class S2FP8MAC(wiring.Component):
         return self._mant_bits
 
     @property
+    def acc_stages(self) -> int:
+        return self._acc_stages
+
+    @property
+    def mul_stages(self) -> int:
+        return self._mul_stages
+
+    @property
     def latency(self) -> int:
         """Cycles from accepting a `last` beat to ``result.valid``."""
-        return arch.MAC_LATENCY
+        return arch.mac_latency(self._acc_stages, self._mul_stages)
 
     def elaborate(self, platform):
         m = Module()
+        slots = self._acc_stages
         m.submodules.decode_a = decode_a = OperandDecoder()
         m.submodules.decode_b = decode_b = OperandDecoder()
-        m.submodules.multiply = multiply = FPMul(sig_bits=self._mant_bits)
-        m.submodules.add = add = FPAdd()
+        m.submodules.multiply = multiply = FPMul(sig_bits=self._mant_bits,
+                                                 stages=self._mul_stages)
+        m.submodules.add = add = FPAdd(stages=slots - 1)
 
-        # --- Stage D: accept a beat, read both tables ------------------------------------
+        # --- Stage D: accept a beat in its slot's phase, read both tables ----------------
         writing = self.table_a.en | self.table_b.en
+        phase, slot = interleave_counters(m, slots, restart=writing)
         accept = self.operands.valid & self.operands.ready
-        m.d.comb += self.operands.ready.eq(~writing)
+        m.d.comb += self.operands.ready.eq(~writing & (phase == slot))
+        with m.If(accept):
+            m.d.sync += slot.eq(Mux(slot == slots - 1, 0, slot + 1))
         wiring.connect(m, wiring.flipped(self.table_a), decode_a.table)
         wiring.connect(m, wiring.flipped(self.table_b), decode_b.table)
         m.d.comb += [
@@ -124,7 +157,7 @@ class S2FP8MAC(wiring.Component):
             sequence.init.eq(self.init),
         ]
 
-        # --- Stages M1, M2: FP32 multiply ------------------------------------------------
+        # --- Stages M: FP32 multiply -----------------------------------------------------
         m.d.comb += [
             multiply.a.eq(decode_a.value),
             multiply.b.eq(decode_b.value),
@@ -132,14 +165,39 @@ class S2FP8MAC(wiring.Component):
         ]
         in_flight = delay(m, sequence, multiply.latency, "sequence")
 
-        # --- Stage A: accumulate (the loop closes through one combinational add) ---------
-        acc = Signal(FP32Layout)
-        m.d.comb += [
-            add.a.eq(Mux(in_flight.first, in_flight.init, acc)),
-            add.b.eq(multiply.result),
-        ]
-        with m.If(multiply.valid_out):
-            m.d.sync += acc.eq(add.result)
-        m.d.sync += self.result.valid.eq(multiply.valid_out & in_flight.last)
+        # --- Stages A: accumulate (the loop closes through L - 1 adder stages + acc) -----
+        acc = accumulator_loop(m, add, product=multiply.result, valid=multiply.valid_out,
+                               first=in_flight.first, start=in_flight.init)
+        done = delay(m, multiply.valid_out & in_flight.last, slots - 1, "last_sum")
+        m.d.sync += self.result.valid.eq(done)
         m.d.comb += self.result.payload.eq(acc)
         return m
+
+
+def interleave_counters(m, slots: int, *, restart):
+    """The phase (a free-running counter mod ``slots``, 0 in the cycle after ``restart``)
+    and the slot register of the next beat (the caller advances it on each accepted
+    beat): a beat may be accepted when they are equal. Both are zero-width constants of
+    value 0 when ``slots`` is 1. Shared by the MAC and the array."""
+    phase = Signal(range(slots), name="phase")
+    slot = Signal(range(slots), name="slot")
+    m.d.sync += phase.eq(Mux(restart | (phase == slots - 1), 0, phase + 1))
+    return phase, slot
+
+
+#: The FP32 word of -0: x + -0 == x for every x, so a loop cycle without a product adds it.
+NEGATIVE_ZERO = FP32.sign_mask
+
+
+def accumulator_loop(m, add, *, product, valid, first, start):
+    """Close the accumulator loop around ``add`` (an ``FPAdd`` with L - 1 stages): the
+    ``acc`` register loads the adder's result every cycle; a ``valid`` product is added to
+    the sum coming round (or to ``start`` on a ``first`` product), a cycle without one adds
+    -0. Returns ``acc``. Shared by the MAC and the array's PE."""
+    acc = Signal(FP32Layout, name="acc")
+    m.d.comb += [
+        add.a.eq(Mux(valid & first, start, acc)),
+        add.b.eq(Mux(valid, product, NEGATIVE_ZERO)),
+    ]
+    m.d.sync += acc.eq(add.result)
+    return acc

@@ -10,3 +10,10 @@ def delay(m, value, cycles: int, name: str):
         m.d.sync += register.eq(value)
         value = register
     return value
+
+
+def stage(m, value, registered: bool, name: str):
+    """``value`` through a pipeline register named ``name`` in ``m``'s sync domain if
+    ``registered``, else ``value`` itself: one stage boundary of a unit whose depth is a
+    parameter (hw.fp32.FPMul, hw.fp32.FPAdd)."""
+    return delay(m, value, 1 if registered else 0, name)

@@ -47,6 +47,7 @@ from typing import Callable
 from pysim.errors import BadInput
 from pysim.files import atomic_write
 from pysim.numerics.formats import FP32, TABLE_ADDR_BITS
+from pysim.perf.arch import LIFTED_ACC_STAGES
 
 FLOWS = ("generic", "ecp5")
 TABLE_MODES = ("memory", "registers")
@@ -95,6 +96,11 @@ class Block:
     has_tables: bool = False
     #: synthesized without flattening (the arrays: flat synthesis runs past 10 minutes)
     hierarchical: bool = False
+    #: accumulator loop depth L (hw.mac): S2FP8 blocks are compared with the baselines of
+    #: the same depth
+    acc_stages: int = 1
+    #: the compact (L = 1) block this pipelined one lifts the clock of (Fmax gain table)
+    compact: str | None = None
 
 
 def _convert(build: Callable[[], object], name: str) -> Callable[[], str]:
@@ -116,14 +122,16 @@ def _module(path: str):
     return importlib.import_module(path)
 
 
-def _baseline(key: str) -> Callable[[], object]:
+def _baseline(key: str, acc_stages: int = 1) -> Callable[[], object]:
     def build():
         baselines = _module("hw.baselines")
-        return baselines.BaselineMAC(fmt=baselines.BASELINE_FORMATS[key])
+        return baselines.BaselineMAC(fmt=baselines.BASELINE_FORMATS[key], acc_stages=acc_stages)
     return build
 
 
 _W = FP32.precision
+#: The pipelined ("lifted clock") blocks: L-deep accumulator loop, suffix ``_l{L}``.
+_L = LIFTED_ACC_STAGES
 BLOCKS: dict[str, Block] = {block.name: block for block in [
     Block(f"s2fp8_mac_w{_W}", _registered(f"s2fp8_mac_w{_W}"),
           f"S2FP8 MAC, decoded significand W={_W}", "s2fp8", has_tables=True),
@@ -135,6 +143,17 @@ BLOCKS: dict[str, Block] = {block.name: block for block in [
     Block(f"s2fp8_pe_w{_W}", _convert(
         lambda: _module("hw.array").ProcessingElement(mant_bits=_W), f"s2fp8_pe_w{_W}"),
           f"systolic-array PE (multiply + accumulate of decoded values), W={_W}", "part"),
+    Block(f"s2fp8_mac_w{_W}_l{_L}", _registered(f"s2fp8_mac_w{_W}_l{_L}"),
+          f"S2FP8 MAC, W={_W}, pipelined: {_L}-deep accumulator loop ({_L} interleaved sums)",
+          "s2fp8", has_tables=True, acc_stages=_L, compact=f"s2fp8_mac_w{_W}"),
+    Block(f"s2fp8_pe_w{_W}_l{_L}", _convert(
+        lambda: _module("hw.array").ProcessingElement(mant_bits=_W, acc_stages=_L),
+        f"s2fp8_pe_w{_W}_l{_L}"),
+          f"systolic-array PE, W={_W}, pipelined: {_L}-deep accumulator loop", "part",
+          acc_stages=_L, compact=f"s2fp8_pe_w{_W}"),
+    Block(f"fp32_mac_l{_L}", _convert(_baseline("fp32", _L), f"fp32_mac_l{_L}"),
+          f"baseline: FP32 operands, the pipelined accumulator ({_L}-deep loop)",
+          "baseline", acc_stages=_L, compact="fp32_mac"),
     Block("fp32_mac", _convert(_baseline("fp32"), "fp32_mac"),
           "baseline: FP32 operands, same accumulator", "baseline"),
     Block("bf16_mac", _convert(_baseline("bf16"), "bf16_mac"),
@@ -155,7 +174,8 @@ BLOCKS: dict[str, Block] = {block.name: block for block in [
 #: what ``s2fp8 synth`` runs without ``--blocks``: the MACs, their parts, the output path
 #: and the baselines (the arrays take tens of minutes: ``python -m bench.synth``)
 DEFAULT_BLOCKS = ("s2fp8_mac_w24", "s2fp8_mac_w8", "s2fp8_decoder", "s2fp8_pe_w24",
-                  "s2fp8_outpath_c4", "fp32_mac", "bf16_mac", "e5m2_mac")
+                  "s2fp8_outpath_c4", "fp32_mac", "bf16_mac", "e5m2_mac",
+                  f"s2fp8_mac_w{_W}_l{_L}", f"s2fp8_pe_w{_W}_l{_L}", f"fp32_mac_l{_L}")
 
 
 def get_block(name: str) -> Block:
@@ -518,7 +538,8 @@ def synthesize(name: str, flows=FLOWS, tables: str = "memory",
     tool_versions()  # fail fast, with the pip command, before generating anything
     mode = tables if block.has_tables else NO_TABLES
     verilog = block.verilog()
-    entry = {"description": block.description, "role": block.role, "tables": mode}
+    entry = {"description": block.description, "role": block.role, "tables": mode,
+             "acc_stages": block.acc_stages, "compact": block.compact}
     for flow in flows:
         if on_start is not None:
             on_start(name, flow)
@@ -533,13 +554,16 @@ COMPARED = (("generic", "cells"), ("generic", "transistors"), ("generic", "trans
 
 
 def overheads(blocks: dict) -> dict:
-    """{s2fp8 block: {baseline: {"flow.metric": percent}}} for every measured pair."""
+    """{s2fp8 block: {baseline: {"flow.metric": percent}}} for every measured pair of the
+    same accumulator depth (compact with compact, pipelined with pipelined)."""
     table = {}
     baselines = [name for name, entry in blocks.items() if entry.get("role") == "baseline"]
     for name, entry in blocks.items():
         if entry.get("role") != "s2fp8":
             continue
         for base in baselines:
+            if blocks[base].get("acc_stages", 1) != entry.get("acc_stages", 1):
+                continue
             row = {}
             for flow, metric in COMPARED:
                 ours = entry.get(flow, {}).get(metric)
@@ -551,13 +575,31 @@ def overheads(blocks: dict) -> dict:
     return table
 
 
+def clock_gains(blocks: dict) -> dict:
+    """{pipelined block: {"compact": name, "fmax_mhz": (compact, pipelined), "gain": x,
+    "lut4": ..., "ff": ...}}: what lifting the clock bought and cost, for every pipelined
+    block measured on ECP5 beside its compact counterpart."""
+    gains = {}
+    for name, entry in blocks.items():
+        compact = blocks.get(entry.get("compact") or "", {}).get("ecp5")
+        lifted = entry.get("ecp5")
+        if not compact or not lifted or not compact.get("fmax_mhz"):
+            continue
+        gains[name] = {"compact": entry["compact"],
+                       "fmax_mhz": [compact["fmax_mhz"], lifted["fmax_mhz"]],
+                       "gain": round(lifted["fmax_mhz"] / compact["fmax_mhz"], 2),
+                       "lut4": [compact["lut4"], lifted["lut4"]],
+                       "ff": [compact["ff"], lifted["ff"]]}
+    return gains
+
+
 def summary_json(blocks: dict) -> dict:
     """The report's JSON: per block the issue's fields, plus labels, logs and overheads."""
     out = {"tool_versions": tool_versions(), "sram_transistors_per_bit": SRAM_TRANSISTORS_PER_BIT,
            "blocks": {}}
     for name, entry in blocks.items():
         item = {"description": entry["description"], "role": entry["role"],
-                "tables": entry["tables"]}
+                "tables": entry["tables"], "acc_stages": entry.get("acc_stages", 1)}
         if "generic" in entry:
             g = entry["generic"]
             item["generic"] = {key: g[key] for key in (
@@ -570,4 +612,5 @@ def summary_json(blocks: dict) -> dict:
                 "critical_end", "device", "logs")}
         out["blocks"][name] = item
     out["overhead_percent"] = overheads(blocks)
+    out["clock_gain"] = clock_gains(blocks)
     return out

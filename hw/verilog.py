@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Sequence
 
 from pysim.files import atomic_write
 from pysim.numerics.formats import FP32, check_mant_bits
-from pysim.perf.arch import ArrayConfig
+from pysim.perf.arch import LIFTED_ACC_STAGES, ArrayConfig
 
 #: Repository root (this file is hw/verilog.py).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,19 +47,27 @@ def _array():
     return importlib.import_module("hw.array")
 
 
-def _pe_name(w: int) -> str:
-    return f"s2fp8_pe_w{w}"
-
-
-def _pe(w: int):
+def _pe(config: ArrayConfig):
     """The array's processing element, generated once as its own module."""
-    return _pe_name(w), _array().ProcessingElement(mant_bits=w)
+    return config.pe_name, _array().ProcessingElement(
+        mant_bits=config.mant_bits, acc_stages=config.acc_stages, mul_stages=config.mul_stages)
 
 
-def _systolic_array(rows: int, cols: int, w: int):
-    """The R x C array of ``ArrayConfig(rows, cols, w)``, instantiating the shared PE; its
-    module name is the config's ``top_name`` (checked in ``verilog_text``)."""
-    return _array().S2FP8Array(config=ArrayConfig(rows, cols, w), pe_module=_pe_name(w))
+def _systolic_array(config: ArrayConfig):
+    """The array of ``config``, instantiating the shared PE; its module name is the
+    config's ``top_name`` (checked in ``verilog_text``)."""
+    return _array().S2FP8Array(config=config, pe_module=config.pe_name)
+
+
+def _array_top(rows: int, cols: int, template_w: str = "{W}", always=(FP32.precision,),
+               acc_stages: int = 1) -> "Top":
+    """The ``Top`` of an R x C array (``always``: the widths always emitted)."""
+    def config(w):
+        return ArrayConfig(rows, cols, w, acc_stages)
+    template = ArrayConfig(rows, cols, FP32.precision, acc_stages).top_name.replace(
+        f"_w{FP32.precision}", f"_w{template_w}")
+    return Top(template, lambda W: _systolic_array(config(W)), always=always, emit_src=False,
+               modules=lambda W: [_pe(config(W))])
 
 
 @dataclass(frozen=True)
@@ -95,15 +103,17 @@ TOPS: list[Top] = [
     Top("fp32_mul_w{W}", lambda W: _fp32().FPMul(sig_bits=W), always=(FP32.precision,)),
     Top("fp32_add", lambda W: _fp32().FPAddUnit()),
     Top("s2fp8_mac_w{W}", lambda W: _mac().S2FP8MAC(mant_bits=W), always=(FP32.precision,)),
-    Top("s2fp8_array_4x4_w{W}", lambda W: _systolic_array(4, 4, W),
-        always=(FP32.precision,), emit_src=False, modules=lambda W: [_pe(W)]),
-    Top("s2fp8_array_8x8_w24", lambda W: _systolic_array(8, 8, W),
-        emit_src=False, modules=lambda W: [_pe(W)]),
+    # the pipelined ("lifted clock") MAC and array, at W = 24 only
+    Top(f"s2fp8_mac_w{FP32.precision}_l{LIFTED_ACC_STAGES}",
+        lambda W: _mac().S2FP8MAC(mant_bits=W, acc_stages=LIFTED_ACC_STAGES)),
+    _array_top(4, 4),
+    _array_top(4, 4, template_w=str(FP32.precision), always=(), acc_stages=LIFTED_ACC_STAGES),
+    _array_top(8, 8, template_w="24", always=()),
     Top("s2fp8_outpath_c4", lambda W: importlib.import_module("hw.outpath").OutputPath(lanes=4),
         emit_src=False),  # five 1024-entry log2 ROMs: src attributes would add 40 %
     Top("s2fp8_engine_4x4_w24", lambda W: importlib.import_module("hw.engine").S2FP8LayerEngine(
-        config=ArrayConfig(4, 4, W), pe_module=_pe_name(W)), emit_src=False,
-        modules=lambda W: [_pe(W)]),
+        config=ArrayConfig(4, 4, W), pe_module=ArrayConfig(4, 4, W).pe_name), emit_src=False,
+        modules=lambda W: [_pe(ArrayConfig(4, 4, W))]),
 ]
 
 

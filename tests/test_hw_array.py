@@ -19,7 +19,7 @@ from pysim.numerics.rounding import fp32_bits
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
 from pysim.perf.cycles import gemm_cycles, gemm_schedule
-from pysim.perf.tiler import operand_beats, place_results
+from pysim.perf.tiler import operand_beats, padded_tiles, place_results
 
 
 def _operands(m, k, n, rng):
@@ -57,7 +57,8 @@ def run_array(dut, ta, tb, *, offer=None, ready=None, max_cycles=None) -> ArrayR
     """
     m, k = ta.shape
     n = tb.shape[1]
-    a_beats, b_beats = operand_beats(ta.codes, tb.codes, dut.rows, dut.cols)
+    a_beats, b_beats = operand_beats(ta.codes, tb.codes, dut.rows, dut.cols,
+                                     dut.config.interleave)
     offer = np.zeros(len(a_beats), np.int64) if offer is None else np.asarray(offer)
     ready = np.ones(0, bool) if ready is None else np.asarray(ready, bool)
     expected_rows = a_beats.shape[0] // k * dut.rows
@@ -139,6 +140,31 @@ def test_array_matches_golden_and_cycle_model(rows, cols, m, k, n):
     assert run.cycles == gemm_cycles(m, k, n, rows, cols)
 
 
+INTERLEAVED_SHAPES = [  # (rows, cols, L, M, K, N): partial last group, K = 1, K < S, K > S
+    (2, 3, 2, 5, 7, 4),
+    (2, 2, 5, 7, 3, 5),
+    (3, 2, 4, 7, 1, 5),
+    (2, 2, 3, 3, 9, 2),
+    (1, 1, 5, 6, 4, 1),
+    (2, 2, 6, 5, 9, 4),
+]
+
+
+@pytest.mark.parametrize("rows, cols, acc_stages, m, k, n", INTERLEAVED_SHAPES)
+def test_interleaved_array_matches_golden_and_cycle_model(rows, cols, acc_stages, m, k, n):
+    """PEs with an L-deep accumulator loop, L tiles interleaved: the same bits as the
+    golden model, and the cycles of the closed form."""
+    rng = np.random.default_rng([rows, cols, acc_stages, m, k, n])
+    ta, tb = _operands(m, k, n, rng)
+    config = ArrayConfig(rows, cols, acc_stages=acc_stages)
+    dut = S2FP8Array(config=config)
+    run = run_array(dut, ta, tb)
+    assert_complete_and_exact(run, dut, ta, tb)
+    assert run.cycles == gemm_cycles(m, k, n, config)
+    model = gemm_schedule(m, k, n, config)
+    assert run.accept == model.accept.tolist() and run.pops == model.results.tolist()
+
+
 def test_array_with_idle_gaps_and_reduced_significand():
     rng = np.random.default_rng(7)
     ta, tb = _operands(5, 6, 3, rng)
@@ -205,17 +231,22 @@ def test_multiplier_latency_measured():
     for sig_bits in (24, 8):
         dut = FPMul(sig_bits=sig_bits)
         assert _measure_unit_latency(dut, drive) == arch.MUL_LATENCY == dut.latency
+    for stages in arch.MUL_STAGES:
+        dut = FPMul(stages=stages)
+        assert _measure_unit_latency(dut, drive) == stages == dut.latency
 
 
-def test_mac_latency_measured():
-    """A sequence of three products: ``result.valid`` comes ``arch.MAC_LATENCY`` cycles
-    after the `last` beat was accepted, holding the sum."""
+@pytest.mark.parametrize("acc_stages", arch.ACC_STAGES)
+def test_mac_latency_measured(acc_stages):
+    """A sequence of three products: ``result.valid`` comes ``arch.mac_latency(L)`` cycles
+    (``arch.MAC_LATENCY`` for L = 1) after the `last` beat was accepted, holding the sum.
+    With L > 1 the beats go in slot 0, every L-th cycle."""
     rng = np.random.default_rng(3)
     ta, tb = s2fp8.encode(rng.standard_normal(64)), s2fp8.encode(rng.standard_normal(64))
     codes_a, codes_b = ta.codes[:3][None, :], tb.codes[:3][None, :]
     table_a, table_b = ta.table(24), tb.table(24)
     expected = int(golden.mac(table_a, table_b, codes_a, codes_b, np.zeros(1, np.uint32))[0])
-    dut = S2FP8MAC()
+    dut = S2FP8MAC(acc_stages=acc_stages)
     measured = {}
 
     async def bench(ctx):
@@ -227,28 +258,35 @@ def test_mac_latency_measured():
             await ctx.tick()
         for port in (dut.table_a, dut.table_b):
             ctx.set(port.en, 0)
-        for k in range(3):
+        first_last = None
+        for beat in range(3 * acc_stages):              # every slot sums the same sequence
+            k = beat // acc_stages
             ctx.set(dut.operands.valid, 1)
             ctx.set(dut.operands.payload.a.as_value(), int(codes_a[0, k]))
             ctx.set(dut.operands.payload.b.as_value(), int(codes_b[0, k]))
             ctx.set(dut.operands.payload.first, k == 0)
             ctx.set(dut.operands.payload.last, k == 2)
             assert ctx.get(dut.operands.ready)
+            assert not ctx.get(dut.result.valid)
             await ctx.tick()
+            if k == 2 and first_last is None:
+                first_last = beat
         ctx.set(dut.operands.valid, 0)
-        for cycle in range(1, 20):                 # cycle 0: the `last` beat's
+        cycle = 3 * acc_stages - 1 - first_last       # cycles since slot 0's `last` beat
+        for _ in range(20):
+            cycle += 1
             if ctx.get(dut.result.valid):
-                measured["latency"] = cycle
-                measured["result"] = ctx.get(dut.result.payload.as_value())
-                return
+                measured.setdefault("latency", cycle)
+                measured.setdefault("results", []).append(ctx.get(dut.result.payload.as_value()))
             await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert measured["latency"] == arch.MAC_LATENCY == dut.latency
-    assert measured["result"] == expected
+    assert measured["latency"] == arch.mac_latency(acc_stages) == dut.latency
+    assert measured["latency"] == arch.MAC_LATENCY or acc_stages > 1
+    assert measured["results"] == [expected] * acc_stages
 
 
 @pytest.mark.parametrize("rows, cols", [(2, 3), (3, 2), (1, 1)])
@@ -308,6 +346,26 @@ def test_backpressure_exact_and_cycles_equal_scheduled_model(rows, cols, m, k, n
     ta, tb = _operands(m, k, n, rng)
     config = ArrayConfig(rows, cols)
     beats = -(-m // rows) * -(-n // cols) * k
+    offer, ready = random_schedule(beats, rng)
+    dut = S2FP8Array(config=config)
+    run = run_array(dut, ta, tb, offer=offer, ready=ready)
+    assert_complete_and_exact(run, dut, ta, tb)
+    model = gemm_schedule(m, k, n, config, offer=offer, ready=ready)
+    assert run.accept == model.accept.tolist()
+    assert run.pops == model.results.tolist()
+
+
+@pytest.mark.parametrize("rows, cols, acc_stages, m, k, n", [(2, 2, 6, 7, 3, 5),
+                                                            (2, 3, 2, 5, 7, 4)])
+@pytest.mark.parametrize("trial", [0, 1])
+def test_interleaved_backpressure_equals_scheduled_model(rows, cols, acc_stages, m, k, n,
+                                                         trial):
+    """The interleaved array under random a/b gaps (a beat that misses its slot's phase
+    waits for the next turn) and c back-pressure: exact, and cycle by cycle the model."""
+    rng = np.random.default_rng([rows, cols, acc_stages, m, k, n, trial])
+    ta, tb = _operands(m, k, n, rng)
+    config = ArrayConfig(rows, cols, acc_stages=acc_stages)
+    beats = int(padded_tiles(-(-m // rows) * -(-n // cols), acc_stages)) * k
     offer, ready = random_schedule(beats, rng)
     dut = S2FP8Array(config=config)
     run = run_array(dut, ta, tb, offer=offer, ready=ready)

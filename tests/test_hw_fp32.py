@@ -27,6 +27,7 @@ from pysim.numerics.formats import FP32, MANT_BITS_MAX
 from pysim.numerics.golden import fp32_add, fp32_mul
 from pysim.numerics.rounding import float64_to_fp32_bits
 from pysim.numerics.testfloat import FAMILIES, SPECIAL_VALUES, fp32_pairs
+from pysim.perf import arch
 
 P = FP32.precision
 N_PAIRS = 8000          # per op and unit; plus the 576 specials pairs in fp32_pairs
@@ -348,13 +349,17 @@ def test_round():
 
 # ---------------------------------------------------------------------------- FPMul
 
-def test_fpmul_full_precision_matches_golden():
-    a_bits, b_bits, families = fp32_pairs("mul", N_PAIRS, 2024)
-    dut = FPMul()
-    assert dut.sig_bits == MANT_BITS_MAX
+@pytest.mark.parametrize("stages", arch.MUL_STAGES)
+def test_fpmul_full_precision_matches_golden(stages):
+    """Every pipeline depth: the same bits, ``stages`` cycles late (run_unit checks the
+    latency cycle by cycle)."""
+    a_bits, b_bits, families = fp32_pairs("mul", N_PAIRS if stages == 2 else N_PAIRS // 4,
+                                          2024 + stages)
+    dut = FPMul(stages=stages)
+    assert dut.sig_bits == MANT_BITS_MAX and dut.latency == stages
     got = run_unit(dut, a_bits, b_bits)
-    assert_bits_equal(got, fp32_mul(a_bits, b_bits), a_bits, b_bits, "FPMul(sig_bits=24)",
-                      families)
+    assert_bits_equal(got, fp32_mul(a_bits, b_bits), a_bits, b_bits,
+                      f"FPMul(sig_bits=24, stages={stages})", families)
     assert set(np.unique(families)) == set(range(len(FAMILIES)))
 
 
@@ -401,11 +406,15 @@ def test_fpadd_combinational_matches_golden():
                       a_bits, b_bits, "FPAdd", families)
 
 
-def test_fpadd_unit_matches_golden():
-    a_bits, b_bits, families = fp32_pairs("add", N_PAIRS, 2025)
-    dut = FPAddUnit()
+@pytest.mark.parametrize("stages", arch.ACC_STAGES)
+def test_fpadd_unit_matches_golden(stages):
+    a_bits, b_bits, families = fp32_pairs("add", N_PAIRS if stages == 1 else N_PAIRS // 4,
+                                          2025 + stages)
+    dut = FPAddUnit(stages=stages)
+    assert dut.latency == stages
     got = run_unit(dut, a_bits, b_bits)        # results exactly dut.latency cycles late
-    assert_bits_equal(got, fp32_add(a_bits, b_bits), a_bits, b_bits, "FPAddUnit", families)
+    assert_bits_equal(got, fp32_add(a_bits, b_bits), a_bits, b_bits,
+                      f"FPAddUnit(stages={stages})", families)
 
 
 def test_fpadd_signed_zeros():
@@ -457,6 +466,14 @@ def test_constructor_parameters_are_keyword_only_and_read_only():
             LeadingZeroCount(width=0)
         with pytest.raises(TypeError, match="Unpack: normalize must be a bool"):
             Unpack(normalize=1)
+        with pytest.raises(ValueError, match="FPMul: stages must be 2..6, not 1"):
+            FPMul(stages=1)
+        with pytest.raises(ValueError, match="FPAdd: stages must be 0..5, not 6"):
+            FPAdd(stages=6)
+        with pytest.raises(TypeError, match="FPAddUnit: stages must be an int 1..6"):
+            FPAddUnit(stages=2.0)
+        with pytest.raises(AttributeError):
+            FPAdd(stages=1).stages = 2
         assert Normalize(width=SUM_BITS).width == SUM_BITS
         assert Unpack(normalize=True).normalize is True
 

@@ -10,6 +10,7 @@ from hw.decoder import OperandDecoder
 from hw.mac import S2FP8MAC
 from pysim.numerics import golden, s2fp8
 from pysim.numerics.formats import TABLE_ENTRIES
+from pysim.perf import arch
 
 
 def _tables(mant_bits, rng):
@@ -27,12 +28,34 @@ async def _load_table(ctx, port, table):
     ctx.set(port.en, 0)
 
 
-def run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng):
+def interleaved_beats(lengths, slots: int):
+    """(sequence, k, length) beats of the sequences, sequence s in slot s mod ``slots``,
+    the slots' streams interleaved round-robin (beat n in slot n mod ``slots``). Every
+    slot must carry the same number of beats."""
+    streams = [[(s, k, int(lengths[s])) for s in range(slot, len(lengths), slots)
+                for k in range(lengths[s])] for slot in range(slots)]
+    assert len({len(stream) for stream in streams}) == 1, "slots of unequal length"
+    return [beat for round_ in zip(*streams) for beat in round_]
+
+
+def equal_slot_lengths(lengths, slots: int):
+    """``lengths`` with the last sequence of each slot lengthened so that every slot
+    carries as many beats as the fullest one."""
+    lengths = np.array(lengths)
+    totals = [int(lengths[slot::slots].sum()) for slot in range(slots)]
+    for slot in range(slots):
+        lengths[slot + slots * ((len(lengths) - 1 - slot) // slots)] += max(totals) - totals[slot]
+    return lengths
+
+
+def run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng, acc_stages=1):
     """Stream every sequence through the MAC with random idle gaps, one process that drives
-    and samples each cycle. Returns the results and, per result, the cycles from the
+    and samples each cycle (with ``acc_stages`` L > 1: L slots interleaved round-robin).
+    Returns the results in sequence order and, per result, the cycles from the
     acceptance of its `last` beat to ``result.valid``."""
-    dut = S2FP8MAC(mant_bits=mant_bits)
-    beats = [(s, k, int(length)) for s, length in enumerate(lengths) for k in range(length)]
+    dut = S2FP8MAC(mant_bits=mant_bits, acc_stages=acc_stages)
+    beats = interleaved_beats(lengths, acc_stages)
+    finish_order = [s for s, k, length in beats if k == length - 1]
     results, latencies, last_accepted = [], [], []
 
     async def bench(ctx):
@@ -49,10 +72,12 @@ def run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng):
                 ctx.set(dut.operands.payload.first, k == 0)
                 ctx.set(dut.operands.payload.last, k == length - 1)
                 ctx.set(dut.init.as_value(), int(init[s]))
-                assert ctx.get(dut.operands.ready)
-                pending.pop(0)
-                if k == length - 1:
-                    last_accepted.append(cycle)
+                # L = 1: never refused (no table write); L > 1: only in its slot's phase
+                assert ctx.get(dut.operands.ready) or acc_stages > 1
+                if ctx.get(dut.operands.ready):
+                    pending.pop(0)
+                    if k == length - 1:
+                        last_accepted.append(cycle)
             if ctx.get(dut.result.valid):
                 results.append(ctx.get(dut.result.payload.as_value()))
                 latencies.append(cycle - last_accepted[len(results) - 1])
@@ -64,27 +89,35 @@ def run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    return np.array(results, dtype=np.uint32), latencies
+    ordered = np.zeros(len(lengths), np.uint32)
+    ordered[finish_order] = results
+    return ordered, latencies
 
 
-@pytest.mark.parametrize("mant_bits", [24, 8])
-def test_mac_sequences_match_golden(mant_bits):
-    rng = np.random.default_rng(mant_bits)
+@pytest.mark.parametrize("mant_bits,acc_stages", [(24, 1), (8, 1), (24, 2), (24, 6), (8, 4)])
+def test_mac_sequences_match_golden(mant_bits, acc_stages):
+    """Random sequences with idle gaps; with L > 1 the L interleaved slots each sum their
+    own sequences in order: the same bits as the golden model, whatever L."""
+    rng = np.random.default_rng(mant_bits + 100 * acc_stages)
     table_a, table_b = _tables(mant_bits, rng)
     seqs, max_len = 40, 12
-    codes_a = rng.integers(0, 256, (seqs, max_len), dtype=np.uint8)
-    codes_b = rng.integers(0, 256, (seqs, max_len), dtype=np.uint8)
+    lengths = equal_slot_lengths(rng.integers(1, max_len + 1, seqs), acc_stages)
+    steps = int(lengths.max())
+    codes_a = rng.integers(0, 256, (seqs, steps), dtype=np.uint8)
+    codes_b = rng.integers(0, 256, (seqs, steps), dtype=np.uint8)
     codes_a[rng.random(codes_a.shape) < 0.1] = 0        # zeros
     codes_b[rng.random(codes_b.shape) < 0.02] = 0x7C    # Inf
-    lengths = rng.integers(1, max_len + 1, seqs)
     init = rng.choice(np.array([0, 0x80000000, 0x3F800000, 0xC1200000], np.uint32), seqs)
-    got, latencies = run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng)
+    got, latencies = run_mac(mant_bits, table_a, table_b, codes_a, codes_b, init, lengths, rng,
+                             acc_stages)
     expected = golden.mac(table_a, table_b, codes_a, codes_b, init, lengths)
     assert got.size == seqs
     bad = np.flatnonzero(got != expected)
     assert bad.size == 0, (f"{bad.size} mismatches; first: sequence {bad[0]}: "
                            f"expected {expected[bad[0]]:#010x}, got {got[bad[0]]:#010x}")
-    assert set(latencies) == {S2FP8MAC(mant_bits=mant_bits).latency}
+    dut = S2FP8MAC(mant_bits=mant_bits, acc_stages=acc_stages)
+    assert set(latencies) == {dut.latency}
+    assert dut.latency == arch.mac_latency(acc_stages) == 1 + dut.mul_stages + acc_stages
 
 
 def test_operands_not_accepted_while_a_table_is_written():

@@ -120,3 +120,31 @@ def test_array_config_is_frozen_and_names_the_rtl():
         config.rows = 2
     assert config.top_name == "s2fp8_array_4x8_w8"
     assert gemm_cycles(5, 7, 4, arch.ArrayConfig(2, 3)) == gemm_cycles(5, 7, 4, 2, 3) == 50
+
+
+# ------------------------------------------------------------ interleaved accumulation (L > 1)
+
+def test_interleaved_closed_form_equals_the_scheduled_model():
+    """The closed form of an interleaved array (cycles.py docstring) against the per-beat
+    schedule (which tests/test_hw_array.py holds equal to the RTL), over shapes with a
+    partial last group, K = 1, K < S and K > S, every L."""
+    from pysim.perf.arch import ArrayConfig
+    for acc_stages in arch.ACC_STAGES:
+        for rows, cols in ((4, 4), (2, 3), (8, 8)):
+            config = ArrayConfig(rows, cols, acc_stages=acc_stages)
+            for m, k, n in ((1, 1, 1), (3, 2, 7), (9, 13, 4), (17, 5, 12), (5, 40, 9)):
+                assert gemm_cycles(m, k, n, config) == gemm_schedule(m, k, n, config).cycles, \
+                    (acc_stages, rows, cols, m, k, n)
+
+
+def test_interleaved_worked_example():
+    """docs/array.md's example: 4x4 array, L = 6, M = N = 8 (T = 4 tiles, one group padded
+    to 6), K = 16, S = 4: beats every cycle up to the group's first last beat at
+    (K - 1) * L = 90, then d1 = 1 + 6 * ceil(3 / 6) = 7 between the group's last beats:
+    the last at 90 + 5 * 7 = 125; drain D = 3 + 3 + (1 + 6 + 6 + 1) = 20: 125 + 1 + 20."""
+    from pysim.perf.arch import ArrayConfig
+    config = ArrayConfig(4, 4, acc_stages=6)
+    assert config.mul_stages == 6 and config.drain_cycles == 20
+    assert gemm_cycles(8, 16, 8, config) == 146
+    b = breakdown(8, 16, 8, config)
+    assert (int(b.steady), int(b.tile_overhead), int(b.fill_drain)) == (64, 126 - 64, 20)

@@ -103,6 +103,55 @@ def test_baseline_mac_accumulates_in_order(key):
     assert [float(x) for x in got] == [float(x) for x in want]
 
 
+@pytest.mark.parametrize("acc_stages", [2, 5])
+def test_pipelined_baseline_mac_interleaves_sequences(acc_stages):
+    """L = acc_stages FP32 sequences of 4 products interleaved round-robin (beat n in
+    slot n mod L), with idle gaps: each sum equals float32 multiply-add in order."""
+    rng = np.random.default_rng(acc_stages)
+    values = rng.normal(size=(acc_stages, 4, 2)).astype(np.float32)
+    want = []
+    for sequence in values:
+        acc = np.float32(0.5)
+        for a, b in sequence:
+            acc = np.float32(acc + np.float32(a * b))
+        want.append(float(acc))
+    dut = BaselineMAC(fmt=BASELINE_FORMATS["fp32"], acc_stages=acc_stages)
+    assert dut.latency == 1 + dut.mul_stages + acc_stages
+    got = []
+
+    async def drive(ctx):
+        for k in range(4):
+            for slot in range(acc_stages):
+                beat = dut.operands.payload
+                ctx.set(beat.a.as_value(), int(values[slot, k, 0].view(np.uint32)))
+                ctx.set(beat.b.as_value(), int(values[slot, k, 1].view(np.uint32)))
+                ctx.set(beat.first, k == 0)
+                ctx.set(beat.last, k == 3)
+                ctx.set(dut.init.as_value(), int(np.float32(0.5).view(np.uint32)))
+                ctx.set(dut.operands.valid, 0)
+                if rng.random() < 0.3:
+                    await ctx.tick()                # an idle gap: the beat waits a turn
+                ctx.set(dut.operands.valid, 1)
+                while not ctx.get(dut.operands.ready):
+                    await ctx.tick()
+                await ctx.tick()
+        ctx.set(dut.operands.valid, 0)
+        await ctx.tick().repeat(dut.latency + acc_stages + 1)
+
+    async def watch(ctx):
+        async for _, _, valid, payload in ctx.tick().sample(dut.result.valid,
+                                                             dut.result.payload.as_value()):
+            if valid:
+                got.append(float(np.uint32(payload).view(np.float32)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(drive)
+    sim.add_process(watch)
+    sim.run()
+    assert got == want
+
+
 # ------------------------------------------------------------------------------ wrapper
 def test_ooc_wrapper_registers_every_port_but_the_clock():
     verilog = synth.get_block("fp32_add").verilog()

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: wiring.Component reads the evaluated
 # signature annotations of the class.
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +10,8 @@ from hw.layouts import FP32Layout
 from pysim.numerics.formats import MANT_BITS_MAX, check_mant_bits
 from pysim.perf import arch
 
+from ..pipeline import delay, stage
+from ._params import check_int
 from .multiply import SigMul
 from .normalize import Normalize
 from .round import Round
@@ -21,17 +23,26 @@ __all__ = ["FPMul"]
 class FPMul(wiring.Component):
     """IEEE 754 binary32 multiplier, RNE, subnormals in and out, canonical NaN.
 
-    Pipeline (``sync`` domain), ``latency`` = ``arch.MUL_LATENCY`` (the two registers
-    below) cycles from ``valid_in`` to ``valid_out``::
+    Pipeline (``sync`` domain), ``latency`` = ``stages`` cycles from ``valid_in`` to
+    ``valid_out``. The stage boundaries, and which depth registers them::
 
-        stage 1: Unpack(a), Unpack(b) -> SigMul ............ register (product, valid)
-        stage 2: Normalize -> Round ......................... register (result, valid)
+        a, b ......................... register "operands"   (stages 6)
+        Unpack(a), Unpack(b) ......... register "unpacked"   (stages 4, 5, 6)
+        SigMul ....................... register "product"    (stages 2, 3, 4, 5, 6)
+        Normalize: count, limit ...... register "amount"     (stages 5, 6)
+                   shift, sticky ..... register "pre_round"  (stages 3, 4, 5, 6)
+        Round ........................ register "result"     (always)
 
+    Two stages (``arch.MUL_LATENCY``) is the compact multiplier, whose normalize + round
+    path (~30 ns on ECP5) is shorter than the compact accumulator loop; three and four
+    follow the pipelined accumulator (docs/silicon.md, "Lifting the clock").
     The data registers load every cycle (no enable); ``valid_out`` is ``valid_in``
     delayed by ``latency`` cycles and qualifies ``result``.
 
     Parameters (keyword-only)
     -------------------------
+    stages : int in ``arch.MUL_STAGES`` (default ``arch.MUL_LATENCY`` = 2)
+        Pipeline registers, the output register included.
     sig_bits : int in 1..MANT_BITS_MAX (default MANT_BITS_MAX = 24)
         W: the operands are promised to carry at most W significant bits (after
         normalization of a subnormal operand), so the significand multiplier is only
@@ -54,12 +65,21 @@ class FPMul(wiring.Component):
     result: Out(FP32Layout)
     valid_out: Out(1)
 
-    #: Cycles from ``valid_in`` to ``valid_out`` (register 1 and register 2 below).
-    LATENCY = arch.MUL_LATENCY
+    #: Which boundaries each depth registers ("result" always).
+    REGISTERS = {2: ("product",), 3: ("product", "pre_round"),
+                 4: ("unpacked", "product", "pre_round"),
+                 5: ("unpacked", "product", "amount", "pre_round"),
+                 6: ("operands", "unpacked", "product", "amount", "pre_round")}
 
-    def __init__(self, *, sig_bits: int = MANT_BITS_MAX):
+    def __init__(self, *, sig_bits: int = MANT_BITS_MAX, stages: int = arch.MUL_LATENCY):
         self._sig_bits = check_mant_bits(sig_bits)
+        self._stages = check_int("FPMul", "stages", stages, min(arch.MUL_STAGES),
+                                 max(arch.MUL_STAGES))
         super().__init__()
+
+    @property
+    def stages(self) -> int:
+        return self._stages
 
     @property
     def sig_bits(self) -> int:
@@ -67,43 +87,44 @@ class FPMul(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.LATENCY
+        return self._stages
 
     def elaborate(self, platform):
         m = Module()
+        registered = self.REGISTERS[self._stages]
 
-        # ================================================================ stage 1
-        # Unpack and classify (subnormals normalized), W x W significand multiply.
+        # ================================================================ unpack
+        # Unpack and classify (subnormals normalized).
         m.submodules.unpack_a = unpack_a = Unpack(normalize=True)
         m.submodules.unpack_b = unpack_b = Unpack(normalize=True)
+        m.d.comb += [
+            unpack_a.operand.eq(stage(m, self.a, "operands" in registered, "operand_a")),
+            unpack_b.operand.eq(stage(m, self.b, "operands" in registered, "operand_b")),
+        ]
+        unpacked_a = stage(m, unpack_a.unpacked, "unpacked" in registered, "unpacked_a")
+        unpacked_b = stage(m, unpack_b.unpacked, "unpacked" in registered, "unpacked_b")
+
+        # ================================================================ multiply
+        # W x W significand multiply, exponent add, special cases.
         m.submodules.sig_mul = sig_mul = SigMul(sig_bits=self._sig_bits)
         m.d.comb += [
-            unpack_a.operand.eq(self.a),
-            unpack_b.operand.eq(self.b),
-            sig_mul.a.eq(unpack_a.unpacked),
-            sig_mul.b.eq(unpack_b.unpacked),
+            sig_mul.a.eq(unpacked_a),
+            sig_mul.b.eq(unpacked_b),
         ]
+        product = stage(m, sig_mul.product, "product" in registered, "product")
 
-        # ---------------------------------------------------------------- register 1
-        product = Signal.like(sig_mul.product, name="product_s1")
-        valid_s1 = Signal()
-        m.d.sync += [
-            product.eq(sig_mul.product),
-            valid_s1.eq(self.valid_in),
-        ]
+        # ================================================================ normalize
+        # Subnormal-aware normalization.
+        m.submodules.normalize = normalize = Normalize(width=sig_mul.width,
+                                                       stages=int("amount" in registered))
+        m.d.comb += normalize.wide.eq(product)
+        pre_round = stage(m, normalize.pre_round, "pre_round" in registered, "pre_round")
 
-        # ================================================================ stage 2
-        # Normalize (subnormal-aware), round to nearest even, pack.
-        m.submodules.normalize = normalize = Normalize(width=sig_mul.width)
+        # ================================================================ round + pack
         m.submodules.round = rounder = Round()
-        m.d.comb += [
-            normalize.wide.eq(product),
-            rounder.pre_round.eq(normalize.pre_round),
-        ]
+        m.d.comb += rounder.pre_round.eq(pre_round)
 
-        # ---------------------------------------------------------------- register 2
-        m.d.sync += [
-            self.result.eq(rounder.result),
-            self.valid_out.eq(valid_s1),
-        ]
+        # ---------------------------------------------------------------- output register
+        m.d.sync += self.result.eq(rounder.result)
+        m.d.comb += self.valid_out.eq(delay(m, self.valid_in, self._stages, "valid"))
         return m

@@ -25,7 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from pysim.numerics import golden, s2fp8
-from pysim.perf.arch import ArrayConfig
+from pysim.perf.arch import LIFTED_ACC_STAGES, ArrayConfig
 from pysim.perf.accel import Accelerator
 from pysim.perf.cycles import gemm_cycles, gemm_schedule
 from pysim.perf.gemm import Gemm
@@ -81,9 +81,13 @@ def make_job(shape, rng, config: ArrayConfig, gaps: bool, plan=None, special: fl
     sa = STATISTICS[rng.integers(len(STATISTICS))]
     sb = STATISTICS[rng.integers(len(STATISTICS))]
     ta, tb = random_tensor((m, k), rng, sa, special), random_tensor((k, n), rng, sb, special)
-    a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols)
+    a_beats, b_beats = operand_beats(ta.codes, tb.codes, config.rows, config.cols,
+                                     config.interleave)
     order = None
     if plan is not None:
+        if config.interleave > 1:
+            raise ValueError("memory plans stream whole tiles: an interleaved array "
+                             f"({config.name}) is not modelled by pysim.perf.memory")
         col_tiles = -(-n // config.cols)
         order = np.array([i * col_tiles + j for i, j in plan.tiles])
         a_beats = a_beats.reshape(len(order), k, -1)[order].reshape(-1, config.rows)
@@ -269,7 +273,7 @@ def run_random_gemms(n: int, seed: int, *, config: ArrayConfig, build_root=None)
 
 
 def cycles_check_name(config: ArrayConfig) -> str:
-    return f"array_cycles_{config.rows}x{config.cols}"
+    return f"array_cycles_{config.rows}x{config.cols}{config.pipeline_suffix}"
 
 
 def gemm_check_name(config: ArrayConfig) -> str:
@@ -281,11 +285,14 @@ def memory_check_name(config: ArrayConfig) -> str:
 
 
 #: the configurations whose cycle counts are checked, and those run with random GEMMs
-CYCLE_CONFIGS = (ArrayConfig(4, 4), ArrayConfig(8, 8))
+#: (the pipelined 4x4, L = LIFTED_ACC_STAGES tiles interleaved, shares one build)
+LIFTED_CONFIG = ArrayConfig(4, 4, acc_stages=LIFTED_ACC_STAGES)
+CYCLE_CONFIGS = (ArrayConfig(4, 4), ArrayConfig(8, 8), LIFTED_CONFIG)
 #: the array the memory-stream check runs on (the same build as array_gemm_4x4_w24)
 MEMORY_CONFIG = ArrayConfig(4, 4)
 GEMM_CONFIGS = ((ArrayConfig(4, 4), {"quick": 6, "full": 30}),
-                (ArrayConfig(4, 4, mant_bits=8), {"quick": 3, "full": 10}))
+                (ArrayConfig(4, 4, mant_bits=8), {"quick": 3, "full": 10}),
+                (LIFTED_CONFIG, {"quick": 4, "full": 20}))
 
 
 def _checks():

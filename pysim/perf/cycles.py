@@ -12,8 +12,20 @@ to the cycle the last result row leaves, both included::
 (S, D and P are ``ArrayConfig.tile_spacing``, ``.drain_cycles``, ``.pipeline_latency`` of
 ``pysim.perf.arch``, the numbers the RTL is built from).
 
+With an interleaved array (``ArrayConfig.interleave`` L > 1: each PE accumulates L tiles
+at once, beats k-major within a group of L tiles, the last group padded to L tiles, a
+beat accepted only in a cycle congruent to its slot mod L; docs/array.md), G = ceil(T/L)
+groups and::
+
+    cycles = (K - 1) L + G (L - 1) d1 + (G - 1) d0 + 1 + D
+    d1 = 1 + L ceil((S - 1) / L)                       between a group's last beats
+    d0 = (K - 1) L + 1 + L ceil(max(0, S - (K - 1) L - 1) / L)   to the next group's
+
+which is the formula above for L = 1.
+
 Split as: steady state T*K (one beat per cycle), tile overhead (T-1)*(max(K,S) - K)
-(beats held back when K < S), fill/drain D. Loading the two decode tables, in parallel,
+(beats held back when K < S; with L > 1 also the padding tiles and the spacing of a
+group's last beats), fill/drain D. Loading the two decode tables, in parallel,
 takes ``TABLE_LOAD_CYCLES`` before the first beat. See docs/array.md for a worked example.
 The output path (FP32 results -> S2FP8, :func:`output_path_cycles`) is a separate term,
 ``output_path``, after the last result row.
@@ -28,7 +40,7 @@ from pysim.errors import ShapeError
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
 from pysim.validate import check_int
-from pysim.perf.tiler import check_dims, exact, tile_counts
+from pysim.perf.tiler import check_dims, exact, padded_tiles, tile_counts
 
 
 class CycleBreakdown(NamedTuple):
@@ -108,10 +120,24 @@ def breakdown(m, k, n, rows, cols=None, count=1) -> CycleBreakdown:
     shape = tiles.shape
     tiles, k = tiles.reshape(-1) * count.reshape(-1), k.reshape(-1)
     outputs = np.asarray(output_path_cycles(m, n, config.cols, count.reshape(shape))).reshape(-1)
+    last_beat = _last_beat_cycle(tiles, k, spacing, config.interleave)
     parts = (tiles, np.full_like(tiles, arch.TABLE_LOAD_CYCLES), tiles * k,
-             (tiles - 1) * np.maximum(spacing - k, 0), np.full_like(tiles, config.drain_cycles),
+             last_beat + 1 - tiles * k, np.full_like(tiles, config.drain_cycles),
              outputs.astype(tiles.dtype) if tiles.dtype == object else outputs)
     return CycleBreakdown(*(part.reshape(shape) for part in parts))
+
+
+def _last_beat_cycle(tiles, k, spacing: int, interleave: int):
+    """The cycle (from 0, the first beat) of the GEMM's last beat with beats offered every
+    cycle and ``c`` always ready (the module docstring's formula)."""
+    if interleave == 1:
+        return k - 1 + (tiles - 1) * np.maximum(k, spacing)
+    L = interleave
+    groups = -(-tiles // L)
+    first_last = (k - 1) * L                               # a group's first last beat
+    between = 1 + L * -(-(spacing - 1) // L)               # d1
+    to_next = first_last + 1 + L * -(-np.maximum(spacing - first_last - 1, 0) // L)  # d0
+    return first_last + groups * (L - 1) * between + (groups - 1) * to_next
 
 
 def gemm_cycles(M: int, K: int, N: int, rows, cols=None) -> int:
@@ -129,7 +155,8 @@ def utilization(macs, cycles, rows: int, cols: int):
 
 class GemmSchedule(NamedTuple):
     """What the array does with one GEMM under a given operand and result schedule
-    (:func:`gemm_schedule`); cycle 0 is the first cycle after the decode tables are loaded."""
+    (:func:`gemm_schedule`); cycle 0 is the first cycle after the decode tables are loaded.
+    T counts the padding tiles of an interleaved array (``tiler.padded_tiles``)."""
 
     accept: np.ndarray      # int64[T*K]: the cycle each beat was accepted, in beat order
     results: np.ndarray     # int64[T*R]: the cycle each result row left on ``c``
@@ -158,17 +185,20 @@ def gemm_schedule(M: int, K: int, N: int, rows, cols=None, *, offer=None,
     0..L-1; the consumer is ready in every cycle from L on.
 
     The rules are the array's (hw/array.py, docs/array.md): a beat is accepted in the
-    first cycle it is offered unless it is the last beat of a tile, which also waits
+    first cycle it is offered (with an interleaved array, the first such cycle congruent
+    to its slot, its index mod L; beats in ``operand_beats(..., interleave=L)`` order,
+    padding tiles included) unless it is the last beat of a tile, which also waits
     until ``tile_spacing`` cycles after the previous tile's last beat and until the
     result FIFO has credit for its R rows (``result_fifo_depth`` minus the rows of
     accepted tiles not yet popped); a tile's row i enters the FIFO so that it could leave
     ``(C - 1) + pipeline_latency + i`` cycles after the tile's last beat, and rows leave
     in order, one per cycle in which ``c.ready`` is high. One Python step per tile.
+    Cycle 0 has phase 0 (the array restarts its phase counter while a table is written).
     """
     config = array_config(rows, cols)
     M, K, N = (check_gemm_dim(name, value) for name, value in (("M", M), ("K", K), ("N", N)))
-    R, C = config.rows, config.cols
-    tiles = -(-M // R) * -(-N // C)
+    R, C, L = config.rows, config.cols, config.interleave
+    tiles = int(padded_tiles(-(-M // R) * -(-N // C), L))
     beats = tiles * K
     offer = _schedule_array("offer", offer, beats)
     ready = np.zeros(0, bool) if ready is None else np.asarray(ready)
@@ -188,26 +218,35 @@ def gemm_schedule(M: int, K: int, N: int, rows, cols=None, *, offer=None,
 
     accept = np.empty(beats, np.int64)
     results = np.empty(tiles * R, np.int64)
-    in_tile, row = np.arange(K), np.arange(R)
+    row = np.arange(R)
     first_row = (C - 1) + config.pipeline_latency
     spacing, depth = config.tile_spacing, config.result_fifo_depth
-    previous_accept, previous_last, previous_pop = -1, -spacing, -1
-    for tile in range(tiles):
-        beat = slice(tile * K, (tile + 1) * K)
-        # a[i] = max(offer[i], a[i-1] + 1): a running maximum of offer[i] - i
-        times = np.maximum.accumulate(np.maximum(offer[beat] - in_tile, previous_accept + 1))
-        times += in_tile
-        last = max(int(times[-1]), previous_last + spacing)
-        popped_needed = R * (tile + 1) - depth          # credits: rows popped before `last`
-        if popped_needed > 0:
-            last = max(last, int(results[popped_needed - 1]) + 1)
-        times[-1] = last
-        accept[beat] = times
-        # row i can leave from last + first_row + i on, after row i-1, when c.ready
-        ranks = np.maximum.accumulate(np.maximum(rank(last + first_row + row) - row,
-                                                 previous_pop + 1)) + row
-        results[tile * R:(tile + 1) * R] = cycle_of(ranks)
-        previous_accept, previous_last, previous_pop = last, last, int(ranks[-1])
+    # Beat i is accepted in a cycle congruent to i mod L (its slot's phase; L = 1: any
+    # cycle): a[i] = i + L u[i], u[i] = max(u[i-1], ceil((lower bound of a[i] - i) / L)),
+    # a running maximum. The lower bound is its offer, and for the last beat of a tile
+    # also the spacing after the previous tile's last beat and the result credits.
+    previous_u, previous_last, previous_pop = -1, -spacing, -1
+    group_beats, body = L * K, L * (K - 1)
+    for group in range(tiles // L):
+        start = group * group_beats
+        index = np.arange(start, start + body)
+        u = np.maximum.accumulate(np.maximum(-((index - offer[start:start + body]) // L),
+                                             previous_u))
+        accept[start:start + body] = index + L * u
+        previous_u = int(u[-1]) if body else previous_u
+        for slot in range(L):
+            tile, beat = group * L + slot, start + body + slot
+            bound = max(int(offer[beat]), previous_last + spacing)
+            popped_needed = R * (tile + 1) - depth          # credits: rows popped before
+            if popped_needed > 0:
+                bound = max(bound, int(results[popped_needed - 1]) + 1)
+            previous_u = max(previous_u, -((beat - bound) // L))
+            last = accept[beat] = beat + L * previous_u
+            # row i can leave from last + first_row + i on, after row i-1, when c.ready
+            ranks = np.maximum.accumulate(np.maximum(rank(last + first_row + row) - row,
+                                                     previous_pop + 1)) + row
+            results[tile * R:(tile + 1) * R] = cycle_of(ranks)
+            previous_last, previous_pop = last, int(ranks[-1])
     return GemmSchedule(accept, results)
 
 

@@ -104,13 +104,19 @@ def gemm_arrays(gemms: Iterable[Gemm]) -> GemmArrays:
     return GemmArrays(*exact(*fields, factor=16))
 
 
-def operand_beats(a_codes: np.ndarray, b_codes: np.ndarray, rows: int, cols: int):
+def operand_beats(a_codes: np.ndarray, b_codes: np.ndarray, rows: int, cols: int,
+                  interleave: int = 1):
     """The beats the array consumes for C = A @ B: ``(a_beats, b_beats)``.
 
     ``a_codes`` (M, K) and ``b_codes`` (K, N) are uint8 code matrices. Tiles run in
     row-major tile order; tile t's K beats are rows ``t*K .. t*K + K-1``: ``a_beats``
     uint8[T*K, rows] holds A[row0 : row0+rows, k] and ``b_beats`` uint8[T*K, cols] holds
     B[k, col0 : col0+cols], both zero-padded past a ragged edge.
+
+    ``interleave`` L > 1 (an array whose PEs accumulate L tiles at once,
+    ``ArrayConfig.interleave``): the tiles go in groups of L, the last group padded with
+    all-zero tiles (:func:`padded_tiles`), and a group's beats run k-major, tile-minor:
+    beat k of its tiles 0..L-1, then beat k + 1, ...
     """
     rows, cols = check_array(rows, cols)
     m, k_dim = a_codes.shape
@@ -123,18 +129,37 @@ def operand_beats(a_codes: np.ndarray, b_codes: np.ndarray, rows: int, cols: int
     # (row_tiles, K, rows) repeated over column tiles, and (col_tiles, K, cols) over row tiles
     a_tiles = a_pad.reshape(row_tiles, rows, k_dim).transpose(0, 2, 1)
     b_tiles = b_pad.reshape(k_dim, col_tiles, cols).transpose(1, 0, 2)
-    a_beats = np.repeat(a_tiles, col_tiles, axis=0).reshape(-1, rows)
-    b_beats = np.tile(b_tiles, (row_tiles, 1, 1)).reshape(-1, cols)
-    return a_beats, b_beats
+    a_beats = np.repeat(a_tiles, col_tiles, axis=0)
+    b_beats = np.tile(b_tiles, (row_tiles, 1, 1))
+    if interleave > 1:
+        a_beats, b_beats = (_interleave(beats, interleave) for beats in (a_beats, b_beats))
+    return a_beats.reshape(-1, rows), b_beats.reshape(-1, cols)
+
+
+def padded_tiles(tiles, interleave: int = 1):
+    """Tiles the array runs for ``tiles`` output tiles: rounded up to a multiple of the
+    interleave L (the last group's missing tiles are all-zero padding)."""
+    return -(-np.asarray(tiles) // interleave) * interleave
+
+
+def _interleave(tile_beats: np.ndarray, interleave: int) -> np.ndarray:
+    """(T, K, width) beats -> groups of ``interleave`` tiles, beats k-major within a group."""
+    tiles, k_dim, width = tile_beats.shape
+    padded = np.zeros((int(padded_tiles(tiles, interleave)), k_dim, width), tile_beats.dtype)
+    padded[:tiles] = tile_beats
+    return padded.reshape(-1, interleave, k_dim, width).transpose(0, 2, 1, 3)
 
 
 def place_results(row_beats: np.ndarray, m: int, n: int, rows: int, cols: int) -> np.ndarray:
     """Assemble the array's result rows into C (M, N).
 
     ``row_beats`` [T*rows, cols] holds, tile after tile in row-major order, each
-    tile's ``rows`` result rows; padding rows and columns are dropped.
+    tile's ``rows`` result rows; padding rows and columns are dropped, and so are the
+    rows of any padding tiles after the last tile (an interleaved array, see
+    :func:`operand_beats`, finishes a group's tiles in tile order).
     """
     rows, cols = check_array(rows, cols)
     row_tiles, col_tiles = -(-m // rows), -(-n // cols)
-    grid = np.asarray(row_beats).reshape(row_tiles, col_tiles, rows, cols)
+    rows_used = row_tiles * col_tiles * rows
+    grid = np.asarray(row_beats)[:rows_used].reshape(row_tiles, col_tiles, rows, cols)
     return grid.transpose(0, 2, 1, 3).reshape(row_tiles * rows, col_tiles * cols)[:m, :n]
