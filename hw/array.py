@@ -49,7 +49,7 @@ from pysim.perf.arch import ArrayConfig
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
-from .mac import accumulator_loop, interleave_counters
+from .mac import accumulator_loop, slot_turn
 from .pipeline import delay
 
 #: Control bits that travel with the A operand along a row.
@@ -231,23 +231,20 @@ class S2FP8Array(wiring.Component):
         rows, cols = self.rows, self.cols
 
         # --- beat bookkeeping: slot, position in the tile, spacing, result credits -------
-        slots = self._config.interleave
         writing = self.table_a.en | self.table_b.en
-        phase, slot = interleave_counters(m, slots, restart=writing)
+        accept = Signal()
+        turn, last_slot = slot_turn(m, self._config.interleave, restart=writing, accept=accept)
         beat = Signal(arch.K_BITS)
         last_beat = beat == self.k - 1
         since_last = Signal(range(self.tile_spacing + 1), init=self.tile_spacing)
         credits = Signal(range(self.result_fifo_depth + 1), init=self.result_fifo_depth)
-        ready = ~writing & (phase == slot) \
+        ready = ~writing & turn \
             & ~(last_beat & ((since_last < self.tile_spacing) | (credits < rows)))
-        accept = self.a.valid & self.b.valid & ready
         m.d.comb += [
+            accept.eq(self.a.valid & self.b.valid & ready),
             self.a.ready.eq(ready & self.b.valid),
             self.b.ready.eq(ready & self.a.valid),
         ]
-        last_slot = slot == slots - 1
-        with m.If(accept):
-            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
         with m.If(accept & last_slot):   # the group's L tiles move to their next beat
             m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
         with m.If(accept & last_beat):

@@ -35,7 +35,7 @@ from pysim.perf import arch
 
 from .fp32 import FPAdd, FPMul
 from .layouts import FP32Layout, float_layout
-from .mac import ResultSignature, SequenceLayout, accumulator_loop, interleave_counters
+from .mac import ResultSignature, SequenceLayout, accumulator_loop, slot_turn
 from .pipeline import delay
 
 #: name -> operand format of the baseline MACs ``s2fp8 synth`` compares against.
@@ -163,11 +163,12 @@ class BaselineMAC(wiring.Component):
 
         # --- Stage D: fixed decode, registered like the S2FP8 table read -----------------
         beat = self.operands.payload
-        phase, slot = interleave_counters(m, slots, restart=0)
-        accept = self.operands.valid & self.operands.ready
-        m.d.comb += self.operands.ready.eq(phase == slot)
-        with m.If(accept):
-            m.d.sync += slot.eq(Mux(slot == slots - 1, 0, slot + 1))
+        accept = Signal()
+        turn, _ = slot_turn(m, slots, restart=0, accept=accept)
+        m.d.comb += [
+            self.operands.ready.eq(turn),
+            accept.eq(self.operands.valid & self.operands.ready),
+        ]
         m.d.comb += [widen_a.operand.eq(beat.a), widen_b.operand.eq(beat.b)]
         decoded_a = delay(m, widen_a.value, arch.DECODE_LATENCY, "decoded_a")
         decoded_b = delay(m, widen_b.value, arch.DECODE_LATENCY, "decoded_b")

@@ -40,7 +40,7 @@ Latency (``latency``, ``pysim.perf.arch.mac_latency``): decode + multiply + accu
 ``result.valid`` is high (4 for the compact unit, ``arch.MAC_LATENCY``).
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -137,11 +137,12 @@ class S2FP8MAC(wiring.Component):
 
         # --- Stage D: accept a beat in its slot's phase, read both tables ----------------
         writing = self.table_a.en | self.table_b.en
-        phase, slot = interleave_counters(m, slots, restart=writing)
-        accept = self.operands.valid & self.operands.ready
-        m.d.comb += self.operands.ready.eq(~writing & (phase == slot))
-        with m.If(accept):
-            m.d.sync += slot.eq(Mux(slot == slots - 1, 0, slot + 1))
+        accept = Signal()
+        turn, _ = slot_turn(m, slots, restart=writing, accept=accept)
+        m.d.comb += [
+            self.operands.ready.eq(~writing & turn),
+            accept.eq(self.operands.valid & self.operands.ready),
+        ]
         wiring.connect(m, wiring.flipped(self.table_a), decode_a.table)
         wiring.connect(m, wiring.flipped(self.table_b), decode_b.table)
         m.d.comb += [
@@ -174,15 +175,21 @@ class S2FP8MAC(wiring.Component):
         return m
 
 
-def interleave_counters(m, slots: int, *, restart):
-    """The phase (a free-running counter mod ``slots``, 0 in the cycle after ``restart``)
-    and the slot register of the next beat (the caller advances it on each accepted
-    beat): a beat may be accepted when they are equal. Both are zero-width constants of
-    value 0 when ``slots`` is 1. Shared by the MAC and the array."""
+def slot_turn(m, slots: int, *, restart, accept):
+    """The interleave rule, shared by the MAC, the baselines and the array: a phase
+    counter (mod ``slots``, 0 in the cycle after ``restart``) and the slot of the next
+    beat (advanced by each ``accept``). Returns ``(turn, last_slot)``: the next beat may
+    be accepted in this cycle (its slot's phase), and it is the last slot of its round.
+    With one slot both are constant 1 (no registers)."""
+    if slots == 1:
+        return Const(1), Const(1)
     phase = Signal(range(slots), name="phase")
     slot = Signal(range(slots), name="slot")
+    last_slot = slot == slots - 1
     m.d.sync += phase.eq(Mux(restart | (phase == slots - 1), 0, phase + 1))
-    return phase, slot
+    with m.If(accept):
+        m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+    return phase == slot, last_slot
 
 
 #: The FP32 word of -0: x + -0 == x for every x, so a loop cycle without a product adds it.

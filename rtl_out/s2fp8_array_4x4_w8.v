@@ -5,13 +5,15 @@
 module s2fp8_pe_w8(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, a_in);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  reg [31:0] \$2 ;
-  reg [31:0] \$3 ;
-  reg [2:0] \$4 ;
-  reg [2:0] \$5 ;
+  reg \$10 ;
+  reg [31:0] \$11 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [31:0] \$4 ;
+  reg [31:0] \$5 ;
   reg [2:0] \$6 ;
-  reg \$7 ;
-  reg [31:0] \$8 ;
+  reg [2:0] \$7 ;
+  reg [2:0] \$8 ;
   reg [31:0] \$9 ;
   wire [31:0] a;
   wire [31:0] \a$17 ;
@@ -92,23 +94,26 @@ module s2fp8_pe_w8(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, 
   wire rst;
   wire valid_in;
   assign \$1  = ctl_d2[0] & ctl_d2[2];
-  assign \a$17  = ctl_d2[1] ? 32'd0 : acc;
+  assign \$2  = ctl_d2[0] & ctl_d2[2];
+  assign \$3  = ctl_d2[0] & ctl_d2[1];
+  assign \a$17  = \$3  ? 32'd0 : acc;
+  assign \b$18  = ctl_d2[0] ? \result$19  : 32'd2147483648;
   always @(posedge clk)
-    a_out <= \$2 ;
+    a_out <= \$4 ;
   always @(posedge clk)
-    b_out <= \$3 ;
+    b_out <= \$5 ;
   always @(posedge clk)
-    ctl_out <= \$4 ;
+    ctl_out <= \$6 ;
   always @(posedge clk)
-    ctl_d1 <= \$5 ;
+    ctl_d1 <= \$7 ;
   always @(posedge clk)
-    ctl_d2 <= \$6 ;
+    ctl_d2 <= \$8 ;
   always @(posedge clk)
-    done <= \$7 ;
+    acc <= \$9 ;
   always @(posedge clk)
-    acc <= \$8 ;
+    done <= \$10 ;
   always @(posedge clk)
-    result <= \$9 ;
+    result <= \$11 ;
   \s2fp8_pe_w8.add  add (
     .operand(\a$17 ),
     .\operand$2 (\b$18 ),
@@ -118,78 +123,72 @@ module s2fp8_pe_w8(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, 
     .clk(clk),
     .operand(a_in),
     .\operand$2 (b_in),
-    .result(\b$18 ),
+    .result(\result$19 ),
     .rst(rst),
     .valid_in(ctl_in[0])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2  = a_in;
+    \$4  = a_in;
     if (rst) begin
-      \$2  = 32'd0;
+      \$4  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3  = b_in;
+    \$5  = b_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$5  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$4  = ctl_in;
-    if (rst) begin
-      \$4  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$5  = ctl_in;
-    if (rst) begin
-      \$5  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$6  = ctl_d1;
+    \$6  = ctl_in;
     if (rst) begin
       \$6  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$7  = \$1 ;
+    \$7  = ctl_in;
     if (rst) begin
-      \$7  = 1'h0;
+      \$7  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$8  = acc;
-    if (ctl_d2[0]) begin
-      \$8  = \result$13 ;
-    end
+    \$8  = ctl_d1;
     if (rst) begin
-      \$8  = 32'd0;
+      \$8  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$9  = result;
-    if (ctl_d2[0]) begin
-      if (ctl_d2[2]) begin
-        \$9  = \result$13 ;
-      end
-    end
+    \$9  = \result$13 ;
     if (rst) begin
       \$9  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$10  = \$1 ;
+    if (rst) begin
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$11  = result;
+    if (\$2 ) begin
+      \$11  = \result$13 ;
+    end
+    if (rst) begin
+      \$11  = 32'd0;
     end
   end
   assign a = a_in;
   assign b = b_in;
   assign valid_in = ctl_in[0];
-  assign \result$19  = \b$18 ;
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -235,9 +234,9 @@ module s2fp8_pe_w8(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, 
   assign \b$18.frac  = \b$18 [22:0];
   assign \b$18.exp  = \b$18 [30:23];
   assign \b$18.sign  = \b$18 [31];
-  assign \result$19.frac  = \b$18 [22:0];
-  assign \result$19.exp  = \b$18 [30:23];
-  assign \result$19.sign  = \b$18 [31];
+  assign \result$19.frac  = \result$19 [22:0];
+  assign \result$19.exp  = \result$19 [30:23];
+  assign \result$19.sign  = \result$19 [31];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -558,30 +557,48 @@ module \s2fp8_pe_w8.add.align (b, aligned, a);
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [10:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [10:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [10:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [10:0] \$24 ;
+  wire [10:0] \$20 ;
+  wire [10:0] \$21 ;
+  wire [10:0] \$22 ;
+  wire [23:0] \$23 ;
+  wire [23:0] \$24 ;
   wire \$25 ;
-  wire [10:0] \$26 ;
-  wire [10:0] \$27 ;
-  wire [26:0] \$28 ;
-  wire [57:0] \$29 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [31:0] \$28 ;
+  wire [32:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [26:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [26:0] \$30 ;
+  wire \$31 ;
+  wire [26:0] \$32 ;
+  wire [26:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [31:0] \$37 ;
+  wire [32:0] \$38 ;
+  wire [26:0] \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire [26:0] \$41 ;
+  wire [26:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -596,6 +613,7 @@ module \s2fp8_pe_w8.add.align (b, aligned, a);
   wire [9:0] \a.exp ;
   wire [23:0] \a.sig ;
   wire \a.sign ;
+  wire a_exp_ge;
   output [68:0] aligned;
   wire [68:0] aligned;
   wire [26:0] \aligned.big ;
@@ -617,27 +635,20 @@ module \s2fp8_pe_w8.add.align (b, aligned, a);
   wire [9:0] \b.exp ;
   wire [23:0] \b.sig ;
   wire \b.sign ;
-  wire [38:0] big;
-  wire [3:0] \big.cls ;
-  wire \big.cls.inf ;
-  wire \big.cls.nan ;
-  wire \big.cls.subnormal ;
-  wire \big.cls.zero ;
-  wire [9:0] \big.exp ;
-  wire [23:0] \big.sig ;
-  wire \big.sign ;
   wire [4:0] distance;
+  wire [26:0] kept;
   wire [26:0] shifted;
-  wire [38:0] \small ;
-  wire [3:0] \small.cls ;
-  wire \small.cls.inf ;
-  wire \small.cls.nan ;
-  wire \small.cls.subnormal ;
-  wire \small.cls.zero ;
-  wire [9:0] \small.exp ;
-  wire [23:0] \small.sig ;
-  wire \small.sign ;
   wire [26:0] small_ext;
+  wire [1:0] special;
+  wire \special.inf ;
+  wire \special.nan ;
+  assign \$45  = a[33:24] == b[33:24];
+  assign \$46  = a[23:0] >= b[23:0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$44  | \$47 ;
+  assign \$49  = \$48  ? a[34] : b[34];
+  assign \$50  = a[34] ^ b[34];
+  assign \$51  = a[34] & b[34];
   assign \$1  = a[38] | b[38];
   assign \$2  = a[37] & b[37];
   assign \$3  = a[34] != b[34];
@@ -651,38 +662,42 @@ module \s2fp8_pe_w8.add.align (b, aligned, a);
   assign \$11  = \$7  | \$10 ;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$6  & \$12 ;
-  assign \$14  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$15  = a[33:24] == b[33:24];
-  assign \$16  = a[23:0] >= b[23:0];
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$14  | \$17 ;
-  assign big = \$18  ? a : b;
-  assign \$19  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$20  = a[33:24] == b[33:24];
-  assign \$21  = a[23:0] >= b[23:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = \$19  | \$22 ;
-  assign \small  = \$23  ? b : a;
-  assign \$24  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$25  = $signed(\$24 ) > $signed(6'h1b);
-  assign \$26  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$27  = \$25  ? 11'h01b : \$26 ;
-  assign shifted = small_ext >> \$27 [4:0];
-  assign \$29  = shifted << \$27 [4:0];
-  assign \$30  = \$29 [26:0] != small_ext;
-  assign \$31  = shifted | { 26'h0000000, \$30  };
-  assign \$32  = a[34] ^ b[34];
-  assign \$33  = a[34] & b[34];
-  assign distance = \$27 [4:0];
-  assign \aligned.big  = aligned[26:0];
-  assign \aligned.small  = aligned[53:27];
-  assign \aligned.exp  = aligned[63:54];
-  assign \aligned.sign  = aligned[64];
-  assign \aligned.subtract  = aligned[65];
-  assign \aligned.zero_sign  = aligned[66];
-  assign \aligned.special  = aligned[68:67];
-  assign \aligned.special.nan  = aligned[67];
-  assign \aligned.special.inf  = aligned[68];
+  assign a_exp_ge = $signed(a[33:24]) >= $signed(b[33:24]);
+  assign \$14  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$15  = $signed(\$14 ) > $signed(6'h1b);
+  assign \$16  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$17  = \$15  ? 11'h01b : \$16 ;
+  assign \$18  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$19  = $signed(\$18 ) > $signed(6'h1b);
+  assign \$20  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$21  = \$19  ? 11'h01b : \$20 ;
+  assign \$22  = a_exp_ge ? \$17  : \$21 ;
+  assign \$23  = a_exp_ge ? b[23:0] : a[23:0];
+  assign \$24  = a_exp_ge ? a[23:0] : b[23:0];
+  assign shifted = small_ext >> \$22 [4:0];
+  assign \$25  = a[33:24] == b[33:24];
+  assign \$26  = a[23:0] < b[23:0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << \$22 [4:0];
+  assign \$29  = \$28  - 1'h1;
+  assign \$30  = small_ext & \$29 [26:0];
+  assign \$31  = | \$30 ;
+  assign \$32  = shifted | { 26'h0000000, \$31  };
+  assign \$33  = \$27  ? \$32  : kept;
+  assign \$34  = a[33:24] == b[33:24];
+  assign \$35  = a[23:0] < b[23:0];
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = 1'h1 << \$22 [4:0];
+  assign \$38  = \$37  - 1'h1;
+  assign \$39  = small_ext & \$38 [26:0];
+  assign \$40  = | \$39 ;
+  assign \$41  = shifted | { 26'h0000000, \$40  };
+  assign \$42  = \$36  ? kept : \$41 ;
+  assign \$43  = a_exp_ge ? a[33:24] : b[33:24];
+  assign \$44  = $signed(a[33:24]) > $signed(b[33:24]);
+  assign distance = \$22 [4:0];
+  assign \special.nan  = special[0];
+  assign \special.inf  = special[1];
   assign \a.sig  = a[23:0];
   assign \a.exp  = a[33:24];
   assign \a.sign  = a[34];
@@ -699,53 +714,54 @@ module \s2fp8_pe_w8.add.align (b, aligned, a);
   assign \b.cls.subnormal  = b[36];
   assign \b.cls.inf  = b[37];
   assign \b.cls.nan  = b[38];
-  assign \big.sig  = big[23:0];
-  assign \big.exp  = big[33:24];
-  assign \big.sign  = big[34];
-  assign \big.cls  = big[38:35];
-  assign \big.cls.zero  = big[35];
-  assign \big.cls.subnormal  = big[36];
-  assign \big.cls.inf  = big[37];
-  assign \big.cls.nan  = big[38];
-  assign \small.sig  = \small [23:0];
-  assign \small.exp  = \small [33:24];
-  assign \small.sign  = \small [34];
-  assign \small.cls  = \small [38:35];
-  assign \small.cls.zero  = \small [35];
-  assign \small.cls.subnormal  = \small [36];
-  assign \small.cls.inf  = \small [37];
-  assign \small.cls.nan  = \small [38];
-  assign aligned[66] = \$33 ;
-  assign aligned[65] = \$32 ;
-  assign aligned[64] = big[34];
-  assign aligned[63:54] = big[33:24];
-  assign aligned[53:27] = \$31 ;
-  assign aligned[26:0] = \$28 ;
-  assign aligned[68] = \$13 ;
-  assign aligned[67] = \$5 ;
-  assign small_ext = { \small [23:0], 3'h0 };
-  assign \$28  = { big[23:0], 3'h0 };
+  assign \aligned.big  = aligned[26:0];
+  assign \aligned.small  = aligned[53:27];
+  assign \aligned.exp  = aligned[63:54];
+  assign \aligned.sign  = aligned[64];
+  assign \aligned.subtract  = aligned[65];
+  assign \aligned.zero_sign  = aligned[66];
+  assign \aligned.special  = aligned[68:67];
+  assign \aligned.special.nan  = aligned[67];
+  assign \aligned.special.inf  = aligned[68];
+  assign aligned[66] = \$51 ;
+  assign aligned[65] = \$50 ;
+  assign aligned[64] = \$49 ;
+  assign aligned[63:54] = \$43 ;
+  assign aligned[53:27] = \$42 ;
+  assign aligned[26:0] = \$33 ;
+  assign aligned[68:67] = special;
+  assign special[1] = \$13 ;
+  assign special[0] = \$5 ;
+  assign small_ext = { \$23 , 3'h0 };
+  assign kept = { \$24 , 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w8.add.normalize (pre_round, wide);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire [58:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [31:0] \$17 ;
+  wire [32:0] \$18 ;
+  wire [27:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [27:0] \$7 ;
   wire [58:0] \$8 ;
-  wire [27:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [4:0] below_round;
   wire [4:0] count;
   wire [4:0] left;
   output [38:0] pre_round;
@@ -759,7 +775,6 @@ module \s2fp8_pe_w8.add.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [4:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [27:0] shifted;
   wire [27:0] value;
@@ -781,26 +796,31 @@ module \s2fp8_pe_w8.add.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h01d : \$5 ;
   assign \$7  = wide[28:1] >> \$6 [4:0];
-  assign \$8  = \$7  << \$6 [4:0];
-  assign right_lost = \$8 [27:0] != wide[28:1];
-  assign \$9  = wide[28:1] >> \$6 [4:0];
-  assign \$10  = wide[28:1] << \$2 [4:0];
-  assign \$11  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
-  assign \$12  = | shifted[2:0];
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[28:1] << \$2 [4:0];
+  assign \$9  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
+  assign \$10  = \$6 [4:0] > 5'h19;
+  assign \$11  = \$6 [4:0] + 2'h3;
+  assign \$12  = \$10  ? 6'h1c : \$11 ;
+  assign \$13  = \$2 [4:0] > 2'h3;
+  assign \$14  = 2'h3 - \$2 [4:0];
+  assign \$15  = \$13  ? 6'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [5], \$15  };
+  assign \$17  = 1'h1 << \$16 [4:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[28:1] & \$18 [27:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w8.add.normalize.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(wide[28:1])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [27:0];
+      shifted = \$8 [27:0];
     end
   end
   always @* begin
@@ -809,13 +829,13 @@ module \s2fp8_pe_w8.add.normalize (pre_round, wide);
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[27:4];
         pre_round[1] = shifted[3];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[39];
         pre_round[38:37] = wide[41:40];
       end
@@ -824,6 +844,7 @@ module \s2fp8_pe_w8.add.normalize (pre_round, wide);
   assign value = wide[28:1];
   assign left = \$2 [4:0];
   assign right = \$6 [4:0];
+  assign below_round = \$16 [4:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[28:1];
   assign \wide.exp  = wide[38:29];
@@ -842,105 +863,463 @@ module \s2fp8_pe_w8.add.normalize (pre_round, wide);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w8.add.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w8.add.normalize.lzc (value, \count$32 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [27:0] value;
   wire [27:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    count = 5'h1c;
-    if (value[0]) begin
-      count = 5'h1b;
-    end
-    if (value[1]) begin
-      count = 5'h1a;
-    end
-    if (value[2]) begin
-      count = 5'h19;
-    end
-    if (value[3]) begin
-      count = 5'h18;
-    end
-    if (value[4]) begin
-      count = 5'h17;
-    end
-    if (value[5]) begin
-      count = 5'h16;
-    end
-    if (value[6]) begin
-      count = 5'h15;
-    end
-    if (value[7]) begin
-      count = 5'h14;
-    end
-    if (value[8]) begin
-      count = 5'h13;
-    end
-    if (value[9]) begin
-      count = 5'h12;
-    end
-    if (value[10]) begin
-      count = 5'h11;
-    end
-    if (value[11]) begin
-      count = 5'h10;
-    end
-    if (value[12]) begin
-      count = 5'h0f;
-    end
-    if (value[13]) begin
-      count = 5'h0e;
-    end
-    if (value[14]) begin
-      count = 5'h0d;
-    end
-    if (value[15]) begin
-      count = 5'h0c;
-    end
-    if (value[16]) begin
-      count = 5'h0b;
-    end
-    if (value[17]) begin
-      count = 5'h0a;
-    end
-    if (value[18]) begin
-      count = 5'h09;
-    end
-    if (value[19]) begin
-      count = 5'h08;
-    end
-    if (value[20]) begin
-      count = 5'h07;
-    end
-    if (value[21]) begin
-      count = 5'h06;
-    end
-    if (value[22]) begin
-      count = 5'h05;
-    end
-    if (value[23]) begin
-      count = 5'h04;
-    end
-    if (value[24]) begin
-      count = 5'h03;
-    end
-    if (value[25]) begin
-      count = 5'h02;
-    end
-    if (value[26]) begin
-      count = 5'h01;
-    end
-    if (value[27]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$3  = ~ value[1];
+  assign \count$3  = value[1] ? 1'h0 : 1'h1;
+  assign \$4  = ~ value[3];
+  assign \count$4  = value[3] ? 1'h0 : 1'h1;
+  assign \$5  = ~ value[5];
+  assign \count$5  = value[5] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[7];
+  assign \count$6  = value[7] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[9];
+  assign \count$7  = value[9] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[11];
+  assign \count$8  = value[11] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[13];
+  assign \count$9  = value[13] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[15];
+  assign \count$10  = value[15] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[17];
+  assign \count$11  = value[17] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[19];
+  assign \count$12  = value[19] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[21];
+  assign \count$13  = value[21] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[23];
+  assign \count$14  = value[23] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[25];
+  assign \count$15  = value[25] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[27];
+  assign \count$16  = value[27] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[3];
+  assign \$21  = ~ value[2];
+  assign \$22  = \$20  & \$21 ;
+  assign \count$18  = \$22  ? { 1'h1, \count$3  } : { 1'h0, \count$4  };
+  assign \$23  = ~ value[7];
+  assign \$24  = ~ value[6];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[11];
+  assign \$27  = ~ value[10];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[15];
+  assign \$30  = ~ value[14];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[19];
+  assign \$33  = ~ value[18];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[23];
+  assign \$36  = ~ value[22];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[27];
+  assign \$39  = ~ value[26];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$41  = ~ value[3];
+  assign \$42  = ~ value[2];
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = ~ value[1];
+  assign \$45  = ~ value[0];
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$43  & \$46 ;
+  assign \count$25  = \$47  ? 3'h7 : { 1'h0, \count$18  };
+  assign \$48  = ~ value[11];
+  assign \$49  = ~ value[10];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[9];
+  assign \$52  = ~ value[8];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[19];
+  assign \$56  = ~ value[18];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[17];
+  assign \$59  = ~ value[16];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[27];
+  assign \$63  = ~ value[26];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[25];
+  assign \$66  = ~ value[24];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[11];
+  assign \$70  = ~ value[10];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[9];
+  assign \$73  = ~ value[8];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[7];
+  assign \$77  = ~ value[6];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[5];
+  assign \$80  = ~ value[4];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$84  = ~ value[27];
+  assign \$85  = ~ value[26];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[25];
+  assign \$88  = ~ value[24];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[23];
+  assign \$92  = ~ value[22];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[21];
+  assign \$95  = ~ value[20];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[27];
+  assign \$100  = ~ value[26];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[25];
+  assign \$103  = ~ value[24];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[23];
+  assign \$107  = ~ value[22];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[21];
+  assign \$110  = ~ value[20];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[19];
+  assign \$115  = ~ value[18];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[17];
+  assign \$118  = ~ value[16];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[15];
+  assign \$122  = ~ value[14];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[13];
+  assign \$125  = ~ value[12];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[27];
+  assign \$131  = ~ value[26];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[25];
+  assign \$134  = ~ value[24];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[23];
+  assign \$138  = ~ value[22];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[21];
+  assign \$141  = ~ value[20];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[19];
+  assign \$146  = ~ value[18];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[17];
+  assign \$149  = ~ value[16];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[15];
+  assign \$153  = ~ value[14];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[13];
+  assign \$156  = ~ value[12];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[11];
+  assign \$162  = ~ value[10];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[9];
+  assign \$165  = ~ value[8];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[7];
+  assign \$169  = ~ value[6];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[5];
+  assign \$172  = ~ value[4];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$176  = ~ value[3];
+  assign \$177  = ~ value[2];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ value[1];
+  assign \$180  = ~ value[0];
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = \$178  & \$181 ;
+  assign \$191  = \$175  & \$190 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h1c : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = \$182 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w8.add.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -978,7 +1357,7 @@ module \s2fp8_pe_w8.add.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1174,10 +1553,10 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   reg [39:0] \$1 ;
-  reg \$2 ;
-  reg [31:0] \$3 ;
+  reg [31:0] \$2 ;
+  reg \$3 ;
   reg \$4 ;
   wire [31:0] a;
   wire [38:0] \a$4 ;
@@ -1244,14 +1623,14 @@ module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
   wire \product.special.nan ;
   wire \product.sticky ;
   (* init = 40'h0000000000 *)
-  wire [39:0] product_s1;
-  wire [9:0] \product_s1.exp ;
-  wire [25:0] \product_s1.sig ;
-  wire \product_s1.sign ;
-  wire [1:0] \product_s1.special ;
-  wire \product_s1.special.inf ;
-  wire \product_s1.special.nan ;
-  wire \product_s1.sticky ;
+  wire [39:0] product_d1;
+  wire [9:0] \product_d1.exp ;
+  wire [25:0] \product_d1.sig ;
+  wire \product_d1.sign ;
+  wire [1:0] \product_d1.special ;
+  wire \product_d1.special.inf ;
+  wire \product_d1.special.nan ;
+  wire \product_d1.sticky ;
   output [31:0] result;
   reg [31:0] result = 32'd0;
   wire [31:0] \result$18 ;
@@ -1281,10 +1660,12 @@ module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
   wire [9:0] \unpacked.exp ;
   wire [23:0] \unpacked.sig ;
   wire \unpacked.sign ;
+  reg valid_d1 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid_d2;
   input valid_in;
   wire valid_in;
   reg valid_out = 1'h0;
-  reg valid_s1 = 1'h0;
   reg [39:0] wide = 40'h0000000000;
   wire [9:0] \wide.exp ;
   wire [25:0] \wide.sig ;
@@ -1294,13 +1675,13 @@ module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
   wire \wide.special.nan ;
   wire \wide.sticky ;
   always @(posedge clk)
-    result <= \$3 ;
+    valid_d1 <= \$3 ;
   always @(posedge clk)
     valid_out <= \$4 ;
   always @(posedge clk)
     wide <= \$1 ;
   always @(posedge clk)
-    valid_s1 <= \$2 ;
+    result <= \$2 ;
   \s2fp8_pe_w8.multiply.normalize  normalize (
     .pre_round(pre_round),
     .wide(wide)
@@ -1323,39 +1704,40 @@ module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
     .unpacked(\b$6 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4  = valid_s1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$4  = valid_d1;
     if (rst) begin
       \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$1  = product;
     if (rst) begin
       \$1  = 40'h0000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$2  = valid_in;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$2  = \result$18 ;
     if (rst) begin
-      \$2  = 1'h0;
+      \$2  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3  = \result$18 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$3  = valid_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$3  = 1'h0;
     end
   end
   assign a = operand;
   assign b = \operand$2 ;
   assign unpacked = \a$4 ;
   assign \unpacked$7  = \b$6 ;
-  assign product_s1 = wide;
+  assign product_d1 = wide;
   assign \pre_round$11  = pre_round;
+  assign valid_d2 = valid_out;
   assign \operand.frac  = operand[22:0];
   assign \operand.exp  = operand[30:23];
   assign \operand.sign  = operand[31];
@@ -1407,13 +1789,13 @@ module \s2fp8_pe_w8.multiply (\operand$2 , valid_in, clk, rst, result, operand);
   assign \wide.special  = wide[39:38];
   assign \wide.special.nan  = wide[38];
   assign \wide.special.inf  = wide[39];
-  assign \product_s1.sticky  = wide[0];
-  assign \product_s1.sig  = wide[26:1];
-  assign \product_s1.exp  = wide[36:27];
-  assign \product_s1.sign  = wide[37];
-  assign \product_s1.special  = wide[39:38];
-  assign \product_s1.special.nan  = wide[38];
-  assign \product_s1.special.inf  = wide[39];
+  assign \product_d1.sticky  = wide[0];
+  assign \product_d1.sig  = wide[26:1];
+  assign \product_d1.exp  = wide[36:27];
+  assign \product_d1.sign  = wide[37];
+  assign \product_d1.special  = wide[39:38];
+  assign \product_d1.special.nan  = wide[38];
+  assign \product_d1.special.inf  = wide[39];
   assign \pre_round.sticky  = pre_round[0];
   assign \pre_round.round  = pre_round[1];
   assign \pre_round.sig  = pre_round[25:2];
@@ -1447,23 +1829,30 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w8.multiply.normalize (pre_round, wide);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [56:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [31:0] \$17 ;
+  wire [32:0] \$18 ;
+  wire [25:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [25:0] \$7 ;
   wire [56:0] \$8 ;
-  wire [25:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [4:0] below_round;
   wire [4:0] count;
   wire [4:0] left;
   output [38:0] pre_round;
@@ -1477,7 +1866,6 @@ module \s2fp8_pe_w8.multiply.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [4:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [25:0] shifted;
   wire [25:0] value;
@@ -1499,40 +1887,46 @@ module \s2fp8_pe_w8.multiply.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h01b : \$5 ;
   assign \$7  = wide[26:1] >> \$6 [4:0];
-  assign \$8  = \$7  << \$6 [4:0];
-  assign right_lost = \$8 [25:0] != wide[26:1];
-  assign \$9  = wide[26:1] >> \$6 [4:0];
-  assign \$10  = wide[26:1] << \$2 [4:0];
-  assign \$11  = $signed(wide[36:27]) - $signed({ 1'h0, \$2 [4:0] });
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[26:1] << \$2 [4:0];
+  assign \$9  = $signed(wide[36:27]) - $signed({ 1'h0, \$2 [4:0] });
+  assign \$10  = \$6 [4:0] > 5'h19;
+  assign \$11  = \$6 [4:0] + 1'h1;
+  assign \$12  = \$10  ? 6'h1a : \$11 ;
+  assign \$13  = \$2 [4:0] > 1'h1;
+  assign \$14  = 1'h1 - \$2 [4:0];
+  assign \$15  = \$13  ? 6'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [5], \$15  };
+  assign \$17  = 1'h1 << \$16 [4:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[26:1] & \$18 [25:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w8.multiply.normalize.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(wide[26:1])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [25:0];
+      shifted = \$8 [25:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[25:2];
         pre_round[1] = shifted[1];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[37];
         pre_round[38:37] = wide[39:38];
       end
@@ -1541,6 +1935,7 @@ module \s2fp8_pe_w8.multiply.normalize (pre_round, wide);
   assign value = wide[26:1];
   assign left = \$2 [4:0];
   assign right = \$6 [4:0];
+  assign below_round = \$16 [4:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[26:1];
   assign \wide.exp  = wide[36:27];
@@ -1556,103 +1951,466 @@ module \s2fp8_pe_w8.multiply.normalize (pre_round, wide);
   assign \pre_round.special  = pre_round[38:37];
   assign \pre_round.special.nan  = pre_round[37];
   assign \pre_round.special.inf  = pre_round[38];
-  assign \$12  = shifted[0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w8.multiply.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w8.multiply.normalize.lzc (value, \count$32 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [25:0] value;
   wire [25:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    count = 5'h1a;
-    if (value[0]) begin
-      count = 5'h19;
-    end
-    if (value[1]) begin
-      count = 5'h18;
-    end
-    if (value[2]) begin
-      count = 5'h17;
-    end
-    if (value[3]) begin
-      count = 5'h16;
-    end
-    if (value[4]) begin
-      count = 5'h15;
-    end
-    if (value[5]) begin
-      count = 5'h14;
-    end
-    if (value[6]) begin
-      count = 5'h13;
-    end
-    if (value[7]) begin
-      count = 5'h12;
-    end
-    if (value[8]) begin
-      count = 5'h11;
-    end
-    if (value[9]) begin
-      count = 5'h10;
-    end
-    if (value[10]) begin
-      count = 5'h0f;
-    end
-    if (value[11]) begin
-      count = 5'h0e;
-    end
-    if (value[12]) begin
-      count = 5'h0d;
-    end
-    if (value[13]) begin
-      count = 5'h0c;
-    end
-    if (value[14]) begin
-      count = 5'h0b;
-    end
-    if (value[15]) begin
-      count = 5'h0a;
-    end
-    if (value[16]) begin
-      count = 5'h09;
-    end
-    if (value[17]) begin
-      count = 5'h08;
-    end
-    if (value[18]) begin
-      count = 5'h07;
-    end
-    if (value[19]) begin
-      count = 5'h06;
-    end
-    if (value[20]) begin
-      count = 5'h05;
-    end
-    if (value[21]) begin
-      count = 5'h04;
-    end
-    if (value[22]) begin
-      count = 5'h03;
-    end
-    if (value[23]) begin
-      count = 5'h02;
-    end
-    if (value[24]) begin
-      count = 5'h01;
-    end
-    if (value[25]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$4  = ~ value[1];
+  assign \count$4  = value[1] ? 1'h0 : 1'h1;
+  assign \$5  = ~ value[3];
+  assign \count$5  = value[3] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[5];
+  assign \count$6  = value[5] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[7];
+  assign \count$7  = value[7] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[9];
+  assign \count$8  = value[9] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[11];
+  assign \count$9  = value[11] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[13];
+  assign \count$10  = value[13] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[15];
+  assign \count$11  = value[15] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[17];
+  assign \count$12  = value[17] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[19];
+  assign \count$13  = value[19] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[21];
+  assign \count$14  = value[21] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[23];
+  assign \count$15  = value[23] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[25];
+  assign \count$16  = value[25] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[1];
+  assign \$21  = ~ value[0];
+  assign \$22  = \$20  & \$21 ;
+  assign \count$18  = \$22  ? 2'h3 : { 1'h0, \count$4  };
+  assign \$23  = ~ value[5];
+  assign \$24  = ~ value[4];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[9];
+  assign \$27  = ~ value[8];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[13];
+  assign \$30  = ~ value[12];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[17];
+  assign \$33  = ~ value[16];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[21];
+  assign \$36  = ~ value[20];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[25];
+  assign \$39  = ~ value[24];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$41  = ~ value[1];
+  assign \$42  = ~ value[0];
+  assign \$43  = \$41  & \$42 ;
+  assign \count$25  = \$47  ? 3'h7 : { 1'h0, \count$18  };
+  assign \$48  = ~ value[9];
+  assign \$49  = ~ value[8];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[7];
+  assign \$52  = ~ value[6];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[17];
+  assign \$56  = ~ value[16];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[15];
+  assign \$59  = ~ value[14];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[25];
+  assign \$63  = ~ value[24];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[23];
+  assign \$66  = ~ value[22];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[9];
+  assign \$70  = ~ value[8];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[7];
+  assign \$73  = ~ value[6];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[5];
+  assign \$77  = ~ value[4];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[3];
+  assign \$80  = ~ value[2];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$84  = ~ value[25];
+  assign \$85  = ~ value[24];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[23];
+  assign \$88  = ~ value[22];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[21];
+  assign \$92  = ~ value[20];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[19];
+  assign \$95  = ~ value[18];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[25];
+  assign \$100  = ~ value[24];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[23];
+  assign \$103  = ~ value[22];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[21];
+  assign \$107  = ~ value[20];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[19];
+  assign \$110  = ~ value[18];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[17];
+  assign \$115  = ~ value[16];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[15];
+  assign \$118  = ~ value[14];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[13];
+  assign \$122  = ~ value[12];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[11];
+  assign \$125  = ~ value[10];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[25];
+  assign \$131  = ~ value[24];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[23];
+  assign \$134  = ~ value[22];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[21];
+  assign \$138  = ~ value[20];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[19];
+  assign \$141  = ~ value[18];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[17];
+  assign \$146  = ~ value[16];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[15];
+  assign \$149  = ~ value[14];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[13];
+  assign \$153  = ~ value[12];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[11];
+  assign \$156  = ~ value[10];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[9];
+  assign \$162  = ~ value[8];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[7];
+  assign \$165  = ~ value[6];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[5];
+  assign \$169  = ~ value[4];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[3];
+  assign \$172  = ~ value[2];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$176  = ~ value[1];
+  assign \$177  = ~ value[0];
+  assign \$178  = \$176  & \$177 ;
+  assign \$191  = \$175  & \$190 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h1a : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = \$43 ;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = \$178 ;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = \$178 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w8.multiply.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -1690,7 +2448,7 @@ module \s2fp8_pe_w8.multiply.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1883,7 +2641,7 @@ module \s2fp8_pe_w8.multiply.unpack_a (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w8.multiply.unpack_a.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -1911,88 +2669,458 @@ module \s2fp8_pe_w8.multiply.unpack_a (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w8.multiply.unpack_a.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w8.multiply.unpack_a.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2062,7 +3190,7 @@ module \s2fp8_pe_w8.multiply.unpack_b (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w8.multiply.unpack_b.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -2090,99 +3218,11 @@ module \s2fp8_pe_w8.multiply.unpack_b (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w8.multiply.unpack_b.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  output [4:0] count;
-  reg [4:0] count;
-  input [23:0] value;
-  wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
-endmodule
-/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
-
-(* top =  1  *)
-(* generator = "Amaranth" *)
-module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, table_b__data, k, a__payload, a__valid, b__payload, b__valid, c__ready, clk, rst, a__ready, b__ready, c__payload, c__valid, table_a__en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+module \s2fp8_pe_w8.multiply.unpack_b.lzc (\count$32 , value);
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [32:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
@@ -2194,7 +3234,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [32:0] \$112 ;
+  wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
@@ -2204,16 +3244,16 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [32:0] \$121 ;
+  wire \$121 ;
   wire \$122 ;
-  wire [32:0] \$123 ;
-  wire [32:0] \$124 ;
+  wire \$123 ;
+  wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire [32:0] \$128 ;
+  wire \$128 ;
   wire \$129 ;
-  wire [32:0] \$13 ;
+  wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
@@ -2221,18 +3261,18 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire [32:0] \$137 ;
+  wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [3:0] \$141 ;
+  wire \$141 ;
   wire \$142 ;
-  wire [5:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [32:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
@@ -2242,16 +3282,16 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [32:0] \$156 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [2:0] \$159 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [6:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
-  wire [32:0] \$164 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
@@ -2262,50 +3302,45 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [32:0] \$174 ;
+  wire \$174 ;
   wire \$175 ;
-  reg [31:0] \$176 ;
-  reg [2:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [2:0] \$179 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg [31:0] \$180 ;
-  reg [31:0] \$181 ;
-  reg [31:0] \$182 ;
-  reg [31:0] \$183 ;
-  reg [31:0] \$184 ;
-  reg [31:0] \$185 ;
-  reg [31:0] \$186 ;
-  reg [2:0] \$187 ;
-  reg [31:0] \$188 ;
-  reg [31:0] \$189 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg [2:0] \$190 ;
-  reg [2:0] \$191 ;
-  reg [31:0] \$192 ;
-  reg [31:0] \$193 ;
-  reg [31:0] \$194 ;
-  reg [2:0] \$195 ;
-  reg [2:0] \$196 ;
-  reg [2:0] \$197 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [32:0] \$24 ;
+  wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [32:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [32:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
@@ -2317,7 +3352,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [32:0] \$46 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
@@ -2329,7 +3364,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [32:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -2341,7 +3376,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [32:0] \$68 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
@@ -2353,7 +3388,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [32:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
@@ -2366,7 +3401,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [32:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -2376,6 +3411,348 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
+  input [23:0] value;
+  wire [23:0] value;
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
+endmodule
+/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
+
+(* top =  1  *)
+(* generator = "Amaranth" *)
+module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__addr, table_b__data, k, a__payload, a__valid, b__payload, b__valid, c__ready, clk, rst, a__ready, b__ready, c__payload, c__valid, table_a__en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire [32:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [32:0] \$36 ;
+  wire \$37 ;
+  wire [32:0] \$38 ;
+  wire [32:0] \$39 ;
+  wire \$4 ;
+  wire [32:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [3:0] \$44 ;
+  wire \$45 ;
+  wire [5:0] \$46 ;
+  wire [32:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire [32:0] \$5 ;
+  wire [2:0] \$50 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
+  wire [32:0] \$53 ;
+  wire \$54 ;
+  reg [31:0] \$55 ;
+  reg [2:0] \$56 ;
+  reg [4:0] \$57 ;
+  reg [2:0] \$58 ;
+  reg [31:0] \$59 ;
+  wire \$6 ;
+  reg [31:0] \$60 ;
+  reg [31:0] \$61 ;
+  reg [31:0] \$62 ;
+  reg [31:0] \$63 ;
+  reg [31:0] \$64 ;
+  reg [31:0] \$65 ;
+  reg [2:0] \$66 ;
+  reg [31:0] \$67 ;
+  reg [31:0] \$68 ;
+  reg [2:0] \$69 ;
+  wire \$7 ;
+  reg [2:0] \$70 ;
+  reg [31:0] \$71 ;
+  reg [31:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg [2:0] \$74 ;
+  reg [2:0] \$75 ;
+  reg [2:0] \$76 ;
+  wire \$8 ;
+  wire \$9 ;
   (* init = 32'd0 *)
   wire [31:0] a1_skew_d1;
   wire [7:0] \a1_skew_d1.exp ;
@@ -2422,117 +3799,118 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   input a__valid;
   wire a__valid;
   wire [31:0] a_in;
-  wire [31:0] \a_in$103 ;
-  wire [7:0] \a_in$103.exp ;
-  wire [22:0] \a_in$103.frac ;
-  wire \a_in$103.sign ;
-  reg [31:0] \a_in$109  = 32'd0;
-  wire [7:0] \a_in$109.exp ;
-  wire [22:0] \a_in$109.frac ;
-  wire \a_in$109.sign ;
-  wire [31:0] \a_in$115 ;
-  wire [7:0] \a_in$115.exp ;
-  wire [22:0] \a_in$115.frac ;
-  wire \a_in$115.sign ;
-  wire [31:0] \a_in$121 ;
-  wire [7:0] \a_in$121.exp ;
-  wire [22:0] \a_in$121.frac ;
-  wire \a_in$121.sign ;
-  wire [31:0] \a_in$127 ;
-  wire [7:0] \a_in$127.exp ;
-  wire [22:0] \a_in$127.frac ;
-  wire \a_in$127.sign ;
-  reg [31:0] \a_in$133  = 32'd0;
-  wire [7:0] \a_in$133.exp ;
-  wire [22:0] \a_in$133.frac ;
-  wire \a_in$133.sign ;
-  wire [31:0] \a_in$139 ;
-  wire [7:0] \a_in$139.exp ;
-  wire [22:0] \a_in$139.frac ;
-  wire \a_in$139.sign ;
-  wire [31:0] \a_in$145 ;
-  wire [7:0] \a_in$145.exp ;
-  wire [22:0] \a_in$145.frac ;
-  wire \a_in$145.sign ;
-  wire [31:0] \a_in$151 ;
-  wire [7:0] \a_in$151.exp ;
-  wire [22:0] \a_in$151.frac ;
-  wire \a_in$151.sign ;
-  wire [31:0] \a_in$67 ;
-  wire [7:0] \a_in$67.exp ;
-  wire [22:0] \a_in$67.frac ;
-  wire \a_in$67.sign ;
-  wire [31:0] \a_in$73 ;
-  wire [7:0] \a_in$73.exp ;
-  wire [22:0] \a_in$73.frac ;
-  wire \a_in$73.sign ;
-  wire [31:0] \a_in$79 ;
-  wire [7:0] \a_in$79.exp ;
-  wire [22:0] \a_in$79.frac ;
-  wire \a_in$79.sign ;
-  reg [31:0] \a_in$85  = 32'd0;
-  wire [7:0] \a_in$85.exp ;
-  wire [22:0] \a_in$85.frac ;
-  wire \a_in$85.sign ;
-  wire [31:0] \a_in$91 ;
-  wire [7:0] \a_in$91.exp ;
-  wire [22:0] \a_in$91.frac ;
-  wire \a_in$91.sign ;
-  wire [31:0] \a_in$97 ;
-  wire [7:0] \a_in$97.exp ;
-  wire [22:0] \a_in$97.frac ;
-  wire \a_in$97.sign ;
+  wire [31:0] \a_in$104 ;
+  wire [7:0] \a_in$104.exp ;
+  wire [22:0] \a_in$104.frac ;
+  wire \a_in$104.sign ;
+  reg [31:0] \a_in$110  = 32'd0;
+  wire [7:0] \a_in$110.exp ;
+  wire [22:0] \a_in$110.frac ;
+  wire \a_in$110.sign ;
+  wire [31:0] \a_in$116 ;
+  wire [7:0] \a_in$116.exp ;
+  wire [22:0] \a_in$116.frac ;
+  wire \a_in$116.sign ;
+  wire [31:0] \a_in$122 ;
+  wire [7:0] \a_in$122.exp ;
+  wire [22:0] \a_in$122.frac ;
+  wire \a_in$122.sign ;
+  wire [31:0] \a_in$128 ;
+  wire [7:0] \a_in$128.exp ;
+  wire [22:0] \a_in$128.frac ;
+  wire \a_in$128.sign ;
+  reg [31:0] \a_in$134  = 32'd0;
+  wire [7:0] \a_in$134.exp ;
+  wire [22:0] \a_in$134.frac ;
+  wire \a_in$134.sign ;
+  wire [31:0] \a_in$140 ;
+  wire [7:0] \a_in$140.exp ;
+  wire [22:0] \a_in$140.frac ;
+  wire \a_in$140.sign ;
+  wire [31:0] \a_in$146 ;
+  wire [7:0] \a_in$146.exp ;
+  wire [22:0] \a_in$146.frac ;
+  wire \a_in$146.sign ;
+  wire [31:0] \a_in$152 ;
+  wire [7:0] \a_in$152.exp ;
+  wire [22:0] \a_in$152.frac ;
+  wire \a_in$152.sign ;
+  wire [31:0] \a_in$68 ;
+  wire [7:0] \a_in$68.exp ;
+  wire [22:0] \a_in$68.frac ;
+  wire \a_in$68.sign ;
+  wire [31:0] \a_in$74 ;
+  wire [7:0] \a_in$74.exp ;
+  wire [22:0] \a_in$74.frac ;
+  wire \a_in$74.sign ;
+  wire [31:0] \a_in$80 ;
+  wire [7:0] \a_in$80.exp ;
+  wire [22:0] \a_in$80.frac ;
+  wire \a_in$80.sign ;
+  reg [31:0] \a_in$86  = 32'd0;
+  wire [7:0] \a_in$86.exp ;
+  wire [22:0] \a_in$86.frac ;
+  wire \a_in$86.sign ;
+  wire [31:0] \a_in$92 ;
+  wire [7:0] \a_in$92.exp ;
+  wire [22:0] \a_in$92.frac ;
+  wire \a_in$92.sign ;
+  wire [31:0] \a_in$98 ;
+  wire [7:0] \a_in$98.exp ;
+  wire [22:0] \a_in$98.frac ;
+  wire \a_in$98.sign ;
   wire [7:0] \a_in.exp ;
   wire [22:0] \a_in.frac ;
   wire \a_in.sign ;
   wire [31:0] a_out;
-  wire [31:0] \a_out$104 ;
-  wire [7:0] \a_out$104.exp ;
-  wire [22:0] \a_out$104.frac ;
-  wire \a_out$104.sign ;
-  wire [31:0] \a_out$116 ;
-  wire [7:0] \a_out$116.exp ;
-  wire [22:0] \a_out$116.frac ;
-  wire \a_out$116.sign ;
-  wire [31:0] \a_out$122 ;
-  wire [7:0] \a_out$122.exp ;
-  wire [22:0] \a_out$122.frac ;
-  wire \a_out$122.sign ;
-  wire [31:0] \a_out$128 ;
-  wire [7:0] \a_out$128.exp ;
-  wire [22:0] \a_out$128.frac ;
-  wire \a_out$128.sign ;
-  wire [31:0] \a_out$140 ;
-  wire [7:0] \a_out$140.exp ;
-  wire [22:0] \a_out$140.frac ;
-  wire \a_out$140.sign ;
-  wire [31:0] \a_out$146 ;
-  wire [7:0] \a_out$146.exp ;
-  wire [22:0] \a_out$146.frac ;
-  wire \a_out$146.sign ;
-  wire [31:0] \a_out$152 ;
-  wire [7:0] \a_out$152.exp ;
-  wire [22:0] \a_out$152.frac ;
-  wire \a_out$152.sign ;
-  wire [31:0] \a_out$74 ;
-  wire [7:0] \a_out$74.exp ;
-  wire [22:0] \a_out$74.frac ;
-  wire \a_out$74.sign ;
-  wire [31:0] \a_out$80 ;
-  wire [7:0] \a_out$80.exp ;
-  wire [22:0] \a_out$80.frac ;
-  wire \a_out$80.sign ;
-  wire [31:0] \a_out$92 ;
-  wire [7:0] \a_out$92.exp ;
-  wire [22:0] \a_out$92.frac ;
-  wire \a_out$92.sign ;
-  wire [31:0] \a_out$98 ;
-  wire [7:0] \a_out$98.exp ;
-  wire [22:0] \a_out$98.frac ;
-  wire \a_out$98.sign ;
+  wire [31:0] \a_out$105 ;
+  wire [7:0] \a_out$105.exp ;
+  wire [22:0] \a_out$105.frac ;
+  wire \a_out$105.sign ;
+  wire [31:0] \a_out$117 ;
+  wire [7:0] \a_out$117.exp ;
+  wire [22:0] \a_out$117.frac ;
+  wire \a_out$117.sign ;
+  wire [31:0] \a_out$123 ;
+  wire [7:0] \a_out$123.exp ;
+  wire [22:0] \a_out$123.frac ;
+  wire \a_out$123.sign ;
+  wire [31:0] \a_out$129 ;
+  wire [7:0] \a_out$129.exp ;
+  wire [22:0] \a_out$129.frac ;
+  wire \a_out$129.sign ;
+  wire [31:0] \a_out$141 ;
+  wire [7:0] \a_out$141.exp ;
+  wire [22:0] \a_out$141.frac ;
+  wire \a_out$141.sign ;
+  wire [31:0] \a_out$147 ;
+  wire [7:0] \a_out$147.exp ;
+  wire [22:0] \a_out$147.frac ;
+  wire \a_out$147.sign ;
+  wire [31:0] \a_out$153 ;
+  wire [7:0] \a_out$153.exp ;
+  wire [22:0] \a_out$153.frac ;
+  wire \a_out$153.sign ;
+  wire [31:0] \a_out$75 ;
+  wire [7:0] \a_out$75.exp ;
+  wire [22:0] \a_out$75.frac ;
+  wire \a_out$75.sign ;
+  wire [31:0] \a_out$81 ;
+  wire [7:0] \a_out$81.exp ;
+  wire [22:0] \a_out$81.frac ;
+  wire \a_out$81.sign ;
+  wire [31:0] \a_out$93 ;
+  wire [7:0] \a_out$93.exp ;
+  wire [22:0] \a_out$93.frac ;
+  wire \a_out$93.sign ;
+  wire [31:0] \a_out$99 ;
+  wire [7:0] \a_out$99.exp ;
+  wire [22:0] \a_out$99.frac ;
+  wire \a_out$99.sign ;
   wire [7:0] \a_out.exp ;
   wire [22:0] \a_out.frac ;
   wire \a_out.sign ;
+  wire accept;
   (* init = 32'd0 *)
   wire [31:0] b1_skew_d1;
   wire [7:0] \b1_skew_d1.exp ;
@@ -2579,114 +3957,114 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   input b__valid;
   wire b__valid;
   wire [31:0] b_in;
-  wire [31:0] \b_in$101 ;
-  wire [7:0] \b_in$101.exp ;
-  wire [22:0] \b_in$101.frac ;
-  wire \b_in$101.sign ;
-  wire [31:0] \b_in$107 ;
-  wire [7:0] \b_in$107.exp ;
-  wire [22:0] \b_in$107.frac ;
-  wire \b_in$107.sign ;
-  wire [31:0] \b_in$113 ;
-  wire [7:0] \b_in$113.exp ;
-  wire [22:0] \b_in$113.frac ;
-  wire \b_in$113.sign ;
-  wire [31:0] \b_in$119 ;
-  wire [7:0] \b_in$119.exp ;
-  wire [22:0] \b_in$119.frac ;
-  wire \b_in$119.sign ;
-  wire [31:0] \b_in$125 ;
-  wire [7:0] \b_in$125.exp ;
-  wire [22:0] \b_in$125.frac ;
-  wire \b_in$125.sign ;
-  wire [31:0] \b_in$131 ;
-  wire [7:0] \b_in$131.exp ;
-  wire [22:0] \b_in$131.frac ;
-  wire \b_in$131.sign ;
-  wire [31:0] \b_in$137 ;
-  wire [7:0] \b_in$137.exp ;
-  wire [22:0] \b_in$137.frac ;
-  wire \b_in$137.sign ;
-  wire [31:0] \b_in$143 ;
-  wire [7:0] \b_in$143.exp ;
-  wire [22:0] \b_in$143.frac ;
-  wire \b_in$143.sign ;
-  wire [31:0] \b_in$149 ;
-  wire [7:0] \b_in$149.exp ;
-  wire [22:0] \b_in$149.frac ;
-  wire \b_in$149.sign ;
-  wire [31:0] \b_in$155 ;
-  wire [7:0] \b_in$155.exp ;
-  wire [22:0] \b_in$155.frac ;
-  wire \b_in$155.sign ;
-  reg [31:0] \b_in$71  = 32'd0;
-  wire [7:0] \b_in$71.exp ;
-  wire [22:0] \b_in$71.frac ;
-  wire \b_in$71.sign ;
-  reg [31:0] \b_in$77  = 32'd0;
-  wire [7:0] \b_in$77.exp ;
-  wire [22:0] \b_in$77.frac ;
-  wire \b_in$77.sign ;
-  reg [31:0] \b_in$83  = 32'd0;
-  wire [7:0] \b_in$83.exp ;
-  wire [22:0] \b_in$83.frac ;
-  wire \b_in$83.sign ;
-  wire [31:0] \b_in$89 ;
-  wire [7:0] \b_in$89.exp ;
-  wire [22:0] \b_in$89.frac ;
-  wire \b_in$89.sign ;
-  wire [31:0] \b_in$95 ;
-  wire [7:0] \b_in$95.exp ;
-  wire [22:0] \b_in$95.frac ;
-  wire \b_in$95.sign ;
+  wire [31:0] \b_in$102 ;
+  wire [7:0] \b_in$102.exp ;
+  wire [22:0] \b_in$102.frac ;
+  wire \b_in$102.sign ;
+  wire [31:0] \b_in$108 ;
+  wire [7:0] \b_in$108.exp ;
+  wire [22:0] \b_in$108.frac ;
+  wire \b_in$108.sign ;
+  wire [31:0] \b_in$114 ;
+  wire [7:0] \b_in$114.exp ;
+  wire [22:0] \b_in$114.frac ;
+  wire \b_in$114.sign ;
+  wire [31:0] \b_in$120 ;
+  wire [7:0] \b_in$120.exp ;
+  wire [22:0] \b_in$120.frac ;
+  wire \b_in$120.sign ;
+  wire [31:0] \b_in$126 ;
+  wire [7:0] \b_in$126.exp ;
+  wire [22:0] \b_in$126.frac ;
+  wire \b_in$126.sign ;
+  wire [31:0] \b_in$132 ;
+  wire [7:0] \b_in$132.exp ;
+  wire [22:0] \b_in$132.frac ;
+  wire \b_in$132.sign ;
+  wire [31:0] \b_in$138 ;
+  wire [7:0] \b_in$138.exp ;
+  wire [22:0] \b_in$138.frac ;
+  wire \b_in$138.sign ;
+  wire [31:0] \b_in$144 ;
+  wire [7:0] \b_in$144.exp ;
+  wire [22:0] \b_in$144.frac ;
+  wire \b_in$144.sign ;
+  wire [31:0] \b_in$150 ;
+  wire [7:0] \b_in$150.exp ;
+  wire [22:0] \b_in$150.frac ;
+  wire \b_in$150.sign ;
+  wire [31:0] \b_in$156 ;
+  wire [7:0] \b_in$156.exp ;
+  wire [22:0] \b_in$156.frac ;
+  wire \b_in$156.sign ;
+  reg [31:0] \b_in$72  = 32'd0;
+  wire [7:0] \b_in$72.exp ;
+  wire [22:0] \b_in$72.frac ;
+  wire \b_in$72.sign ;
+  reg [31:0] \b_in$78  = 32'd0;
+  wire [7:0] \b_in$78.exp ;
+  wire [22:0] \b_in$78.frac ;
+  wire \b_in$78.sign ;
+  reg [31:0] \b_in$84  = 32'd0;
+  wire [7:0] \b_in$84.exp ;
+  wire [22:0] \b_in$84.frac ;
+  wire \b_in$84.sign ;
+  wire [31:0] \b_in$90 ;
+  wire [7:0] \b_in$90.exp ;
+  wire [22:0] \b_in$90.frac ;
+  wire \b_in$90.sign ;
+  wire [31:0] \b_in$96 ;
+  wire [7:0] \b_in$96.exp ;
+  wire [22:0] \b_in$96.frac ;
+  wire \b_in$96.sign ;
   wire [7:0] \b_in.exp ;
   wire [22:0] \b_in.frac ;
   wire \b_in.sign ;
   wire [31:0] b_out;
-  wire [31:0] \b_out$102 ;
-  wire [7:0] \b_out$102.exp ;
-  wire [22:0] \b_out$102.frac ;
-  wire \b_out$102.sign ;
-  wire [31:0] \b_out$108 ;
-  wire [7:0] \b_out$108.exp ;
-  wire [22:0] \b_out$108.frac ;
-  wire \b_out$108.sign ;
-  wire [31:0] \b_out$114 ;
-  wire [7:0] \b_out$114.exp ;
-  wire [22:0] \b_out$114.frac ;
-  wire \b_out$114.sign ;
-  wire [31:0] \b_out$120 ;
-  wire [7:0] \b_out$120.exp ;
-  wire [22:0] \b_out$120.frac ;
-  wire \b_out$120.sign ;
-  wire [31:0] \b_out$126 ;
-  wire [7:0] \b_out$126.exp ;
-  wire [22:0] \b_out$126.frac ;
-  wire \b_out$126.sign ;
-  wire [31:0] \b_out$132 ;
-  wire [7:0] \b_out$132.exp ;
-  wire [22:0] \b_out$132.frac ;
-  wire \b_out$132.sign ;
-  wire [31:0] \b_out$138 ;
-  wire [7:0] \b_out$138.exp ;
-  wire [22:0] \b_out$138.frac ;
-  wire \b_out$138.sign ;
-  wire [31:0] \b_out$144 ;
-  wire [7:0] \b_out$144.exp ;
-  wire [22:0] \b_out$144.frac ;
-  wire \b_out$144.sign ;
-  wire [31:0] \b_out$150 ;
-  wire [7:0] \b_out$150.exp ;
-  wire [22:0] \b_out$150.frac ;
-  wire \b_out$150.sign ;
-  wire [31:0] \b_out$156 ;
-  wire [7:0] \b_out$156.exp ;
-  wire [22:0] \b_out$156.frac ;
-  wire \b_out$156.sign ;
-  wire [31:0] \b_out$96 ;
-  wire [7:0] \b_out$96.exp ;
-  wire [22:0] \b_out$96.frac ;
-  wire \b_out$96.sign ;
+  wire [31:0] \b_out$103 ;
+  wire [7:0] \b_out$103.exp ;
+  wire [22:0] \b_out$103.frac ;
+  wire \b_out$103.sign ;
+  wire [31:0] \b_out$109 ;
+  wire [7:0] \b_out$109.exp ;
+  wire [22:0] \b_out$109.frac ;
+  wire \b_out$109.sign ;
+  wire [31:0] \b_out$115 ;
+  wire [7:0] \b_out$115.exp ;
+  wire [22:0] \b_out$115.frac ;
+  wire \b_out$115.sign ;
+  wire [31:0] \b_out$121 ;
+  wire [7:0] \b_out$121.exp ;
+  wire [22:0] \b_out$121.frac ;
+  wire \b_out$121.sign ;
+  wire [31:0] \b_out$127 ;
+  wire [7:0] \b_out$127.exp ;
+  wire [22:0] \b_out$127.frac ;
+  wire \b_out$127.sign ;
+  wire [31:0] \b_out$133 ;
+  wire [7:0] \b_out$133.exp ;
+  wire [22:0] \b_out$133.frac ;
+  wire \b_out$133.sign ;
+  wire [31:0] \b_out$139 ;
+  wire [7:0] \b_out$139.exp ;
+  wire [22:0] \b_out$139.frac ;
+  wire \b_out$139.sign ;
+  wire [31:0] \b_out$145 ;
+  wire [7:0] \b_out$145.exp ;
+  wire [22:0] \b_out$145.frac ;
+  wire \b_out$145.sign ;
+  wire [31:0] \b_out$151 ;
+  wire [7:0] \b_out$151.exp ;
+  wire [22:0] \b_out$151.frac ;
+  wire \b_out$151.sign ;
+  wire [31:0] \b_out$157 ;
+  wire [7:0] \b_out$157.exp ;
+  wire [22:0] \b_out$157.frac ;
+  wire \b_out$157.sign ;
+  wire [31:0] \b_out$97 ;
+  wire [7:0] \b_out$97.exp ;
+  wire [22:0] \b_out$97.frac ;
+  wire \b_out$97.sign ;
   wire [7:0] \b_out.exp ;
   wire [22:0] \b_out.frac ;
   wire \b_out.sign ;
@@ -2718,37 +4096,37 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$29 ;
-  wire [6:0] \code$29.magnitude ;
-  wire \code$29.sign ;
-  wire [7:0] \code$34 ;
-  wire [6:0] \code$34.magnitude ;
-  wire \code$34.sign ;
-  wire [7:0] \code$39 ;
-  wire [6:0] \code$39.magnitude ;
-  wire \code$39.sign ;
-  wire [7:0] \code$44 ;
-  wire [6:0] \code$44.magnitude ;
-  wire \code$44.sign ;
-  wire [7:0] \code$49 ;
-  wire [6:0] \code$49.magnitude ;
-  wire \code$49.sign ;
-  wire [7:0] \code$54 ;
-  wire [6:0] \code$54.magnitude ;
-  wire \code$54.sign ;
-  wire [7:0] \code$59 ;
-  wire [6:0] \code$59.magnitude ;
-  wire \code$59.sign ;
+  wire [7:0] \code$30 ;
+  wire [6:0] \code$30.magnitude ;
+  wire \code$30.sign ;
+  wire [7:0] \code$35 ;
+  wire [6:0] \code$35.magnitude ;
+  wire \code$35.sign ;
+  wire [7:0] \code$40 ;
+  wire [6:0] \code$40.magnitude ;
+  wire \code$40.sign ;
+  wire [7:0] \code$45 ;
+  wire [6:0] \code$45.magnitude ;
+  wire \code$45.sign ;
+  wire [7:0] \code$50 ;
+  wire [6:0] \code$50.magnitude ;
+  wire \code$50.sign ;
+  wire [7:0] \code$55 ;
+  wire [6:0] \code$55.magnitude ;
+  wire \code$55.sign ;
+  wire [7:0] \code$60 ;
+  wire [6:0] \code$60.magnitude ;
+  wire \code$60.sign ;
   wire [6:0] \code.magnitude ;
   wire \code.sign ;
   wire code_valid;
-  wire \code_valid$30 ;
-  wire \code_valid$35 ;
-  wire \code_valid$40 ;
-  wire \code_valid$45 ;
-  wire \code_valid$50 ;
-  wire \code_valid$55 ;
-  wire \code_valid$60 ;
+  wire \code_valid$31 ;
+  wire \code_valid$36 ;
+  wire \code_valid$41 ;
+  wire \code_valid$46 ;
+  wire \code_valid$51 ;
+  wire \code_valid$56 ;
+  wire \code_valid$61 ;
   (* init = 3'h0 *)
   wire [2:0] control;
   wire \control.first ;
@@ -2783,131 +4161,127 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire \ctl3_skew_d3.last ;
   wire \ctl3_skew_d3.valid ;
   reg [2:0] ctl_in = 3'h0;
-  wire [2:0] \ctl_in$105 ;
-  wire \ctl_in$105.first ;
-  wire \ctl_in$105.last ;
-  wire \ctl_in$105.valid ;
-  reg [2:0] \ctl_in$111  = 3'h0;
-  wire \ctl_in$111.first ;
-  wire \ctl_in$111.last ;
-  wire \ctl_in$111.valid ;
-  wire [2:0] \ctl_in$117 ;
-  wire \ctl_in$117.first ;
-  wire \ctl_in$117.last ;
-  wire \ctl_in$117.valid ;
-  wire [2:0] \ctl_in$123 ;
-  wire \ctl_in$123.first ;
-  wire \ctl_in$123.last ;
-  wire \ctl_in$123.valid ;
-  wire [2:0] \ctl_in$129 ;
-  wire \ctl_in$129.first ;
-  wire \ctl_in$129.last ;
-  wire \ctl_in$129.valid ;
-  reg [2:0] \ctl_in$135  = 3'h0;
-  wire \ctl_in$135.first ;
-  wire \ctl_in$135.last ;
-  wire \ctl_in$135.valid ;
-  wire [2:0] \ctl_in$141 ;
-  wire \ctl_in$141.first ;
-  wire \ctl_in$141.last ;
-  wire \ctl_in$141.valid ;
-  wire [2:0] \ctl_in$147 ;
-  wire \ctl_in$147.first ;
-  wire \ctl_in$147.last ;
-  wire \ctl_in$147.valid ;
-  wire [2:0] \ctl_in$153 ;
-  wire \ctl_in$153.first ;
-  wire \ctl_in$153.last ;
-  wire \ctl_in$153.valid ;
-  wire [2:0] \ctl_in$69 ;
-  wire \ctl_in$69.first ;
-  wire \ctl_in$69.last ;
-  wire \ctl_in$69.valid ;
-  wire [2:0] \ctl_in$75 ;
-  wire \ctl_in$75.first ;
-  wire \ctl_in$75.last ;
-  wire \ctl_in$75.valid ;
-  wire [2:0] \ctl_in$81 ;
-  wire \ctl_in$81.first ;
-  wire \ctl_in$81.last ;
-  wire \ctl_in$81.valid ;
-  reg [2:0] \ctl_in$87  = 3'h0;
-  wire \ctl_in$87.first ;
-  wire \ctl_in$87.last ;
-  wire \ctl_in$87.valid ;
-  wire [2:0] \ctl_in$93 ;
-  wire \ctl_in$93.first ;
-  wire \ctl_in$93.last ;
-  wire \ctl_in$93.valid ;
-  wire [2:0] \ctl_in$99 ;
-  wire \ctl_in$99.first ;
-  wire \ctl_in$99.last ;
-  wire \ctl_in$99.valid ;
+  wire [2:0] \ctl_in$100 ;
+  wire \ctl_in$100.first ;
+  wire \ctl_in$100.last ;
+  wire \ctl_in$100.valid ;
+  wire [2:0] \ctl_in$106 ;
+  wire \ctl_in$106.first ;
+  wire \ctl_in$106.last ;
+  wire \ctl_in$106.valid ;
+  reg [2:0] \ctl_in$112  = 3'h0;
+  wire \ctl_in$112.first ;
+  wire \ctl_in$112.last ;
+  wire \ctl_in$112.valid ;
+  wire [2:0] \ctl_in$118 ;
+  wire \ctl_in$118.first ;
+  wire \ctl_in$118.last ;
+  wire \ctl_in$118.valid ;
+  wire [2:0] \ctl_in$124 ;
+  wire \ctl_in$124.first ;
+  wire \ctl_in$124.last ;
+  wire \ctl_in$124.valid ;
+  wire [2:0] \ctl_in$130 ;
+  wire \ctl_in$130.first ;
+  wire \ctl_in$130.last ;
+  wire \ctl_in$130.valid ;
+  reg [2:0] \ctl_in$136  = 3'h0;
+  wire \ctl_in$136.first ;
+  wire \ctl_in$136.last ;
+  wire \ctl_in$136.valid ;
+  wire [2:0] \ctl_in$142 ;
+  wire \ctl_in$142.first ;
+  wire \ctl_in$142.last ;
+  wire \ctl_in$142.valid ;
+  wire [2:0] \ctl_in$148 ;
+  wire \ctl_in$148.first ;
+  wire \ctl_in$148.last ;
+  wire \ctl_in$148.valid ;
+  wire [2:0] \ctl_in$154 ;
+  wire \ctl_in$154.first ;
+  wire \ctl_in$154.last ;
+  wire \ctl_in$154.valid ;
+  wire [2:0] \ctl_in$70 ;
+  wire \ctl_in$70.first ;
+  wire \ctl_in$70.last ;
+  wire \ctl_in$70.valid ;
+  wire [2:0] \ctl_in$76 ;
+  wire \ctl_in$76.first ;
+  wire \ctl_in$76.last ;
+  wire \ctl_in$76.valid ;
+  wire [2:0] \ctl_in$82 ;
+  wire \ctl_in$82.first ;
+  wire \ctl_in$82.last ;
+  wire \ctl_in$82.valid ;
+  reg [2:0] \ctl_in$88  = 3'h0;
+  wire \ctl_in$88.first ;
+  wire \ctl_in$88.last ;
+  wire \ctl_in$88.valid ;
+  wire [2:0] \ctl_in$94 ;
+  wire \ctl_in$94.first ;
+  wire \ctl_in$94.last ;
+  wire \ctl_in$94.valid ;
   wire \ctl_in.first ;
   wire \ctl_in.last ;
   wire \ctl_in.valid ;
   wire [2:0] ctl_out;
-  wire [2:0] \ctl_out$100 ;
-  wire \ctl_out$100.first ;
-  wire \ctl_out$100.last ;
-  wire \ctl_out$100.valid ;
-  wire [2:0] \ctl_out$106 ;
-  wire \ctl_out$106.first ;
-  wire \ctl_out$106.last ;
-  wire \ctl_out$106.valid ;
-  wire [2:0] \ctl_out$118 ;
-  wire \ctl_out$118.first ;
-  wire \ctl_out$118.last ;
-  wire \ctl_out$118.valid ;
-  wire [2:0] \ctl_out$124 ;
-  wire \ctl_out$124.first ;
-  wire \ctl_out$124.last ;
-  wire \ctl_out$124.valid ;
-  wire [2:0] \ctl_out$130 ;
-  wire \ctl_out$130.first ;
-  wire \ctl_out$130.last ;
-  wire \ctl_out$130.valid ;
-  wire [2:0] \ctl_out$142 ;
-  wire \ctl_out$142.first ;
-  wire \ctl_out$142.last ;
-  wire \ctl_out$142.valid ;
-  wire [2:0] \ctl_out$148 ;
-  wire \ctl_out$148.first ;
-  wire \ctl_out$148.last ;
-  wire \ctl_out$148.valid ;
-  wire [2:0] \ctl_out$154 ;
-  wire \ctl_out$154.first ;
-  wire \ctl_out$154.last ;
-  wire \ctl_out$154.valid ;
-  wire [2:0] \ctl_out$76 ;
-  wire \ctl_out$76.first ;
-  wire \ctl_out$76.last ;
-  wire \ctl_out$76.valid ;
-  wire [2:0] \ctl_out$82 ;
-  wire \ctl_out$82.first ;
-  wire \ctl_out$82.last ;
-  wire \ctl_out$82.valid ;
-  wire [2:0] \ctl_out$94 ;
-  wire \ctl_out$94.first ;
-  wire \ctl_out$94.last ;
-  wire \ctl_out$94.valid ;
+  wire [2:0] \ctl_out$101 ;
+  wire \ctl_out$101.first ;
+  wire \ctl_out$101.last ;
+  wire \ctl_out$101.valid ;
+  wire [2:0] \ctl_out$107 ;
+  wire \ctl_out$107.first ;
+  wire \ctl_out$107.last ;
+  wire \ctl_out$107.valid ;
+  wire [2:0] \ctl_out$119 ;
+  wire \ctl_out$119.first ;
+  wire \ctl_out$119.last ;
+  wire \ctl_out$119.valid ;
+  wire [2:0] \ctl_out$125 ;
+  wire \ctl_out$125.first ;
+  wire \ctl_out$125.last ;
+  wire \ctl_out$125.valid ;
+  wire [2:0] \ctl_out$131 ;
+  wire \ctl_out$131.first ;
+  wire \ctl_out$131.last ;
+  wire \ctl_out$131.valid ;
+  wire [2:0] \ctl_out$143 ;
+  wire \ctl_out$143.first ;
+  wire \ctl_out$143.last ;
+  wire \ctl_out$143.valid ;
+  wire [2:0] \ctl_out$149 ;
+  wire \ctl_out$149.first ;
+  wire \ctl_out$149.last ;
+  wire \ctl_out$149.valid ;
+  wire [2:0] \ctl_out$155 ;
+  wire \ctl_out$155.first ;
+  wire \ctl_out$155.last ;
+  wire \ctl_out$155.valid ;
+  wire [2:0] \ctl_out$77 ;
+  wire \ctl_out$77.first ;
+  wire \ctl_out$77.last ;
+  wire \ctl_out$77.valid ;
+  wire [2:0] \ctl_out$83 ;
+  wire \ctl_out$83.first ;
+  wire \ctl_out$83.last ;
+  wire \ctl_out$83.valid ;
+  wire [2:0] \ctl_out$95 ;
+  wire \ctl_out$95.first ;
+  wire \ctl_out$95.last ;
+  wire \ctl_out$95.valid ;
   wire \ctl_out.first ;
   wire \ctl_out.last ;
   wire \ctl_out.valid ;
   wire done;
-  wire \done$163 ;
-  wire \done$168 ;
-  wire \done$173 ;
+  wire \done$164 ;
+  wire \done$169 ;
+  wire \done$174 ;
   input [31:0] k;
   wire [31:0] k;
   wire [129:0] r_data;
   wire r_en;
   wire r_rdy;
   wire [31:0] result;
-  wire [31:0] \result$160 ;
-  wire [7:0] \result$160.exp ;
-  wire [22:0] \result$160.frac ;
-  wire \result$160.sign ;
   wire [31:0] \result$161 ;
   wire [7:0] \result$161.exp ;
   wire [22:0] \result$161.frac ;
@@ -2916,10 +4290,10 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire [7:0] \result$162.exp ;
   wire [22:0] \result$162.frac ;
   wire \result$162.sign ;
-  wire [31:0] \result$164 ;
-  wire [7:0] \result$164.exp ;
-  wire [22:0] \result$164.frac ;
-  wire \result$164.sign ;
+  wire [31:0] \result$163 ;
+  wire [7:0] \result$163.exp ;
+  wire [22:0] \result$163.frac ;
+  wire \result$163.sign ;
   wire [31:0] \result$165 ;
   wire [7:0] \result$165.exp ;
   wire [22:0] \result$165.frac ;
@@ -2932,10 +4306,10 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire [7:0] \result$167.exp ;
   wire [22:0] \result$167.frac ;
   wire \result$167.sign ;
-  wire [31:0] \result$169 ;
-  wire [7:0] \result$169.exp ;
-  wire [22:0] \result$169.frac ;
-  wire \result$169.sign ;
+  wire [31:0] \result$168 ;
+  wire [7:0] \result$168.exp ;
+  wire [22:0] \result$168.frac ;
+  wire \result$168.sign ;
   wire [31:0] \result$170 ;
   wire [7:0] \result$170.exp ;
   wire [22:0] \result$170.frac ;
@@ -2948,10 +4322,10 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire [7:0] \result$172.exp ;
   wire [22:0] \result$172.frac ;
   wire \result$172.sign ;
-  wire [31:0] \result$174 ;
-  wire [7:0] \result$174.exp ;
-  wire [22:0] \result$174.frac ;
-  wire \result$174.sign ;
+  wire [31:0] \result$173 ;
+  wire [7:0] \result$173.exp ;
+  wire [22:0] \result$173.frac ;
+  wire \result$173.sign ;
   wire [31:0] \result$175 ;
   wire [7:0] \result$175.exp ;
   wire [22:0] \result$175.frac ;
@@ -2964,6 +4338,10 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire [7:0] \result$177.exp ;
   wire [22:0] \result$177.frac ;
   wire \result$177.sign ;
+  wire [31:0] \result$178 ;
+  wire [7:0] \result$178.exp ;
+  wire [22:0] \result$178.frac ;
+  wire \result$178.sign ;
   wire [7:0] \result.exp ;
   wire [22:0] \result.frac ;
   wire \result.sign ;
@@ -2990,53 +4368,53 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   wire rst;
   reg [2:0] since_last = 3'h4;
   wire [6:0] table__addr;
-  wire [6:0] \table__addr$26 ;
-  wire [6:0] \table__addr$31 ;
-  wire [6:0] \table__addr$36 ;
-  wire [6:0] \table__addr$41 ;
-  wire [6:0] \table__addr$46 ;
-  wire [6:0] \table__addr$51 ;
-  wire [6:0] \table__addr$56 ;
+  wire [6:0] \table__addr$27 ;
+  wire [6:0] \table__addr$32 ;
+  wire [6:0] \table__addr$37 ;
+  wire [6:0] \table__addr$42 ;
+  wire [6:0] \table__addr$47 ;
+  wire [6:0] \table__addr$52 ;
+  wire [6:0] \table__addr$57 ;
   wire [31:0] table__data;
-  wire [31:0] \table__data$27 ;
-  wire [7:0] \table__data$27.exp ;
-  wire [22:0] \table__data$27.frac ;
-  wire \table__data$27.sign ;
-  wire [31:0] \table__data$32 ;
-  wire [7:0] \table__data$32.exp ;
-  wire [22:0] \table__data$32.frac ;
-  wire \table__data$32.sign ;
-  wire [31:0] \table__data$37 ;
-  wire [7:0] \table__data$37.exp ;
-  wire [22:0] \table__data$37.frac ;
-  wire \table__data$37.sign ;
-  wire [31:0] \table__data$42 ;
-  wire [7:0] \table__data$42.exp ;
-  wire [22:0] \table__data$42.frac ;
-  wire \table__data$42.sign ;
-  wire [31:0] \table__data$47 ;
-  wire [7:0] \table__data$47.exp ;
-  wire [22:0] \table__data$47.frac ;
-  wire \table__data$47.sign ;
-  wire [31:0] \table__data$52 ;
-  wire [7:0] \table__data$52.exp ;
-  wire [22:0] \table__data$52.frac ;
-  wire \table__data$52.sign ;
-  wire [31:0] \table__data$57 ;
-  wire [7:0] \table__data$57.exp ;
-  wire [22:0] \table__data$57.frac ;
-  wire \table__data$57.sign ;
+  wire [31:0] \table__data$28 ;
+  wire [7:0] \table__data$28.exp ;
+  wire [22:0] \table__data$28.frac ;
+  wire \table__data$28.sign ;
+  wire [31:0] \table__data$33 ;
+  wire [7:0] \table__data$33.exp ;
+  wire [22:0] \table__data$33.frac ;
+  wire \table__data$33.sign ;
+  wire [31:0] \table__data$38 ;
+  wire [7:0] \table__data$38.exp ;
+  wire [22:0] \table__data$38.frac ;
+  wire \table__data$38.sign ;
+  wire [31:0] \table__data$43 ;
+  wire [7:0] \table__data$43.exp ;
+  wire [22:0] \table__data$43.frac ;
+  wire \table__data$43.sign ;
+  wire [31:0] \table__data$48 ;
+  wire [7:0] \table__data$48.exp ;
+  wire [22:0] \table__data$48.frac ;
+  wire \table__data$48.sign ;
+  wire [31:0] \table__data$53 ;
+  wire [7:0] \table__data$53.exp ;
+  wire [22:0] \table__data$53.frac ;
+  wire \table__data$53.sign ;
+  wire [31:0] \table__data$58 ;
+  wire [7:0] \table__data$58.exp ;
+  wire [22:0] \table__data$58.frac ;
+  wire \table__data$58.sign ;
   wire [7:0] \table__data.exp ;
   wire [22:0] \table__data.frac ;
   wire \table__data.sign ;
   wire table__en;
-  wire \table__en$28 ;
-  wire \table__en$33 ;
-  wire \table__en$38 ;
-  wire \table__en$43 ;
-  wire \table__en$48 ;
-  wire \table__en$53 ;
-  wire \table__en$58 ;
+  wire \table__en$29 ;
+  wire \table__en$34 ;
+  wire \table__en$39 ;
+  wire \table__en$44 ;
+  wire \table__en$49 ;
+  wire \table__en$54 ;
+  wire \table__en$59 ;
   input [6:0] table_a__addr;
   wire [6:0] table_a__addr;
   input [31:0] table_a__data;
@@ -3056,273 +4434,141 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   input table_b__en;
   wire table_b__en;
   wire [31:0] value;
-  wire [31:0] \value$183 ;
-  wire [7:0] \value$183.exp ;
-  wire [22:0] \value$183.frac ;
-  wire \value$183.sign ;
-  wire [31:0] \value$185 ;
-  wire [7:0] \value$185.exp ;
-  wire [22:0] \value$185.frac ;
-  wire \value$185.sign ;
-  wire [31:0] \value$187 ;
-  wire [7:0] \value$187.exp ;
-  wire [22:0] \value$187.frac ;
-  wire \value$187.sign ;
-  wire [31:0] \value$189 ;
-  wire [7:0] \value$189.exp ;
-  wire [22:0] \value$189.frac ;
-  wire \value$189.sign ;
-  wire [31:0] \value$191 ;
-  wire [7:0] \value$191.exp ;
-  wire [22:0] \value$191.frac ;
-  wire \value$191.sign ;
-  wire [31:0] \value$194 ;
-  wire [7:0] \value$194.exp ;
-  wire [22:0] \value$194.frac ;
-  wire \value$194.sign ;
-  wire [31:0] \value$66 ;
-  wire [7:0] \value$66.exp ;
-  wire [22:0] \value$66.frac ;
-  wire \value$66.sign ;
+  wire [31:0] \value$184 ;
+  wire [7:0] \value$184.exp ;
+  wire [22:0] \value$184.frac ;
+  wire \value$184.sign ;
+  wire [31:0] \value$186 ;
+  wire [7:0] \value$186.exp ;
+  wire [22:0] \value$186.frac ;
+  wire \value$186.sign ;
+  wire [31:0] \value$188 ;
+  wire [7:0] \value$188.exp ;
+  wire [22:0] \value$188.frac ;
+  wire \value$188.sign ;
+  wire [31:0] \value$190 ;
+  wire [7:0] \value$190.exp ;
+  wire [22:0] \value$190.frac ;
+  wire \value$190.sign ;
+  wire [31:0] \value$192 ;
+  wire [7:0] \value$192.exp ;
+  wire [22:0] \value$192.frac ;
+  wire \value$192.sign ;
+  wire [31:0] \value$195 ;
+  wire [7:0] \value$195.exp ;
+  wire [22:0] \value$195.frac ;
+  wire \value$195.sign ;
+  wire [31:0] \value$67 ;
+  wire [7:0] \value$67.exp ;
+  wire [22:0] \value$67.frac ;
+  wire \value$67.sign ;
   wire [7:0] \value.exp ;
   wire [22:0] \value.frac ;
   wire \value.sign ;
   wire [129:0] w_data;
   wire w_en;
-  assign \$1  = table_a__en | table_b__en;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = k - 1'h1;
-  assign \$4  = beat == \$3 ;
-  assign \$5  = since_last < 3'h4;
-  assign \$6  = credits < 3'h4;
-  assign \$7  = \$5  | \$6 ;
-  assign \$8  = \$4  & \$7 ;
-  assign \$9  = ~ \$8 ;
-  assign \$10  = \$2  & \$9 ;
-  assign a__ready = \$10  & b__valid;
-  assign \$11  = table_a__en | table_b__en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = k - 1'h1;
-  assign \$14  = beat == \$13 ;
-  assign \$15  = since_last < 3'h4;
-  assign \$16  = credits < 3'h4;
-  assign \$17  = \$15  | \$16 ;
-  assign \$18  = \$14  & \$17 ;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = \$12  & \$19 ;
-  assign b__ready = \$20  & a__valid;
-  assign \$21  = a__valid & b__valid;
-  assign \$22  = table_a__en | table_b__en;
-  assign \$23  = ~ \$22 ;
-  assign \$24  = k - 1'h1;
-  assign \$25  = beat == \$24 ;
-  assign \$26  = since_last < 3'h4;
-  assign \$27  = credits < 3'h4;
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = \$25  & \$28 ;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$23  & \$30 ;
-  assign code_valid = \$21  & \$31 ;
-  assign \$32  = a__valid & b__valid;
-  assign \$33  = table_a__en | table_b__en;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = k - 1'h1;
-  assign \$36  = beat == \$35 ;
-  assign \$37  = since_last < 3'h4;
-  assign \$38  = credits < 3'h4;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$36  & \$39 ;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = \$34  & \$41 ;
-  assign \code_valid$30  = \$32  & \$42 ;
-  assign \$43  = a__valid & b__valid;
-  assign \$44  = table_a__en | table_b__en;
-  assign \$45  = ~ \$44 ;
-  assign \$46  = k - 1'h1;
-  assign \$47  = beat == \$46 ;
-  assign \$48  = since_last < 3'h4;
-  assign \$49  = credits < 3'h4;
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = \$45  & \$52 ;
-  assign \code_valid$35  = \$43  & \$53 ;
-  assign \$54  = a__valid & b__valid;
-  assign \$55  = table_a__en | table_b__en;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = k - 1'h1;
-  assign \$58  = beat == \$57 ;
-  assign \$59  = since_last < 3'h4;
-  assign \$60  = credits < 3'h4;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = ~ \$62 ;
-  assign \$64  = \$56  & \$63 ;
-  assign \code_valid$40  = \$54  & \$64 ;
-  assign \$65  = a__valid & b__valid;
-  assign \$66  = table_a__en | table_b__en;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = k - 1'h1;
-  assign \$69  = beat == \$68 ;
-  assign \$70  = since_last < 3'h4;
-  assign \$71  = credits < 3'h4;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$67  & \$74 ;
-  assign \code_valid$45  = \$65  & \$75 ;
-  assign \$76  = a__valid & b__valid;
-  assign \$77  = table_a__en | table_b__en;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = k - 1'h1;
-  assign \$80  = beat == \$79 ;
-  assign \$81  = since_last < 3'h4;
-  assign \$82  = credits < 3'h4;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$80  & \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$78  & \$85 ;
-  assign \code_valid$50  = \$76  & \$86 ;
-  assign \$87  = a__valid & b__valid;
-  assign \$88  = table_a__en | table_b__en;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = k - 1'h1;
-  assign \$91  = beat == \$90 ;
-  assign \$92  = since_last < 3'h4;
-  assign \$93  = credits < 3'h4;
-  assign \$94  = \$92  | \$93 ;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = ~ \$95 ;
-  assign \$97  = \$89  & \$96 ;
-  assign \code_valid$55  = \$87  & \$97 ;
-  assign \$98  = a__valid & b__valid;
-  assign \$99  = table_a__en | table_b__en;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = k - 1'h1;
-  assign \$102  = beat == \$101 ;
-  assign \$103  = since_last < 3'h4;
-  assign \$104  = credits < 3'h4;
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$100  & \$107 ;
-  assign \code_valid$60  = \$98  & \$108 ;
-  assign w_en = | { \done$173 , \done$168 , \done$163 , done };
-  assign \$109  = a__valid & b__valid;
-  assign \$110  = table_a__en | table_b__en;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = k - 1'h1;
-  assign \$113  = beat == \$112 ;
-  assign \$114  = since_last < 3'h4;
-  assign \$115  = credits < 3'h4;
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = \$113  & \$116 ;
-  assign \$118  = ~ \$117 ;
-  assign \$119  = \$111  & \$118 ;
-  assign \$120  = \$109  & \$119 ;
-  assign \$121  = k - 1'h1;
-  assign \$122  = beat == \$121 ;
-  assign \$123  = beat + 1'h1;
-  assign \$124  = \$122  ? 33'h000000000 : \$123 ;
-  assign \$125  = a__valid & b__valid;
-  assign \$126  = table_a__en | table_b__en;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = k - 1'h1;
-  assign \$129  = beat == \$128 ;
-  assign \$130  = since_last < 3'h4;
-  assign \$131  = credits < 3'h4;
-  assign \$132  = \$130  | \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = \$127  & \$134 ;
-  assign \$136  = \$125  & \$135 ;
-  assign \$137  = k - 1'h1;
-  assign \$138  = beat == \$137 ;
-  assign \$139  = \$136  & \$138 ;
-  assign \$140  = since_last < 3'h4;
-  assign \$141  = since_last + 1'h1;
-  assign \$142  = c__valid & c__ready;
-  assign \$143  = credits + \$142 ;
-  assign \$144  = a__valid & b__valid;
-  assign \$145  = table_a__en | table_b__en;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = k - 1'h1;
-  assign \$148  = beat == \$147 ;
-  assign \$149  = since_last < 3'h4;
-  assign \$150  = credits < 3'h4;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = ~ \$152 ;
-  assign \$154  = \$146  & \$153 ;
-  assign \$155  = \$144  & \$154 ;
-  assign \$156  = k - 1'h1;
-  assign \$157  = beat == \$156 ;
-  assign \$158  = \$155  & \$157 ;
-  assign \$159  = \$158  ? 3'h4 : 3'h0;
-  assign \$160  = \$143  - \$159 ;
-  assign \$161  = a__valid & b__valid;
-  assign \$162  = table_a__en | table_b__en;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = k - 1'h1;
-  assign \$165  = beat == \$164 ;
-  assign \$166  = since_last < 3'h4;
-  assign \$167  = credits < 3'h4;
-  assign \$168  = \$166  | \$167 ;
-  assign \$169  = \$165  & \$168 ;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = \$163  & \$170 ;
-  assign \$172  = \$161  & \$171 ;
-  assign \$173  = ! beat;
-  assign \$174  = k - 1'h1;
-  assign \$175  = beat == \$174 ;
+  assign \$23  = \$15  & \$22 ;
+  assign a__ready = \$23  & b__valid;
+  assign \$24  = table_a__en | table_b__en;
+  assign \$25  = ~ \$24 ;
+  assign \$27  = k - 1'h1;
+  assign \$28  = beat == \$27 ;
+  assign \$29  = since_last < 3'h4;
+  assign \$30  = credits < 3'h4;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$28  & \$31 ;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$26  & \$33 ;
+  assign b__ready = \$34  & a__valid;
+  assign w_en = | { \done$174 , \done$169 , \done$164 , done };
+  assign \$36  = k - 1'h1;
+  assign \$37  = beat == \$36 ;
+  assign \$38  = beat + 1'h1;
+  assign \$39  = \$37  ? 33'h000000000 : \$38 ;
+  assign \$40  = k - 1'h1;
+  assign \$41  = beat == \$40 ;
+  assign \$42  = accept & \$41 ;
+  assign \$43  = since_last < 3'h4;
+  assign \$44  = since_last + 1'h1;
+  assign \$45  = c__valid & c__ready;
+  assign \$46  = credits + \$45 ;
+  assign \$47  = k - 1'h1;
+  assign \$48  = beat == \$47 ;
+  assign \$49  = accept & \$48 ;
+  assign \$50  = \$49  ? 3'h4 : 3'h0;
+  assign \$51  = \$46  - \$50 ;
+  assign \$52  = ! beat;
+  assign \$53  = k - 1'h1;
+  assign \$54  = beat == \$53 ;
   always @(posedge clk)
-    beat <= \$176 ;
+    beat <= \$55 ;
   always @(posedge clk)
-    since_last <= \$177 ;
+    since_last <= \$56 ;
   always @(posedge clk)
-    credits <= \$178 ;
+    credits <= \$57 ;
   always @(posedge clk)
-    ctl_in <= \$179 ;
+    ctl_in <= \$58 ;
   always @(posedge clk)
-    \b_in$71  <= \$180 ;
+    \b_in$72  <= \$59 ;
   always @(posedge clk)
-    b2_skew_d1 <= \$181 ;
+    b2_skew_d1 <= \$60 ;
   always @(posedge clk)
-    \b_in$77  <= \$182 ;
+    \b_in$78  <= \$61 ;
   always @(posedge clk)
-    b3_skew_d1 <= \$183 ;
+    b3_skew_d1 <= \$62 ;
   always @(posedge clk)
-    b3_skew_d2 <= \$184 ;
+    b3_skew_d2 <= \$63 ;
   always @(posedge clk)
-    \b_in$83  <= \$185 ;
+    \b_in$84  <= \$64 ;
   always @(posedge clk)
-    \a_in$85  <= \$186 ;
+    \a_in$86  <= \$65 ;
   always @(posedge clk)
-    \ctl_in$87  <= \$187 ;
+    \ctl_in$88  <= \$66 ;
   always @(posedge clk)
-    a2_skew_d1 <= \$188 ;
+    a2_skew_d1 <= \$67 ;
   always @(posedge clk)
-    \a_in$109  <= \$189 ;
+    \a_in$110  <= \$68 ;
   always @(posedge clk)
-    ctl2_skew_d1 <= \$190 ;
+    ctl2_skew_d1 <= \$69 ;
   always @(posedge clk)
-    \ctl_in$111  <= \$191 ;
+    \ctl_in$112  <= \$70 ;
   always @(posedge clk)
-    a3_skew_d1 <= \$192 ;
+    a3_skew_d1 <= \$71 ;
   always @(posedge clk)
-    a3_skew_d2 <= \$193 ;
+    a3_skew_d2 <= \$72 ;
   always @(posedge clk)
-    \a_in$133  <= \$194 ;
+    \a_in$134  <= \$73 ;
   always @(posedge clk)
-    ctl3_skew_d1 <= \$195 ;
+    ctl3_skew_d1 <= \$74 ;
   always @(posedge clk)
-    ctl3_skew_d2 <= \$196 ;
+    ctl3_skew_d2 <= \$75 ;
   always @(posedge clk)
-    \ctl_in$135  <= \$197 ;
+    \ctl_in$136  <= \$76 ;
+  assign \$1  = a__valid & b__valid;
+  assign \$2  = table_a__en | table_b__en;
+  assign \$3  = ~ \$2 ;
+  assign \$5  = k - 1'h1;
+  assign \$6  = beat == \$5 ;
+  assign \$7  = since_last < 3'h4;
+  assign \$8  = credits < 3'h4;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = \$6  & \$9 ;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$4  & \$11 ;
+  assign accept = \$1  & \$12 ;
+  assign \$13  = table_a__en | table_b__en;
+  assign \$14  = ~ \$13 ;
+  assign \$16  = k - 1'h1;
+  assign \$17  = beat == \$16 ;
+  assign \$18  = since_last < 3'h4;
+  assign \$19  = credits < 3'h4;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$17  & \$20 ;
+  assign \$22  = ~ \$21 ;
   \s2fp8_array_4x4_w8.decode_a0  decode_a0 (
     .clk(clk),
     .code(a__payload[7:0]),
-    .code_valid(code_valid),
+    .code_valid(accept),
     .rst(rst),
     .value(a_in),
     .write__addr(table_a__addr),
@@ -3332,9 +4578,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_a1  decode_a1 (
     .clk(clk),
     .code(a__payload[15:8]),
-    .code_valid(\code_valid$30 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$189 ),
+    .value(\value$190 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -3342,9 +4588,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_a2  decode_a2 (
     .clk(clk),
     .code(a__payload[23:16]),
-    .code_valid(\code_valid$35 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$191 ),
+    .value(\value$192 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -3352,9 +4598,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_a3  decode_a3 (
     .clk(clk),
     .code(a__payload[31:24]),
-    .code_valid(\code_valid$40 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$194 ),
+    .value(\value$195 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -3362,7 +4608,7 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_b0  decode_b0 (
     .clk(clk),
     .code(b__payload[7:0]),
-    .code_valid(\code_valid$45 ),
+    .code_valid(accept),
     .rst(rst),
     .value(b_in),
     .write__addr(table_b__addr),
@@ -3372,9 +4618,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_b1  decode_b1 (
     .clk(clk),
     .code(b__payload[15:8]),
-    .code_valid(\code_valid$50 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$183 ),
+    .value(\value$184 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -3382,9 +4628,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_b2  decode_b2 (
     .clk(clk),
     .code(b__payload[23:16]),
-    .code_valid(\code_valid$55 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$185 ),
+    .value(\value$186 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -3392,179 +4638,179 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   \s2fp8_array_4x4_w8.decode_b3  decode_b3 (
     .clk(clk),
     .code(b__payload[31:24]),
-    .code_valid(\code_valid$60 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$187 ),
+    .value(\value$188 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
   );
   \s2fp8_array_4x4_w8.pe_0_0  pe_0_0 (
     .a_in(a_in),
-    .a_out(\a_in$67 ),
+    .a_out(\a_in$68 ),
     .b_in(b_in),
-    .b_out(\b_in$89 ),
+    .b_out(\b_in$90 ),
     .clk(clk),
     .ctl_in(ctl_in),
-    .ctl_out(\ctl_in$69 ),
+    .ctl_out(\ctl_in$70 ),
     .result(result),
     .rst(rst)
   );
   \s2fp8_array_4x4_w8.pe_0_1  pe_0_1 (
-    .a_in(\a_in$67 ),
-    .a_out(\a_in$73 ),
-    .b_in(\b_in$71 ),
-    .b_out(\b_in$95 ),
+    .a_in(\a_in$68 ),
+    .a_out(\a_in$74 ),
+    .b_in(\b_in$72 ),
+    .b_out(\b_in$96 ),
     .clk(clk),
-    .ctl_in(\ctl_in$69 ),
-    .ctl_out(\ctl_in$75 ),
-    .result(\result$160 ),
-    .rst(rst)
-  );
-  \s2fp8_array_4x4_w8.pe_0_2  pe_0_2 (
-    .a_in(\a_in$73 ),
-    .a_out(\a_in$79 ),
-    .b_in(\b_in$77 ),
-    .b_out(\b_in$101 ),
-    .clk(clk),
-    .ctl_in(\ctl_in$75 ),
-    .ctl_out(\ctl_in$81 ),
+    .ctl_in(\ctl_in$70 ),
+    .ctl_out(\ctl_in$76 ),
     .result(\result$161 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_0_3  pe_0_3 (
-    .a_in(\a_in$79 ),
-    .b_in(\b_in$83 ),
-    .b_out(\b_in$107 ),
+  \s2fp8_array_4x4_w8.pe_0_2  pe_0_2 (
+    .a_in(\a_in$74 ),
+    .a_out(\a_in$80 ),
+    .b_in(\b_in$78 ),
+    .b_out(\b_in$102 ),
     .clk(clk),
-    .ctl_in(\ctl_in$81 ),
-    .done(done),
+    .ctl_in(\ctl_in$76 ),
+    .ctl_out(\ctl_in$82 ),
     .result(\result$162 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_1_0  pe_1_0 (
-    .a_in(\a_in$85 ),
-    .a_out(\a_in$91 ),
-    .b_in(\b_in$89 ),
-    .b_out(\b_in$113 ),
+  \s2fp8_array_4x4_w8.pe_0_3  pe_0_3 (
+    .a_in(\a_in$80 ),
+    .b_in(\b_in$84 ),
+    .b_out(\b_in$108 ),
     .clk(clk),
-    .ctl_in(\ctl_in$87 ),
-    .ctl_out(\ctl_in$93 ),
-    .result(\result$164 ),
+    .ctl_in(\ctl_in$82 ),
+    .done(done),
+    .result(\result$163 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_1_1  pe_1_1 (
-    .a_in(\a_in$91 ),
-    .a_out(\a_in$97 ),
-    .b_in(\b_in$95 ),
-    .b_out(\b_in$119 ),
+  \s2fp8_array_4x4_w8.pe_1_0  pe_1_0 (
+    .a_in(\a_in$86 ),
+    .a_out(\a_in$92 ),
+    .b_in(\b_in$90 ),
+    .b_out(\b_in$114 ),
     .clk(clk),
-    .ctl_in(\ctl_in$93 ),
-    .ctl_out(\ctl_in$99 ),
+    .ctl_in(\ctl_in$88 ),
+    .ctl_out(\ctl_in$94 ),
     .result(\result$165 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_1_2  pe_1_2 (
-    .a_in(\a_in$97 ),
-    .a_out(\a_in$103 ),
-    .b_in(\b_in$101 ),
-    .b_out(\b_in$125 ),
+  \s2fp8_array_4x4_w8.pe_1_1  pe_1_1 (
+    .a_in(\a_in$92 ),
+    .a_out(\a_in$98 ),
+    .b_in(\b_in$96 ),
+    .b_out(\b_in$120 ),
     .clk(clk),
-    .ctl_in(\ctl_in$99 ),
-    .ctl_out(\ctl_in$105 ),
+    .ctl_in(\ctl_in$94 ),
+    .ctl_out(\ctl_in$100 ),
     .result(\result$166 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_1_3  pe_1_3 (
-    .a_in(\a_in$103 ),
-    .b_in(\b_in$107 ),
-    .b_out(\b_in$131 ),
+  \s2fp8_array_4x4_w8.pe_1_2  pe_1_2 (
+    .a_in(\a_in$98 ),
+    .a_out(\a_in$104 ),
+    .b_in(\b_in$102 ),
+    .b_out(\b_in$126 ),
     .clk(clk),
-    .ctl_in(\ctl_in$105 ),
-    .done(\done$163 ),
+    .ctl_in(\ctl_in$100 ),
+    .ctl_out(\ctl_in$106 ),
     .result(\result$167 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_2_0  pe_2_0 (
-    .a_in(\a_in$109 ),
-    .a_out(\a_in$115 ),
-    .b_in(\b_in$113 ),
-    .b_out(\b_in$137 ),
+  \s2fp8_array_4x4_w8.pe_1_3  pe_1_3 (
+    .a_in(\a_in$104 ),
+    .b_in(\b_in$108 ),
+    .b_out(\b_in$132 ),
     .clk(clk),
-    .ctl_in(\ctl_in$111 ),
-    .ctl_out(\ctl_in$117 ),
-    .result(\result$169 ),
+    .ctl_in(\ctl_in$106 ),
+    .done(\done$164 ),
+    .result(\result$168 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_2_1  pe_2_1 (
-    .a_in(\a_in$115 ),
-    .a_out(\a_in$121 ),
-    .b_in(\b_in$119 ),
-    .b_out(\b_in$143 ),
+  \s2fp8_array_4x4_w8.pe_2_0  pe_2_0 (
+    .a_in(\a_in$110 ),
+    .a_out(\a_in$116 ),
+    .b_in(\b_in$114 ),
+    .b_out(\b_in$138 ),
     .clk(clk),
-    .ctl_in(\ctl_in$117 ),
-    .ctl_out(\ctl_in$123 ),
+    .ctl_in(\ctl_in$112 ),
+    .ctl_out(\ctl_in$118 ),
     .result(\result$170 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_2_2  pe_2_2 (
-    .a_in(\a_in$121 ),
-    .a_out(\a_in$127 ),
-    .b_in(\b_in$125 ),
-    .b_out(\b_in$149 ),
+  \s2fp8_array_4x4_w8.pe_2_1  pe_2_1 (
+    .a_in(\a_in$116 ),
+    .a_out(\a_in$122 ),
+    .b_in(\b_in$120 ),
+    .b_out(\b_in$144 ),
     .clk(clk),
-    .ctl_in(\ctl_in$123 ),
-    .ctl_out(\ctl_in$129 ),
+    .ctl_in(\ctl_in$118 ),
+    .ctl_out(\ctl_in$124 ),
     .result(\result$171 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_2_3  pe_2_3 (
-    .a_in(\a_in$127 ),
-    .b_in(\b_in$131 ),
-    .b_out(\b_in$155 ),
+  \s2fp8_array_4x4_w8.pe_2_2  pe_2_2 (
+    .a_in(\a_in$122 ),
+    .a_out(\a_in$128 ),
+    .b_in(\b_in$126 ),
+    .b_out(\b_in$150 ),
     .clk(clk),
-    .ctl_in(\ctl_in$129 ),
-    .done(\done$168 ),
+    .ctl_in(\ctl_in$124 ),
+    .ctl_out(\ctl_in$130 ),
     .result(\result$172 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_3_0  pe_3_0 (
-    .a_in(\a_in$133 ),
-    .a_out(\a_in$139 ),
-    .b_in(\b_in$137 ),
+  \s2fp8_array_4x4_w8.pe_2_3  pe_2_3 (
+    .a_in(\a_in$128 ),
+    .b_in(\b_in$132 ),
+    .b_out(\b_in$156 ),
     .clk(clk),
-    .ctl_in(\ctl_in$135 ),
-    .ctl_out(\ctl_in$141 ),
-    .result(\result$174 ),
+    .ctl_in(\ctl_in$130 ),
+    .done(\done$169 ),
+    .result(\result$173 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_3_1  pe_3_1 (
-    .a_in(\a_in$139 ),
-    .a_out(\a_in$145 ),
-    .b_in(\b_in$143 ),
+  \s2fp8_array_4x4_w8.pe_3_0  pe_3_0 (
+    .a_in(\a_in$134 ),
+    .a_out(\a_in$140 ),
+    .b_in(\b_in$138 ),
     .clk(clk),
-    .ctl_in(\ctl_in$141 ),
-    .ctl_out(\ctl_in$147 ),
+    .ctl_in(\ctl_in$136 ),
+    .ctl_out(\ctl_in$142 ),
     .result(\result$175 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_3_2  pe_3_2 (
-    .a_in(\a_in$145 ),
-    .a_out(\a_in$151 ),
-    .b_in(\b_in$149 ),
+  \s2fp8_array_4x4_w8.pe_3_1  pe_3_1 (
+    .a_in(\a_in$140 ),
+    .a_out(\a_in$146 ),
+    .b_in(\b_in$144 ),
     .clk(clk),
-    .ctl_in(\ctl_in$147 ),
-    .ctl_out(\ctl_in$153 ),
+    .ctl_in(\ctl_in$142 ),
+    .ctl_out(\ctl_in$148 ),
     .result(\result$176 ),
     .rst(rst)
   );
-  \s2fp8_array_4x4_w8.pe_3_3  pe_3_3 (
-    .a_in(\a_in$151 ),
-    .b_in(\b_in$155 ),
+  \s2fp8_array_4x4_w8.pe_3_2  pe_3_2 (
+    .a_in(\a_in$146 ),
+    .a_out(\a_in$152 ),
+    .b_in(\b_in$150 ),
     .clk(clk),
-    .ctl_in(\ctl_in$153 ),
-    .done(\done$173 ),
+    .ctl_in(\ctl_in$148 ),
+    .ctl_out(\ctl_in$154 ),
     .result(\result$177 ),
+    .rst(rst)
+  );
+  \s2fp8_array_4x4_w8.pe_3_3  pe_3_3 (
+    .a_in(\a_in$152 ),
+    .b_in(\b_in$156 ),
+    .clk(clk),
+    .ctl_in(\ctl_in$154 ),
+    .done(\done$174 ),
+    .result(\result$178 ),
     .rst(rst)
   );
   \s2fp8_array_4x4_w8.results  results (
@@ -3581,265 +4827,273 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
     row_out = 130'h000000000000000000000000000000000;
     if (done) begin
       row_out[1:0] = 2'h0;
-      row_out[129:2] = { \result$162 , \result$161 , \result$160 , result };
+      row_out[129:2] = { \result$163 , \result$162 , \result$161 , result };
     end
-    if (\done$163 ) begin
+    if (\done$164 ) begin
       row_out[1:0] = 2'h1;
-      row_out[129:2] = { \result$167 , \result$166 , \result$165 , \result$164  };
+      row_out[129:2] = { \result$168 , \result$167 , \result$166 , \result$165  };
     end
-    if (\done$168 ) begin
+    if (\done$169 ) begin
       row_out[1:0] = 2'h2;
-      row_out[129:2] = { \result$172 , \result$171 , \result$170 , \result$169  };
+      row_out[129:2] = { \result$173 , \result$172 , \result$171 , \result$170  };
     end
-    if (\done$173 ) begin
+    if (\done$174 ) begin
       row_out[1:0] = 2'h3;
-      row_out[129:2] = { \result$177 , \result$176 , \result$175 , \result$174  };
+      row_out[129:2] = { \result$178 , \result$177 , \result$176 , \result$175  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = beat;
-    if (\$120 ) begin
-      \$176  = \$124 [31:0];
+    \$55  = beat;
+    if (\$35 ) begin
+      \$55  = \$39 [31:0];
     end
     if (rst) begin
-      \$176  = 32'd0;
+      \$55  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = since_last;
-    if (\$139 ) begin
-      \$177  = 3'h1;
-    end else if (\$140 ) begin
-      \$177  = \$141 [2:0];
+    \$56  = since_last;
+    if (\$42 ) begin
+      \$56  = 3'h1;
+    end else if (\$43 ) begin
+      \$56  = \$44 [2:0];
     end
     if (rst) begin
-      \$177  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = \$160 [4:0];
-    if (rst) begin
-      \$178  = 5'h10;
+      \$56  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179 [0] = \$172 ;
-    \$179 [1] = \$173 ;
-    \$179 [2] = \$175 ;
+    \$57  = \$51 [4:0];
     if (rst) begin
-      \$179  = 3'h0;
+      \$57  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = \value$183 ;
+    \$58 [0] = accept;
+    \$58 [1] = \$52 ;
+    \$58 [2] = \$54 ;
     if (rst) begin
-      \$180  = 32'd0;
+      \$58  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = \value$185 ;
+    \$59  = \value$184 ;
     if (rst) begin
-      \$181  = 32'd0;
+      \$59  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = b2_skew_d1;
+    \$60  = \value$186 ;
     if (rst) begin
-      \$182  = 32'd0;
+      \$60  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = \value$187 ;
+    \$61  = b2_skew_d1;
     if (rst) begin
-      \$183  = 32'd0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = b3_skew_d1;
+    \$62  = \value$188 ;
     if (rst) begin
-      \$184  = 32'd0;
+      \$62  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = b3_skew_d2;
+    \$63  = b3_skew_d1;
     if (rst) begin
-      \$185  = 32'd0;
+      \$63  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = \value$189 ;
+    \$64  = b3_skew_d2;
     if (rst) begin
-      \$186  = 32'd0;
+      \$64  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = ctl_in;
+    \$65  = \value$190 ;
     if (rst) begin
-      \$187  = 3'h0;
+      \$65  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = \value$191 ;
+    \$66  = ctl_in;
     if (rst) begin
-      \$188  = 32'd0;
+      \$66  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = a2_skew_d1;
+    \$67  = \value$192 ;
     if (rst) begin
-      \$189  = 32'd0;
+      \$67  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = ctl_in;
+    \$68  = a2_skew_d1;
     if (rst) begin
-      \$190  = 3'h0;
+      \$68  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = ctl2_skew_d1;
+    \$69  = ctl_in;
     if (rst) begin
-      \$191  = 3'h0;
+      \$69  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = \value$194 ;
+    \$70  = ctl2_skew_d1;
     if (rst) begin
-      \$192  = 32'd0;
+      \$70  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = a3_skew_d1;
+    \$71  = \value$195 ;
     if (rst) begin
-      \$193  = 32'd0;
+      \$71  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = a3_skew_d2;
+    \$72  = a3_skew_d1;
     if (rst) begin
-      \$194  = 32'd0;
+      \$72  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = ctl_in;
+    \$73  = a3_skew_d2;
     if (rst) begin
-      \$195  = 3'h0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = ctl3_skew_d1;
+    \$74  = ctl_in;
     if (rst) begin
-      \$196  = 3'h0;
+      \$74  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = ctl3_skew_d2;
+    \$75  = ctl3_skew_d1;
     if (rst) begin
-      \$197  = 3'h0;
+      \$75  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$76  = ctl3_skew_d2;
+    if (rst) begin
+      \$76  = 3'h0;
     end
   end
   assign table__addr = table_a__addr;
   assign table__data = table_a__data;
   assign table__en = table_a__en;
   assign code = a__payload[7:0];
-  assign \table__addr$26  = table_a__addr;
-  assign \table__data$27  = table_a__data;
-  assign \table__en$28  = table_a__en;
-  assign \code$29  = a__payload[15:8];
-  assign \table__addr$31  = table_a__addr;
-  assign \table__data$32  = table_a__data;
-  assign \table__en$33  = table_a__en;
-  assign \code$34  = a__payload[23:16];
-  assign \table__addr$36  = table_a__addr;
-  assign \table__data$37  = table_a__data;
-  assign \table__en$38  = table_a__en;
-  assign \code$39  = a__payload[31:24];
-  assign \table__addr$41  = table_b__addr;
-  assign \table__data$42  = table_b__data;
-  assign \table__en$43  = table_b__en;
-  assign \code$44  = b__payload[7:0];
-  assign \table__addr$46  = table_b__addr;
-  assign \table__data$47  = table_b__data;
-  assign \table__en$48  = table_b__en;
-  assign \code$49  = b__payload[15:8];
-  assign \table__addr$51  = table_b__addr;
-  assign \table__data$52  = table_b__data;
-  assign \table__en$53  = table_b__en;
-  assign \code$54  = b__payload[23:16];
-  assign \table__addr$56  = table_b__addr;
-  assign \table__data$57  = table_b__data;
-  assign \table__en$58  = table_b__en;
-  assign \code$59  = b__payload[31:24];
+  assign code_valid = accept;
+  assign \table__addr$27  = table_a__addr;
+  assign \table__data$28  = table_a__data;
+  assign \table__en$29  = table_a__en;
+  assign \code$30  = a__payload[15:8];
+  assign \code_valid$31  = accept;
+  assign \table__addr$32  = table_a__addr;
+  assign \table__data$33  = table_a__data;
+  assign \table__en$34  = table_a__en;
+  assign \code$35  = a__payload[23:16];
+  assign \code_valid$36  = accept;
+  assign \table__addr$37  = table_a__addr;
+  assign \table__data$38  = table_a__data;
+  assign \table__en$39  = table_a__en;
+  assign \code$40  = a__payload[31:24];
+  assign \code_valid$41  = accept;
+  assign \table__addr$42  = table_b__addr;
+  assign \table__data$43  = table_b__data;
+  assign \table__en$44  = table_b__en;
+  assign \code$45  = b__payload[7:0];
+  assign \code_valid$46  = accept;
+  assign \table__addr$47  = table_b__addr;
+  assign \table__data$48  = table_b__data;
+  assign \table__en$49  = table_b__en;
+  assign \code$50  = b__payload[15:8];
+  assign \code_valid$51  = accept;
+  assign \table__addr$52  = table_b__addr;
+  assign \table__data$53  = table_b__data;
+  assign \table__en$54  = table_b__en;
+  assign \code$55  = b__payload[23:16];
+  assign \code_valid$56  = accept;
+  assign \table__addr$57  = table_b__addr;
+  assign \table__data$58  = table_b__data;
+  assign \table__en$59  = table_b__en;
+  assign \code$60  = b__payload[31:24];
+  assign \code_valid$61  = accept;
   assign value = a_in;
   assign control = ctl_in;
-  assign \value$66  = b_in;
-  assign a_out = \a_in$67 ;
-  assign ctl_out = \ctl_in$69 ;
-  assign b1_skew_d1 = \b_in$71 ;
-  assign \a_out$74  = \a_in$73 ;
-  assign \ctl_out$76  = \ctl_in$75 ;
-  assign b2_skew_d2 = \b_in$77 ;
-  assign \a_out$80  = \a_in$79 ;
-  assign \ctl_out$82  = \ctl_in$81 ;
-  assign b3_skew_d3 = \b_in$83 ;
-  assign a1_skew_d1 = \a_in$85 ;
-  assign ctl1_skew_d1 = \ctl_in$87 ;
-  assign b_out = \b_in$89 ;
-  assign \a_out$92  = \a_in$91 ;
-  assign \ctl_out$94  = \ctl_in$93 ;
-  assign \b_out$96  = \b_in$95 ;
-  assign \a_out$98  = \a_in$97 ;
-  assign \ctl_out$100  = \ctl_in$99 ;
-  assign \b_out$102  = \b_in$101 ;
-  assign \a_out$104  = \a_in$103 ;
-  assign \ctl_out$106  = \ctl_in$105 ;
-  assign \b_out$108  = \b_in$107 ;
-  assign a2_skew_d2 = \a_in$109 ;
-  assign ctl2_skew_d2 = \ctl_in$111 ;
-  assign \b_out$114  = \b_in$113 ;
-  assign \a_out$116  = \a_in$115 ;
-  assign \ctl_out$118  = \ctl_in$117 ;
-  assign \b_out$120  = \b_in$119 ;
-  assign \a_out$122  = \a_in$121 ;
-  assign \ctl_out$124  = \ctl_in$123 ;
-  assign \b_out$126  = \b_in$125 ;
-  assign \a_out$128  = \a_in$127 ;
-  assign \ctl_out$130  = \ctl_in$129 ;
-  assign \b_out$132  = \b_in$131 ;
-  assign a3_skew_d3 = \a_in$133 ;
-  assign ctl3_skew_d3 = \ctl_in$135 ;
-  assign \b_out$138  = \b_in$137 ;
-  assign \a_out$140  = \a_in$139 ;
-  assign \ctl_out$142  = \ctl_in$141 ;
-  assign \b_out$144  = \b_in$143 ;
-  assign \a_out$146  = \a_in$145 ;
-  assign \ctl_out$148  = \ctl_in$147 ;
-  assign \b_out$150  = \b_in$149 ;
-  assign \a_out$152  = \a_in$151 ;
-  assign \ctl_out$154  = \ctl_in$153 ;
-  assign \b_out$156  = \b_in$155 ;
+  assign \value$67  = b_in;
+  assign a_out = \a_in$68 ;
+  assign ctl_out = \ctl_in$70 ;
+  assign b1_skew_d1 = \b_in$72 ;
+  assign \a_out$75  = \a_in$74 ;
+  assign \ctl_out$77  = \ctl_in$76 ;
+  assign b2_skew_d2 = \b_in$78 ;
+  assign \a_out$81  = \a_in$80 ;
+  assign \ctl_out$83  = \ctl_in$82 ;
+  assign b3_skew_d3 = \b_in$84 ;
+  assign a1_skew_d1 = \a_in$86 ;
+  assign ctl1_skew_d1 = \ctl_in$88 ;
+  assign b_out = \b_in$90 ;
+  assign \a_out$93  = \a_in$92 ;
+  assign \ctl_out$95  = \ctl_in$94 ;
+  assign \b_out$97  = \b_in$96 ;
+  assign \a_out$99  = \a_in$98 ;
+  assign \ctl_out$101  = \ctl_in$100 ;
+  assign \b_out$103  = \b_in$102 ;
+  assign \a_out$105  = \a_in$104 ;
+  assign \ctl_out$107  = \ctl_in$106 ;
+  assign \b_out$109  = \b_in$108 ;
+  assign a2_skew_d2 = \a_in$110 ;
+  assign ctl2_skew_d2 = \ctl_in$112 ;
+  assign \b_out$115  = \b_in$114 ;
+  assign \a_out$117  = \a_in$116 ;
+  assign \ctl_out$119  = \ctl_in$118 ;
+  assign \b_out$121  = \b_in$120 ;
+  assign \a_out$123  = \a_in$122 ;
+  assign \ctl_out$125  = \ctl_in$124 ;
+  assign \b_out$127  = \b_in$126 ;
+  assign \a_out$129  = \a_in$128 ;
+  assign \ctl_out$131  = \ctl_in$130 ;
+  assign \b_out$133  = \b_in$132 ;
+  assign a3_skew_d3 = \a_in$134 ;
+  assign ctl3_skew_d3 = \ctl_in$136 ;
+  assign \b_out$139  = \b_in$138 ;
+  assign \a_out$141  = \a_in$140 ;
+  assign \ctl_out$143  = \ctl_in$142 ;
+  assign \b_out$145  = \b_in$144 ;
+  assign \a_out$147  = \a_in$146 ;
+  assign \ctl_out$149  = \ctl_in$148 ;
+  assign \b_out$151  = \b_in$150 ;
+  assign \a_out$153  = \a_in$152 ;
+  assign \ctl_out$155  = \ctl_in$154 ;
+  assign \b_out$157  = \b_in$156 ;
   assign w_data = row_out;
   assign r_rdy = c__valid;
   assign r_data = c__payload;
@@ -3897,41 +5151,41 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \table__data.sign  = table_a__data[31];
   assign \code.magnitude  = a__payload[6:0];
   assign \code.sign  = a__payload[7];
-  assign \table__data$27.frac  = table_a__data[22:0];
-  assign \table__data$27.exp  = table_a__data[30:23];
-  assign \table__data$27.sign  = table_a__data[31];
-  assign \code$29.magnitude  = a__payload[14:8];
-  assign \code$29.sign  = a__payload[15];
-  assign \table__data$32.frac  = table_a__data[22:0];
-  assign \table__data$32.exp  = table_a__data[30:23];
-  assign \table__data$32.sign  = table_a__data[31];
-  assign \code$34.magnitude  = a__payload[22:16];
-  assign \code$34.sign  = a__payload[23];
-  assign \table__data$37.frac  = table_a__data[22:0];
-  assign \table__data$37.exp  = table_a__data[30:23];
-  assign \table__data$37.sign  = table_a__data[31];
-  assign \code$39.magnitude  = a__payload[30:24];
-  assign \code$39.sign  = a__payload[31];
-  assign \table__data$42.frac  = table_b__data[22:0];
-  assign \table__data$42.exp  = table_b__data[30:23];
-  assign \table__data$42.sign  = table_b__data[31];
-  assign \code$44.magnitude  = b__payload[6:0];
-  assign \code$44.sign  = b__payload[7];
-  assign \table__data$47.frac  = table_b__data[22:0];
-  assign \table__data$47.exp  = table_b__data[30:23];
-  assign \table__data$47.sign  = table_b__data[31];
-  assign \code$49.magnitude  = b__payload[14:8];
-  assign \code$49.sign  = b__payload[15];
-  assign \table__data$52.frac  = table_b__data[22:0];
-  assign \table__data$52.exp  = table_b__data[30:23];
-  assign \table__data$52.sign  = table_b__data[31];
-  assign \code$54.magnitude  = b__payload[22:16];
-  assign \code$54.sign  = b__payload[23];
-  assign \table__data$57.frac  = table_b__data[22:0];
-  assign \table__data$57.exp  = table_b__data[30:23];
-  assign \table__data$57.sign  = table_b__data[31];
-  assign \code$59.magnitude  = b__payload[30:24];
-  assign \code$59.sign  = b__payload[31];
+  assign \table__data$28.frac  = table_a__data[22:0];
+  assign \table__data$28.exp  = table_a__data[30:23];
+  assign \table__data$28.sign  = table_a__data[31];
+  assign \code$30.magnitude  = a__payload[14:8];
+  assign \code$30.sign  = a__payload[15];
+  assign \table__data$33.frac  = table_a__data[22:0];
+  assign \table__data$33.exp  = table_a__data[30:23];
+  assign \table__data$33.sign  = table_a__data[31];
+  assign \code$35.magnitude  = a__payload[22:16];
+  assign \code$35.sign  = a__payload[23];
+  assign \table__data$38.frac  = table_a__data[22:0];
+  assign \table__data$38.exp  = table_a__data[30:23];
+  assign \table__data$38.sign  = table_a__data[31];
+  assign \code$40.magnitude  = a__payload[30:24];
+  assign \code$40.sign  = a__payload[31];
+  assign \table__data$43.frac  = table_b__data[22:0];
+  assign \table__data$43.exp  = table_b__data[30:23];
+  assign \table__data$43.sign  = table_b__data[31];
+  assign \code$45.magnitude  = b__payload[6:0];
+  assign \code$45.sign  = b__payload[7];
+  assign \table__data$48.frac  = table_b__data[22:0];
+  assign \table__data$48.exp  = table_b__data[30:23];
+  assign \table__data$48.sign  = table_b__data[31];
+  assign \code$50.magnitude  = b__payload[14:8];
+  assign \code$50.sign  = b__payload[15];
+  assign \table__data$53.frac  = table_b__data[22:0];
+  assign \table__data$53.exp  = table_b__data[30:23];
+  assign \table__data$53.sign  = table_b__data[31];
+  assign \code$55.magnitude  = b__payload[22:16];
+  assign \code$55.sign  = b__payload[23];
+  assign \table__data$58.frac  = table_b__data[22:0];
+  assign \table__data$58.exp  = table_b__data[30:23];
+  assign \table__data$58.sign  = table_b__data[31];
+  assign \code$60.magnitude  = b__payload[30:24];
+  assign \code$60.sign  = b__payload[31];
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -3947,279 +5201,279 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \b_in.frac  = b_in[22:0];
   assign \b_in.exp  = b_in[30:23];
   assign \b_in.sign  = b_in[31];
-  assign \value$66.frac  = b_in[22:0];
-  assign \value$66.exp  = b_in[30:23];
-  assign \value$66.sign  = b_in[31];
-  assign \a_in$67.frac  = \a_in$67 [22:0];
-  assign \a_in$67.exp  = \a_in$67 [30:23];
-  assign \a_in$67.sign  = \a_in$67 [31];
-  assign \a_out.frac  = \a_in$67 [22:0];
-  assign \a_out.exp  = \a_in$67 [30:23];
-  assign \a_out.sign  = \a_in$67 [31];
-  assign \ctl_in$69.valid  = \ctl_in$69 [0];
-  assign \ctl_in$69.first  = \ctl_in$69 [1];
-  assign \ctl_in$69.last  = \ctl_in$69 [2];
-  assign \ctl_out.valid  = \ctl_in$69 [0];
-  assign \ctl_out.first  = \ctl_in$69 [1];
-  assign \ctl_out.last  = \ctl_in$69 [2];
-  assign \b_in$71.frac  = \b_in$71 [22:0];
-  assign \b_in$71.exp  = \b_in$71 [30:23];
-  assign \b_in$71.sign  = \b_in$71 [31];
-  assign \b1_skew_d1.frac  = \b_in$71 [22:0];
-  assign \b1_skew_d1.exp  = \b_in$71 [30:23];
-  assign \b1_skew_d1.sign  = \b_in$71 [31];
-  assign \a_in$73.frac  = \a_in$73 [22:0];
-  assign \a_in$73.exp  = \a_in$73 [30:23];
-  assign \a_in$73.sign  = \a_in$73 [31];
-  assign \a_out$74.frac  = \a_in$73 [22:0];
-  assign \a_out$74.exp  = \a_in$73 [30:23];
-  assign \a_out$74.sign  = \a_in$73 [31];
-  assign \ctl_in$75.valid  = \ctl_in$75 [0];
-  assign \ctl_in$75.first  = \ctl_in$75 [1];
-  assign \ctl_in$75.last  = \ctl_in$75 [2];
-  assign \ctl_out$76.valid  = \ctl_in$75 [0];
-  assign \ctl_out$76.first  = \ctl_in$75 [1];
-  assign \ctl_out$76.last  = \ctl_in$75 [2];
-  assign \b_in$77.frac  = \b_in$77 [22:0];
-  assign \b_in$77.exp  = \b_in$77 [30:23];
-  assign \b_in$77.sign  = \b_in$77 [31];
-  assign \b2_skew_d2.frac  = \b_in$77 [22:0];
-  assign \b2_skew_d2.exp  = \b_in$77 [30:23];
-  assign \b2_skew_d2.sign  = \b_in$77 [31];
-  assign \a_in$79.frac  = \a_in$79 [22:0];
-  assign \a_in$79.exp  = \a_in$79 [30:23];
-  assign \a_in$79.sign  = \a_in$79 [31];
-  assign \a_out$80.frac  = \a_in$79 [22:0];
-  assign \a_out$80.exp  = \a_in$79 [30:23];
-  assign \a_out$80.sign  = \a_in$79 [31];
-  assign \ctl_in$81.valid  = \ctl_in$81 [0];
-  assign \ctl_in$81.first  = \ctl_in$81 [1];
-  assign \ctl_in$81.last  = \ctl_in$81 [2];
-  assign \ctl_out$82.valid  = \ctl_in$81 [0];
-  assign \ctl_out$82.first  = \ctl_in$81 [1];
-  assign \ctl_out$82.last  = \ctl_in$81 [2];
-  assign \b_in$83.frac  = \b_in$83 [22:0];
-  assign \b_in$83.exp  = \b_in$83 [30:23];
-  assign \b_in$83.sign  = \b_in$83 [31];
-  assign \b3_skew_d3.frac  = \b_in$83 [22:0];
-  assign \b3_skew_d3.exp  = \b_in$83 [30:23];
-  assign \b3_skew_d3.sign  = \b_in$83 [31];
-  assign \a_in$85.frac  = \a_in$85 [22:0];
-  assign \a_in$85.exp  = \a_in$85 [30:23];
-  assign \a_in$85.sign  = \a_in$85 [31];
-  assign \a1_skew_d1.frac  = \a_in$85 [22:0];
-  assign \a1_skew_d1.exp  = \a_in$85 [30:23];
-  assign \a1_skew_d1.sign  = \a_in$85 [31];
-  assign \ctl_in$87.valid  = \ctl_in$87 [0];
-  assign \ctl_in$87.first  = \ctl_in$87 [1];
-  assign \ctl_in$87.last  = \ctl_in$87 [2];
-  assign \ctl1_skew_d1.valid  = \ctl_in$87 [0];
-  assign \ctl1_skew_d1.first  = \ctl_in$87 [1];
-  assign \ctl1_skew_d1.last  = \ctl_in$87 [2];
-  assign \b_in$89.frac  = \b_in$89 [22:0];
-  assign \b_in$89.exp  = \b_in$89 [30:23];
-  assign \b_in$89.sign  = \b_in$89 [31];
-  assign \b_out.frac  = \b_in$89 [22:0];
-  assign \b_out.exp  = \b_in$89 [30:23];
-  assign \b_out.sign  = \b_in$89 [31];
-  assign \a_in$91.frac  = \a_in$91 [22:0];
-  assign \a_in$91.exp  = \a_in$91 [30:23];
-  assign \a_in$91.sign  = \a_in$91 [31];
-  assign \a_out$92.frac  = \a_in$91 [22:0];
-  assign \a_out$92.exp  = \a_in$91 [30:23];
-  assign \a_out$92.sign  = \a_in$91 [31];
-  assign \ctl_in$93.valid  = \ctl_in$93 [0];
-  assign \ctl_in$93.first  = \ctl_in$93 [1];
-  assign \ctl_in$93.last  = \ctl_in$93 [2];
-  assign \ctl_out$94.valid  = \ctl_in$93 [0];
-  assign \ctl_out$94.first  = \ctl_in$93 [1];
-  assign \ctl_out$94.last  = \ctl_in$93 [2];
-  assign \b_in$95.frac  = \b_in$95 [22:0];
-  assign \b_in$95.exp  = \b_in$95 [30:23];
-  assign \b_in$95.sign  = \b_in$95 [31];
-  assign \b_out$96.frac  = \b_in$95 [22:0];
-  assign \b_out$96.exp  = \b_in$95 [30:23];
-  assign \b_out$96.sign  = \b_in$95 [31];
-  assign \a_in$97.frac  = \a_in$97 [22:0];
-  assign \a_in$97.exp  = \a_in$97 [30:23];
-  assign \a_in$97.sign  = \a_in$97 [31];
-  assign \a_out$98.frac  = \a_in$97 [22:0];
-  assign \a_out$98.exp  = \a_in$97 [30:23];
-  assign \a_out$98.sign  = \a_in$97 [31];
-  assign \ctl_in$99.valid  = \ctl_in$99 [0];
-  assign \ctl_in$99.first  = \ctl_in$99 [1];
-  assign \ctl_in$99.last  = \ctl_in$99 [2];
-  assign \ctl_out$100.valid  = \ctl_in$99 [0];
-  assign \ctl_out$100.first  = \ctl_in$99 [1];
-  assign \ctl_out$100.last  = \ctl_in$99 [2];
-  assign \b_in$101.frac  = \b_in$101 [22:0];
-  assign \b_in$101.exp  = \b_in$101 [30:23];
-  assign \b_in$101.sign  = \b_in$101 [31];
-  assign \b_out$102.frac  = \b_in$101 [22:0];
-  assign \b_out$102.exp  = \b_in$101 [30:23];
-  assign \b_out$102.sign  = \b_in$101 [31];
-  assign \a_in$103.frac  = \a_in$103 [22:0];
-  assign \a_in$103.exp  = \a_in$103 [30:23];
-  assign \a_in$103.sign  = \a_in$103 [31];
-  assign \a_out$104.frac  = \a_in$103 [22:0];
-  assign \a_out$104.exp  = \a_in$103 [30:23];
-  assign \a_out$104.sign  = \a_in$103 [31];
-  assign \ctl_in$105.valid  = \ctl_in$105 [0];
-  assign \ctl_in$105.first  = \ctl_in$105 [1];
-  assign \ctl_in$105.last  = \ctl_in$105 [2];
-  assign \ctl_out$106.valid  = \ctl_in$105 [0];
-  assign \ctl_out$106.first  = \ctl_in$105 [1];
-  assign \ctl_out$106.last  = \ctl_in$105 [2];
-  assign \b_in$107.frac  = \b_in$107 [22:0];
-  assign \b_in$107.exp  = \b_in$107 [30:23];
-  assign \b_in$107.sign  = \b_in$107 [31];
-  assign \b_out$108.frac  = \b_in$107 [22:0];
-  assign \b_out$108.exp  = \b_in$107 [30:23];
-  assign \b_out$108.sign  = \b_in$107 [31];
-  assign \a_in$109.frac  = \a_in$109 [22:0];
-  assign \a_in$109.exp  = \a_in$109 [30:23];
-  assign \a_in$109.sign  = \a_in$109 [31];
-  assign \a2_skew_d2.frac  = \a_in$109 [22:0];
-  assign \a2_skew_d2.exp  = \a_in$109 [30:23];
-  assign \a2_skew_d2.sign  = \a_in$109 [31];
-  assign \ctl_in$111.valid  = \ctl_in$111 [0];
-  assign \ctl_in$111.first  = \ctl_in$111 [1];
-  assign \ctl_in$111.last  = \ctl_in$111 [2];
-  assign \ctl2_skew_d2.valid  = \ctl_in$111 [0];
-  assign \ctl2_skew_d2.first  = \ctl_in$111 [1];
-  assign \ctl2_skew_d2.last  = \ctl_in$111 [2];
-  assign \b_in$113.frac  = \b_in$113 [22:0];
-  assign \b_in$113.exp  = \b_in$113 [30:23];
-  assign \b_in$113.sign  = \b_in$113 [31];
-  assign \b_out$114.frac  = \b_in$113 [22:0];
-  assign \b_out$114.exp  = \b_in$113 [30:23];
-  assign \b_out$114.sign  = \b_in$113 [31];
-  assign \a_in$115.frac  = \a_in$115 [22:0];
-  assign \a_in$115.exp  = \a_in$115 [30:23];
-  assign \a_in$115.sign  = \a_in$115 [31];
-  assign \a_out$116.frac  = \a_in$115 [22:0];
-  assign \a_out$116.exp  = \a_in$115 [30:23];
-  assign \a_out$116.sign  = \a_in$115 [31];
-  assign \ctl_in$117.valid  = \ctl_in$117 [0];
-  assign \ctl_in$117.first  = \ctl_in$117 [1];
-  assign \ctl_in$117.last  = \ctl_in$117 [2];
-  assign \ctl_out$118.valid  = \ctl_in$117 [0];
-  assign \ctl_out$118.first  = \ctl_in$117 [1];
-  assign \ctl_out$118.last  = \ctl_in$117 [2];
-  assign \b_in$119.frac  = \b_in$119 [22:0];
-  assign \b_in$119.exp  = \b_in$119 [30:23];
-  assign \b_in$119.sign  = \b_in$119 [31];
-  assign \b_out$120.frac  = \b_in$119 [22:0];
-  assign \b_out$120.exp  = \b_in$119 [30:23];
-  assign \b_out$120.sign  = \b_in$119 [31];
-  assign \a_in$121.frac  = \a_in$121 [22:0];
-  assign \a_in$121.exp  = \a_in$121 [30:23];
-  assign \a_in$121.sign  = \a_in$121 [31];
-  assign \a_out$122.frac  = \a_in$121 [22:0];
-  assign \a_out$122.exp  = \a_in$121 [30:23];
-  assign \a_out$122.sign  = \a_in$121 [31];
-  assign \ctl_in$123.valid  = \ctl_in$123 [0];
-  assign \ctl_in$123.first  = \ctl_in$123 [1];
-  assign \ctl_in$123.last  = \ctl_in$123 [2];
-  assign \ctl_out$124.valid  = \ctl_in$123 [0];
-  assign \ctl_out$124.first  = \ctl_in$123 [1];
-  assign \ctl_out$124.last  = \ctl_in$123 [2];
-  assign \b_in$125.frac  = \b_in$125 [22:0];
-  assign \b_in$125.exp  = \b_in$125 [30:23];
-  assign \b_in$125.sign  = \b_in$125 [31];
-  assign \b_out$126.frac  = \b_in$125 [22:0];
-  assign \b_out$126.exp  = \b_in$125 [30:23];
-  assign \b_out$126.sign  = \b_in$125 [31];
-  assign \a_in$127.frac  = \a_in$127 [22:0];
-  assign \a_in$127.exp  = \a_in$127 [30:23];
-  assign \a_in$127.sign  = \a_in$127 [31];
-  assign \a_out$128.frac  = \a_in$127 [22:0];
-  assign \a_out$128.exp  = \a_in$127 [30:23];
-  assign \a_out$128.sign  = \a_in$127 [31];
-  assign \ctl_in$129.valid  = \ctl_in$129 [0];
-  assign \ctl_in$129.first  = \ctl_in$129 [1];
-  assign \ctl_in$129.last  = \ctl_in$129 [2];
-  assign \ctl_out$130.valid  = \ctl_in$129 [0];
-  assign \ctl_out$130.first  = \ctl_in$129 [1];
-  assign \ctl_out$130.last  = \ctl_in$129 [2];
-  assign \b_in$131.frac  = \b_in$131 [22:0];
-  assign \b_in$131.exp  = \b_in$131 [30:23];
-  assign \b_in$131.sign  = \b_in$131 [31];
-  assign \b_out$132.frac  = \b_in$131 [22:0];
-  assign \b_out$132.exp  = \b_in$131 [30:23];
-  assign \b_out$132.sign  = \b_in$131 [31];
-  assign \a_in$133.frac  = \a_in$133 [22:0];
-  assign \a_in$133.exp  = \a_in$133 [30:23];
-  assign \a_in$133.sign  = \a_in$133 [31];
-  assign \a3_skew_d3.frac  = \a_in$133 [22:0];
-  assign \a3_skew_d3.exp  = \a_in$133 [30:23];
-  assign \a3_skew_d3.sign  = \a_in$133 [31];
-  assign \ctl_in$135.valid  = \ctl_in$135 [0];
-  assign \ctl_in$135.first  = \ctl_in$135 [1];
-  assign \ctl_in$135.last  = \ctl_in$135 [2];
-  assign \ctl3_skew_d3.valid  = \ctl_in$135 [0];
-  assign \ctl3_skew_d3.first  = \ctl_in$135 [1];
-  assign \ctl3_skew_d3.last  = \ctl_in$135 [2];
-  assign \b_in$137.frac  = \b_in$137 [22:0];
-  assign \b_in$137.exp  = \b_in$137 [30:23];
-  assign \b_in$137.sign  = \b_in$137 [31];
-  assign \b_out$138.frac  = \b_in$137 [22:0];
-  assign \b_out$138.exp  = \b_in$137 [30:23];
-  assign \b_out$138.sign  = \b_in$137 [31];
-  assign \a_in$139.frac  = \a_in$139 [22:0];
-  assign \a_in$139.exp  = \a_in$139 [30:23];
-  assign \a_in$139.sign  = \a_in$139 [31];
-  assign \a_out$140.frac  = \a_in$139 [22:0];
-  assign \a_out$140.exp  = \a_in$139 [30:23];
-  assign \a_out$140.sign  = \a_in$139 [31];
-  assign \ctl_in$141.valid  = \ctl_in$141 [0];
-  assign \ctl_in$141.first  = \ctl_in$141 [1];
-  assign \ctl_in$141.last  = \ctl_in$141 [2];
-  assign \ctl_out$142.valid  = \ctl_in$141 [0];
-  assign \ctl_out$142.first  = \ctl_in$141 [1];
-  assign \ctl_out$142.last  = \ctl_in$141 [2];
-  assign \b_in$143.frac  = \b_in$143 [22:0];
-  assign \b_in$143.exp  = \b_in$143 [30:23];
-  assign \b_in$143.sign  = \b_in$143 [31];
-  assign \b_out$144.frac  = \b_in$143 [22:0];
-  assign \b_out$144.exp  = \b_in$143 [30:23];
-  assign \b_out$144.sign  = \b_in$143 [31];
-  assign \a_in$145.frac  = \a_in$145 [22:0];
-  assign \a_in$145.exp  = \a_in$145 [30:23];
-  assign \a_in$145.sign  = \a_in$145 [31];
-  assign \a_out$146.frac  = \a_in$145 [22:0];
-  assign \a_out$146.exp  = \a_in$145 [30:23];
-  assign \a_out$146.sign  = \a_in$145 [31];
-  assign \ctl_in$147.valid  = \ctl_in$147 [0];
-  assign \ctl_in$147.first  = \ctl_in$147 [1];
-  assign \ctl_in$147.last  = \ctl_in$147 [2];
-  assign \ctl_out$148.valid  = \ctl_in$147 [0];
-  assign \ctl_out$148.first  = \ctl_in$147 [1];
-  assign \ctl_out$148.last  = \ctl_in$147 [2];
-  assign \b_in$149.frac  = \b_in$149 [22:0];
-  assign \b_in$149.exp  = \b_in$149 [30:23];
-  assign \b_in$149.sign  = \b_in$149 [31];
-  assign \b_out$150.frac  = \b_in$149 [22:0];
-  assign \b_out$150.exp  = \b_in$149 [30:23];
-  assign \b_out$150.sign  = \b_in$149 [31];
-  assign \a_in$151.frac  = \a_in$151 [22:0];
-  assign \a_in$151.exp  = \a_in$151 [30:23];
-  assign \a_in$151.sign  = \a_in$151 [31];
-  assign \a_out$152.frac  = \a_in$151 [22:0];
-  assign \a_out$152.exp  = \a_in$151 [30:23];
-  assign \a_out$152.sign  = \a_in$151 [31];
-  assign \ctl_in$153.valid  = \ctl_in$153 [0];
-  assign \ctl_in$153.first  = \ctl_in$153 [1];
-  assign \ctl_in$153.last  = \ctl_in$153 [2];
-  assign \ctl_out$154.valid  = \ctl_in$153 [0];
-  assign \ctl_out$154.first  = \ctl_in$153 [1];
-  assign \ctl_out$154.last  = \ctl_in$153 [2];
-  assign \b_in$155.frac  = \b_in$155 [22:0];
-  assign \b_in$155.exp  = \b_in$155 [30:23];
-  assign \b_in$155.sign  = \b_in$155 [31];
-  assign \b_out$156.frac  = \b_in$155 [22:0];
-  assign \b_out$156.exp  = \b_in$155 [30:23];
-  assign \b_out$156.sign  = \b_in$155 [31];
+  assign \value$67.frac  = b_in[22:0];
+  assign \value$67.exp  = b_in[30:23];
+  assign \value$67.sign  = b_in[31];
+  assign \a_in$68.frac  = \a_in$68 [22:0];
+  assign \a_in$68.exp  = \a_in$68 [30:23];
+  assign \a_in$68.sign  = \a_in$68 [31];
+  assign \a_out.frac  = \a_in$68 [22:0];
+  assign \a_out.exp  = \a_in$68 [30:23];
+  assign \a_out.sign  = \a_in$68 [31];
+  assign \ctl_in$70.valid  = \ctl_in$70 [0];
+  assign \ctl_in$70.first  = \ctl_in$70 [1];
+  assign \ctl_in$70.last  = \ctl_in$70 [2];
+  assign \ctl_out.valid  = \ctl_in$70 [0];
+  assign \ctl_out.first  = \ctl_in$70 [1];
+  assign \ctl_out.last  = \ctl_in$70 [2];
+  assign \b_in$72.frac  = \b_in$72 [22:0];
+  assign \b_in$72.exp  = \b_in$72 [30:23];
+  assign \b_in$72.sign  = \b_in$72 [31];
+  assign \b1_skew_d1.frac  = \b_in$72 [22:0];
+  assign \b1_skew_d1.exp  = \b_in$72 [30:23];
+  assign \b1_skew_d1.sign  = \b_in$72 [31];
+  assign \a_in$74.frac  = \a_in$74 [22:0];
+  assign \a_in$74.exp  = \a_in$74 [30:23];
+  assign \a_in$74.sign  = \a_in$74 [31];
+  assign \a_out$75.frac  = \a_in$74 [22:0];
+  assign \a_out$75.exp  = \a_in$74 [30:23];
+  assign \a_out$75.sign  = \a_in$74 [31];
+  assign \ctl_in$76.valid  = \ctl_in$76 [0];
+  assign \ctl_in$76.first  = \ctl_in$76 [1];
+  assign \ctl_in$76.last  = \ctl_in$76 [2];
+  assign \ctl_out$77.valid  = \ctl_in$76 [0];
+  assign \ctl_out$77.first  = \ctl_in$76 [1];
+  assign \ctl_out$77.last  = \ctl_in$76 [2];
+  assign \b_in$78.frac  = \b_in$78 [22:0];
+  assign \b_in$78.exp  = \b_in$78 [30:23];
+  assign \b_in$78.sign  = \b_in$78 [31];
+  assign \b2_skew_d2.frac  = \b_in$78 [22:0];
+  assign \b2_skew_d2.exp  = \b_in$78 [30:23];
+  assign \b2_skew_d2.sign  = \b_in$78 [31];
+  assign \a_in$80.frac  = \a_in$80 [22:0];
+  assign \a_in$80.exp  = \a_in$80 [30:23];
+  assign \a_in$80.sign  = \a_in$80 [31];
+  assign \a_out$81.frac  = \a_in$80 [22:0];
+  assign \a_out$81.exp  = \a_in$80 [30:23];
+  assign \a_out$81.sign  = \a_in$80 [31];
+  assign \ctl_in$82.valid  = \ctl_in$82 [0];
+  assign \ctl_in$82.first  = \ctl_in$82 [1];
+  assign \ctl_in$82.last  = \ctl_in$82 [2];
+  assign \ctl_out$83.valid  = \ctl_in$82 [0];
+  assign \ctl_out$83.first  = \ctl_in$82 [1];
+  assign \ctl_out$83.last  = \ctl_in$82 [2];
+  assign \b_in$84.frac  = \b_in$84 [22:0];
+  assign \b_in$84.exp  = \b_in$84 [30:23];
+  assign \b_in$84.sign  = \b_in$84 [31];
+  assign \b3_skew_d3.frac  = \b_in$84 [22:0];
+  assign \b3_skew_d3.exp  = \b_in$84 [30:23];
+  assign \b3_skew_d3.sign  = \b_in$84 [31];
+  assign \a_in$86.frac  = \a_in$86 [22:0];
+  assign \a_in$86.exp  = \a_in$86 [30:23];
+  assign \a_in$86.sign  = \a_in$86 [31];
+  assign \a1_skew_d1.frac  = \a_in$86 [22:0];
+  assign \a1_skew_d1.exp  = \a_in$86 [30:23];
+  assign \a1_skew_d1.sign  = \a_in$86 [31];
+  assign \ctl_in$88.valid  = \ctl_in$88 [0];
+  assign \ctl_in$88.first  = \ctl_in$88 [1];
+  assign \ctl_in$88.last  = \ctl_in$88 [2];
+  assign \ctl1_skew_d1.valid  = \ctl_in$88 [0];
+  assign \ctl1_skew_d1.first  = \ctl_in$88 [1];
+  assign \ctl1_skew_d1.last  = \ctl_in$88 [2];
+  assign \b_in$90.frac  = \b_in$90 [22:0];
+  assign \b_in$90.exp  = \b_in$90 [30:23];
+  assign \b_in$90.sign  = \b_in$90 [31];
+  assign \b_out.frac  = \b_in$90 [22:0];
+  assign \b_out.exp  = \b_in$90 [30:23];
+  assign \b_out.sign  = \b_in$90 [31];
+  assign \a_in$92.frac  = \a_in$92 [22:0];
+  assign \a_in$92.exp  = \a_in$92 [30:23];
+  assign \a_in$92.sign  = \a_in$92 [31];
+  assign \a_out$93.frac  = \a_in$92 [22:0];
+  assign \a_out$93.exp  = \a_in$92 [30:23];
+  assign \a_out$93.sign  = \a_in$92 [31];
+  assign \ctl_in$94.valid  = \ctl_in$94 [0];
+  assign \ctl_in$94.first  = \ctl_in$94 [1];
+  assign \ctl_in$94.last  = \ctl_in$94 [2];
+  assign \ctl_out$95.valid  = \ctl_in$94 [0];
+  assign \ctl_out$95.first  = \ctl_in$94 [1];
+  assign \ctl_out$95.last  = \ctl_in$94 [2];
+  assign \b_in$96.frac  = \b_in$96 [22:0];
+  assign \b_in$96.exp  = \b_in$96 [30:23];
+  assign \b_in$96.sign  = \b_in$96 [31];
+  assign \b_out$97.frac  = \b_in$96 [22:0];
+  assign \b_out$97.exp  = \b_in$96 [30:23];
+  assign \b_out$97.sign  = \b_in$96 [31];
+  assign \a_in$98.frac  = \a_in$98 [22:0];
+  assign \a_in$98.exp  = \a_in$98 [30:23];
+  assign \a_in$98.sign  = \a_in$98 [31];
+  assign \a_out$99.frac  = \a_in$98 [22:0];
+  assign \a_out$99.exp  = \a_in$98 [30:23];
+  assign \a_out$99.sign  = \a_in$98 [31];
+  assign \ctl_in$100.valid  = \ctl_in$100 [0];
+  assign \ctl_in$100.first  = \ctl_in$100 [1];
+  assign \ctl_in$100.last  = \ctl_in$100 [2];
+  assign \ctl_out$101.valid  = \ctl_in$100 [0];
+  assign \ctl_out$101.first  = \ctl_in$100 [1];
+  assign \ctl_out$101.last  = \ctl_in$100 [2];
+  assign \b_in$102.frac  = \b_in$102 [22:0];
+  assign \b_in$102.exp  = \b_in$102 [30:23];
+  assign \b_in$102.sign  = \b_in$102 [31];
+  assign \b_out$103.frac  = \b_in$102 [22:0];
+  assign \b_out$103.exp  = \b_in$102 [30:23];
+  assign \b_out$103.sign  = \b_in$102 [31];
+  assign \a_in$104.frac  = \a_in$104 [22:0];
+  assign \a_in$104.exp  = \a_in$104 [30:23];
+  assign \a_in$104.sign  = \a_in$104 [31];
+  assign \a_out$105.frac  = \a_in$104 [22:0];
+  assign \a_out$105.exp  = \a_in$104 [30:23];
+  assign \a_out$105.sign  = \a_in$104 [31];
+  assign \ctl_in$106.valid  = \ctl_in$106 [0];
+  assign \ctl_in$106.first  = \ctl_in$106 [1];
+  assign \ctl_in$106.last  = \ctl_in$106 [2];
+  assign \ctl_out$107.valid  = \ctl_in$106 [0];
+  assign \ctl_out$107.first  = \ctl_in$106 [1];
+  assign \ctl_out$107.last  = \ctl_in$106 [2];
+  assign \b_in$108.frac  = \b_in$108 [22:0];
+  assign \b_in$108.exp  = \b_in$108 [30:23];
+  assign \b_in$108.sign  = \b_in$108 [31];
+  assign \b_out$109.frac  = \b_in$108 [22:0];
+  assign \b_out$109.exp  = \b_in$108 [30:23];
+  assign \b_out$109.sign  = \b_in$108 [31];
+  assign \a_in$110.frac  = \a_in$110 [22:0];
+  assign \a_in$110.exp  = \a_in$110 [30:23];
+  assign \a_in$110.sign  = \a_in$110 [31];
+  assign \a2_skew_d2.frac  = \a_in$110 [22:0];
+  assign \a2_skew_d2.exp  = \a_in$110 [30:23];
+  assign \a2_skew_d2.sign  = \a_in$110 [31];
+  assign \ctl_in$112.valid  = \ctl_in$112 [0];
+  assign \ctl_in$112.first  = \ctl_in$112 [1];
+  assign \ctl_in$112.last  = \ctl_in$112 [2];
+  assign \ctl2_skew_d2.valid  = \ctl_in$112 [0];
+  assign \ctl2_skew_d2.first  = \ctl_in$112 [1];
+  assign \ctl2_skew_d2.last  = \ctl_in$112 [2];
+  assign \b_in$114.frac  = \b_in$114 [22:0];
+  assign \b_in$114.exp  = \b_in$114 [30:23];
+  assign \b_in$114.sign  = \b_in$114 [31];
+  assign \b_out$115.frac  = \b_in$114 [22:0];
+  assign \b_out$115.exp  = \b_in$114 [30:23];
+  assign \b_out$115.sign  = \b_in$114 [31];
+  assign \a_in$116.frac  = \a_in$116 [22:0];
+  assign \a_in$116.exp  = \a_in$116 [30:23];
+  assign \a_in$116.sign  = \a_in$116 [31];
+  assign \a_out$117.frac  = \a_in$116 [22:0];
+  assign \a_out$117.exp  = \a_in$116 [30:23];
+  assign \a_out$117.sign  = \a_in$116 [31];
+  assign \ctl_in$118.valid  = \ctl_in$118 [0];
+  assign \ctl_in$118.first  = \ctl_in$118 [1];
+  assign \ctl_in$118.last  = \ctl_in$118 [2];
+  assign \ctl_out$119.valid  = \ctl_in$118 [0];
+  assign \ctl_out$119.first  = \ctl_in$118 [1];
+  assign \ctl_out$119.last  = \ctl_in$118 [2];
+  assign \b_in$120.frac  = \b_in$120 [22:0];
+  assign \b_in$120.exp  = \b_in$120 [30:23];
+  assign \b_in$120.sign  = \b_in$120 [31];
+  assign \b_out$121.frac  = \b_in$120 [22:0];
+  assign \b_out$121.exp  = \b_in$120 [30:23];
+  assign \b_out$121.sign  = \b_in$120 [31];
+  assign \a_in$122.frac  = \a_in$122 [22:0];
+  assign \a_in$122.exp  = \a_in$122 [30:23];
+  assign \a_in$122.sign  = \a_in$122 [31];
+  assign \a_out$123.frac  = \a_in$122 [22:0];
+  assign \a_out$123.exp  = \a_in$122 [30:23];
+  assign \a_out$123.sign  = \a_in$122 [31];
+  assign \ctl_in$124.valid  = \ctl_in$124 [0];
+  assign \ctl_in$124.first  = \ctl_in$124 [1];
+  assign \ctl_in$124.last  = \ctl_in$124 [2];
+  assign \ctl_out$125.valid  = \ctl_in$124 [0];
+  assign \ctl_out$125.first  = \ctl_in$124 [1];
+  assign \ctl_out$125.last  = \ctl_in$124 [2];
+  assign \b_in$126.frac  = \b_in$126 [22:0];
+  assign \b_in$126.exp  = \b_in$126 [30:23];
+  assign \b_in$126.sign  = \b_in$126 [31];
+  assign \b_out$127.frac  = \b_in$126 [22:0];
+  assign \b_out$127.exp  = \b_in$126 [30:23];
+  assign \b_out$127.sign  = \b_in$126 [31];
+  assign \a_in$128.frac  = \a_in$128 [22:0];
+  assign \a_in$128.exp  = \a_in$128 [30:23];
+  assign \a_in$128.sign  = \a_in$128 [31];
+  assign \a_out$129.frac  = \a_in$128 [22:0];
+  assign \a_out$129.exp  = \a_in$128 [30:23];
+  assign \a_out$129.sign  = \a_in$128 [31];
+  assign \ctl_in$130.valid  = \ctl_in$130 [0];
+  assign \ctl_in$130.first  = \ctl_in$130 [1];
+  assign \ctl_in$130.last  = \ctl_in$130 [2];
+  assign \ctl_out$131.valid  = \ctl_in$130 [0];
+  assign \ctl_out$131.first  = \ctl_in$130 [1];
+  assign \ctl_out$131.last  = \ctl_in$130 [2];
+  assign \b_in$132.frac  = \b_in$132 [22:0];
+  assign \b_in$132.exp  = \b_in$132 [30:23];
+  assign \b_in$132.sign  = \b_in$132 [31];
+  assign \b_out$133.frac  = \b_in$132 [22:0];
+  assign \b_out$133.exp  = \b_in$132 [30:23];
+  assign \b_out$133.sign  = \b_in$132 [31];
+  assign \a_in$134.frac  = \a_in$134 [22:0];
+  assign \a_in$134.exp  = \a_in$134 [30:23];
+  assign \a_in$134.sign  = \a_in$134 [31];
+  assign \a3_skew_d3.frac  = \a_in$134 [22:0];
+  assign \a3_skew_d3.exp  = \a_in$134 [30:23];
+  assign \a3_skew_d3.sign  = \a_in$134 [31];
+  assign \ctl_in$136.valid  = \ctl_in$136 [0];
+  assign \ctl_in$136.first  = \ctl_in$136 [1];
+  assign \ctl_in$136.last  = \ctl_in$136 [2];
+  assign \ctl3_skew_d3.valid  = \ctl_in$136 [0];
+  assign \ctl3_skew_d3.first  = \ctl_in$136 [1];
+  assign \ctl3_skew_d3.last  = \ctl_in$136 [2];
+  assign \b_in$138.frac  = \b_in$138 [22:0];
+  assign \b_in$138.exp  = \b_in$138 [30:23];
+  assign \b_in$138.sign  = \b_in$138 [31];
+  assign \b_out$139.frac  = \b_in$138 [22:0];
+  assign \b_out$139.exp  = \b_in$138 [30:23];
+  assign \b_out$139.sign  = \b_in$138 [31];
+  assign \a_in$140.frac  = \a_in$140 [22:0];
+  assign \a_in$140.exp  = \a_in$140 [30:23];
+  assign \a_in$140.sign  = \a_in$140 [31];
+  assign \a_out$141.frac  = \a_in$140 [22:0];
+  assign \a_out$141.exp  = \a_in$140 [30:23];
+  assign \a_out$141.sign  = \a_in$140 [31];
+  assign \ctl_in$142.valid  = \ctl_in$142 [0];
+  assign \ctl_in$142.first  = \ctl_in$142 [1];
+  assign \ctl_in$142.last  = \ctl_in$142 [2];
+  assign \ctl_out$143.valid  = \ctl_in$142 [0];
+  assign \ctl_out$143.first  = \ctl_in$142 [1];
+  assign \ctl_out$143.last  = \ctl_in$142 [2];
+  assign \b_in$144.frac  = \b_in$144 [22:0];
+  assign \b_in$144.exp  = \b_in$144 [30:23];
+  assign \b_in$144.sign  = \b_in$144 [31];
+  assign \b_out$145.frac  = \b_in$144 [22:0];
+  assign \b_out$145.exp  = \b_in$144 [30:23];
+  assign \b_out$145.sign  = \b_in$144 [31];
+  assign \a_in$146.frac  = \a_in$146 [22:0];
+  assign \a_in$146.exp  = \a_in$146 [30:23];
+  assign \a_in$146.sign  = \a_in$146 [31];
+  assign \a_out$147.frac  = \a_in$146 [22:0];
+  assign \a_out$147.exp  = \a_in$146 [30:23];
+  assign \a_out$147.sign  = \a_in$146 [31];
+  assign \ctl_in$148.valid  = \ctl_in$148 [0];
+  assign \ctl_in$148.first  = \ctl_in$148 [1];
+  assign \ctl_in$148.last  = \ctl_in$148 [2];
+  assign \ctl_out$149.valid  = \ctl_in$148 [0];
+  assign \ctl_out$149.first  = \ctl_in$148 [1];
+  assign \ctl_out$149.last  = \ctl_in$148 [2];
+  assign \b_in$150.frac  = \b_in$150 [22:0];
+  assign \b_in$150.exp  = \b_in$150 [30:23];
+  assign \b_in$150.sign  = \b_in$150 [31];
+  assign \b_out$151.frac  = \b_in$150 [22:0];
+  assign \b_out$151.exp  = \b_in$150 [30:23];
+  assign \b_out$151.sign  = \b_in$150 [31];
+  assign \a_in$152.frac  = \a_in$152 [22:0];
+  assign \a_in$152.exp  = \a_in$152 [30:23];
+  assign \a_in$152.sign  = \a_in$152 [31];
+  assign \a_out$153.frac  = \a_in$152 [22:0];
+  assign \a_out$153.exp  = \a_in$152 [30:23];
+  assign \a_out$153.sign  = \a_in$152 [31];
+  assign \ctl_in$154.valid  = \ctl_in$154 [0];
+  assign \ctl_in$154.first  = \ctl_in$154 [1];
+  assign \ctl_in$154.last  = \ctl_in$154 [2];
+  assign \ctl_out$155.valid  = \ctl_in$154 [0];
+  assign \ctl_out$155.first  = \ctl_in$154 [1];
+  assign \ctl_out$155.last  = \ctl_in$154 [2];
+  assign \b_in$156.frac  = \b_in$156 [22:0];
+  assign \b_in$156.exp  = \b_in$156 [30:23];
+  assign \b_in$156.sign  = \b_in$156 [31];
+  assign \b_out$157.frac  = \b_in$156 [22:0];
+  assign \b_out$157.exp  = \b_in$156 [30:23];
+  assign \b_out$157.sign  = \b_in$156 [31];
   assign \row_out.row  = row_out[1:0];
   assign \row_out.values  = row_out[129:2];
   assign \row_out.values[0]  = row_out[33:2];
@@ -4241,18 +5495,15 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \result.frac  = result[22:0];
   assign \result.exp  = result[30:23];
   assign \result.sign  = result[31];
-  assign \result$160.frac  = \result$160 [22:0];
-  assign \result$160.exp  = \result$160 [30:23];
-  assign \result$160.sign  = \result$160 [31];
   assign \result$161.frac  = \result$161 [22:0];
   assign \result$161.exp  = \result$161 [30:23];
   assign \result$161.sign  = \result$161 [31];
   assign \result$162.frac  = \result$162 [22:0];
   assign \result$162.exp  = \result$162 [30:23];
   assign \result$162.sign  = \result$162 [31];
-  assign \result$164.frac  = \result$164 [22:0];
-  assign \result$164.exp  = \result$164 [30:23];
-  assign \result$164.sign  = \result$164 [31];
+  assign \result$163.frac  = \result$163 [22:0];
+  assign \result$163.exp  = \result$163 [30:23];
+  assign \result$163.sign  = \result$163 [31];
   assign \result$165.frac  = \result$165 [22:0];
   assign \result$165.exp  = \result$165 [30:23];
   assign \result$165.sign  = \result$165 [31];
@@ -4262,9 +5513,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \result$167.frac  = \result$167 [22:0];
   assign \result$167.exp  = \result$167 [30:23];
   assign \result$167.sign  = \result$167 [31];
-  assign \result$169.frac  = \result$169 [22:0];
-  assign \result$169.exp  = \result$169 [30:23];
-  assign \result$169.sign  = \result$169 [31];
+  assign \result$168.frac  = \result$168 [22:0];
+  assign \result$168.exp  = \result$168 [30:23];
+  assign \result$168.sign  = \result$168 [31];
   assign \result$170.frac  = \result$170 [22:0];
   assign \result$170.exp  = \result$170 [30:23];
   assign \result$170.sign  = \result$170 [31];
@@ -4274,9 +5525,9 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \result$172.frac  = \result$172 [22:0];
   assign \result$172.exp  = \result$172 [30:23];
   assign \result$172.sign  = \result$172 [31];
-  assign \result$174.frac  = \result$174 [22:0];
-  assign \result$174.exp  = \result$174 [30:23];
-  assign \result$174.sign  = \result$174 [31];
+  assign \result$173.frac  = \result$173 [22:0];
+  assign \result$173.exp  = \result$173 [30:23];
+  assign \result$173.sign  = \result$173 [31];
   assign \result$175.frac  = \result$175 [22:0];
   assign \result$175.exp  = \result$175 [30:23];
   assign \result$175.sign  = \result$175 [31];
@@ -4286,42 +5537,45 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \result$177.frac  = \result$177 [22:0];
   assign \result$177.exp  = \result$177 [30:23];
   assign \result$177.sign  = \result$177 [31];
-  assign \value$183.frac  = \value$183 [22:0];
-  assign \value$183.exp  = \value$183 [30:23];
-  assign \value$183.sign  = \value$183 [31];
+  assign \result$178.frac  = \result$178 [22:0];
+  assign \result$178.exp  = \result$178 [30:23];
+  assign \result$178.sign  = \result$178 [31];
+  assign \value$184.frac  = \value$184 [22:0];
+  assign \value$184.exp  = \value$184 [30:23];
+  assign \value$184.sign  = \value$184 [31];
   assign \b2_skew_d1.frac  = b2_skew_d1[22:0];
   assign \b2_skew_d1.exp  = b2_skew_d1[30:23];
   assign \b2_skew_d1.sign  = b2_skew_d1[31];
-  assign \value$185.frac  = \value$185 [22:0];
-  assign \value$185.exp  = \value$185 [30:23];
-  assign \value$185.sign  = \value$185 [31];
+  assign \value$186.frac  = \value$186 [22:0];
+  assign \value$186.exp  = \value$186 [30:23];
+  assign \value$186.sign  = \value$186 [31];
   assign \b3_skew_d1.frac  = b3_skew_d1[22:0];
   assign \b3_skew_d1.exp  = b3_skew_d1[30:23];
   assign \b3_skew_d1.sign  = b3_skew_d1[31];
-  assign \value$187.frac  = \value$187 [22:0];
-  assign \value$187.exp  = \value$187 [30:23];
-  assign \value$187.sign  = \value$187 [31];
+  assign \value$188.frac  = \value$188 [22:0];
+  assign \value$188.exp  = \value$188 [30:23];
+  assign \value$188.sign  = \value$188 [31];
   assign \b3_skew_d2.frac  = b3_skew_d2[22:0];
   assign \b3_skew_d2.exp  = b3_skew_d2[30:23];
   assign \b3_skew_d2.sign  = b3_skew_d2[31];
-  assign \value$189.frac  = \value$189 [22:0];
-  assign \value$189.exp  = \value$189 [30:23];
-  assign \value$189.sign  = \value$189 [31];
+  assign \value$190.frac  = \value$190 [22:0];
+  assign \value$190.exp  = \value$190 [30:23];
+  assign \value$190.sign  = \value$190 [31];
   assign \a2_skew_d1.frac  = a2_skew_d1[22:0];
   assign \a2_skew_d1.exp  = a2_skew_d1[30:23];
   assign \a2_skew_d1.sign  = a2_skew_d1[31];
-  assign \value$191.frac  = \value$191 [22:0];
-  assign \value$191.exp  = \value$191 [30:23];
-  assign \value$191.sign  = \value$191 [31];
+  assign \value$192.frac  = \value$192 [22:0];
+  assign \value$192.exp  = \value$192 [30:23];
+  assign \value$192.sign  = \value$192 [31];
   assign \ctl2_skew_d1.valid  = ctl2_skew_d1[0];
   assign \ctl2_skew_d1.first  = ctl2_skew_d1[1];
   assign \ctl2_skew_d1.last  = ctl2_skew_d1[2];
   assign \a3_skew_d1.frac  = a3_skew_d1[22:0];
   assign \a3_skew_d1.exp  = a3_skew_d1[30:23];
   assign \a3_skew_d1.sign  = a3_skew_d1[31];
-  assign \value$194.frac  = \value$194 [22:0];
-  assign \value$194.exp  = \value$194 [30:23];
-  assign \value$194.sign  = \value$194 [31];
+  assign \value$195.frac  = \value$195 [22:0];
+  assign \value$195.exp  = \value$195 [30:23];
+  assign \value$195.sign  = \value$195 [31];
   assign \a3_skew_d2.frac  = a3_skew_d2[22:0];
   assign \a3_skew_d2.exp  = a3_skew_d2[30:23];
   assign \a3_skew_d2.sign  = a3_skew_d2[31];
@@ -4331,6 +5585,10 @@ module s2fp8_array_4x4_w8(table_a__addr, table_a__data, table_b__en, table_b__ad
   assign \ctl3_skew_d2.valid  = ctl3_skew_d2[0];
   assign \ctl3_skew_d2.first  = ctl3_skew_d2[1];
   assign \ctl3_skew_d2.last  = ctl3_skew_d2[2];
+  assign \$4  = \$3 ;
+  assign \$15  = \$14 ;
+  assign \$26  = \$25 ;
+  assign \$35  = accept;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -5,13 +5,15 @@
 module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, a_in);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  reg [31:0] \$2 ;
-  reg [31:0] \$3 ;
-  reg [2:0] \$4 ;
-  reg [2:0] \$5 ;
+  reg \$10 ;
+  reg [31:0] \$11 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [31:0] \$4 ;
+  reg [31:0] \$5 ;
   reg [2:0] \$6 ;
-  reg \$7 ;
-  reg [31:0] \$8 ;
+  reg [2:0] \$7 ;
+  reg [2:0] \$8 ;
   reg [31:0] \$9 ;
   wire [31:0] a;
   wire [31:0] \a$17 ;
@@ -92,23 +94,26 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
   wire rst;
   wire valid_in;
   assign \$1  = ctl_d2[0] & ctl_d2[2];
-  assign \a$17  = ctl_d2[1] ? 32'd0 : acc;
+  assign \$2  = ctl_d2[0] & ctl_d2[2];
+  assign \$3  = ctl_d2[0] & ctl_d2[1];
+  assign \a$17  = \$3  ? 32'd0 : acc;
+  assign \b$18  = ctl_d2[0] ? \result$19  : 32'd2147483648;
   always @(posedge clk)
-    a_out <= \$2 ;
+    a_out <= \$4 ;
   always @(posedge clk)
-    b_out <= \$3 ;
+    b_out <= \$5 ;
   always @(posedge clk)
-    ctl_out <= \$4 ;
+    ctl_out <= \$6 ;
   always @(posedge clk)
-    ctl_d1 <= \$5 ;
+    ctl_d1 <= \$7 ;
   always @(posedge clk)
-    ctl_d2 <= \$6 ;
+    ctl_d2 <= \$8 ;
   always @(posedge clk)
-    done <= \$7 ;
+    acc <= \$9 ;
   always @(posedge clk)
-    acc <= \$8 ;
+    done <= \$10 ;
   always @(posedge clk)
-    result <= \$9 ;
+    result <= \$11 ;
   \s2fp8_pe_w24.add  add (
     .operand(\a$17 ),
     .\operand$2 (\b$18 ),
@@ -118,78 +123,72 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
     .clk(clk),
     .operand(a_in),
     .\operand$2 (b_in),
-    .result(\b$18 ),
+    .result(\result$19 ),
     .rst(rst),
     .valid_in(ctl_in[0])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2  = a_in;
+    \$4  = a_in;
     if (rst) begin
-      \$2  = 32'd0;
+      \$4  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3  = b_in;
+    \$5  = b_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$5  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$4  = ctl_in;
-    if (rst) begin
-      \$4  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$5  = ctl_in;
-    if (rst) begin
-      \$5  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$6  = ctl_d1;
+    \$6  = ctl_in;
     if (rst) begin
       \$6  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$7  = \$1 ;
+    \$7  = ctl_in;
     if (rst) begin
-      \$7  = 1'h0;
+      \$7  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$8  = acc;
-    if (ctl_d2[0]) begin
-      \$8  = \result$13 ;
-    end
+    \$8  = ctl_d1;
     if (rst) begin
-      \$8  = 32'd0;
+      \$8  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$9  = result;
-    if (ctl_d2[0]) begin
-      if (ctl_d2[2]) begin
-        \$9  = \result$13 ;
-      end
-    end
+    \$9  = \result$13 ;
     if (rst) begin
       \$9  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$10  = \$1 ;
+    if (rst) begin
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$11  = result;
+    if (\$2 ) begin
+      \$11  = \result$13 ;
+    end
+    if (rst) begin
+      \$11  = 32'd0;
     end
   end
   assign a = a_in;
   assign b = b_in;
   assign valid_in = ctl_in[0];
-  assign \result$19  = \b$18 ;
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -235,9 +234,9 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
   assign \b$18.frac  = \b$18 [22:0];
   assign \b$18.exp  = \b$18 [30:23];
   assign \b$18.sign  = \b$18 [31];
-  assign \result$19.frac  = \b$18 [22:0];
-  assign \result$19.exp  = \b$18 [30:23];
-  assign \result$19.sign  = \b$18 [31];
+  assign \result$19.frac  = \result$19 [22:0];
+  assign \result$19.exp  = \result$19 [30:23];
+  assign \result$19.sign  = \result$19 [31];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -558,30 +557,48 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [10:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [10:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [10:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [10:0] \$24 ;
+  wire [10:0] \$20 ;
+  wire [10:0] \$21 ;
+  wire [10:0] \$22 ;
+  wire [23:0] \$23 ;
+  wire [23:0] \$24 ;
   wire \$25 ;
-  wire [10:0] \$26 ;
-  wire [10:0] \$27 ;
-  wire [26:0] \$28 ;
-  wire [57:0] \$29 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [31:0] \$28 ;
+  wire [32:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [26:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [26:0] \$30 ;
+  wire \$31 ;
+  wire [26:0] \$32 ;
+  wire [26:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [31:0] \$37 ;
+  wire [32:0] \$38 ;
+  wire [26:0] \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire [26:0] \$41 ;
+  wire [26:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -596,6 +613,7 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire [9:0] \a.exp ;
   wire [23:0] \a.sig ;
   wire \a.sign ;
+  wire a_exp_ge;
   output [68:0] aligned;
   wire [68:0] aligned;
   wire [26:0] \aligned.big ;
@@ -617,27 +635,20 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire [9:0] \b.exp ;
   wire [23:0] \b.sig ;
   wire \b.sign ;
-  wire [38:0] big;
-  wire [3:0] \big.cls ;
-  wire \big.cls.inf ;
-  wire \big.cls.nan ;
-  wire \big.cls.subnormal ;
-  wire \big.cls.zero ;
-  wire [9:0] \big.exp ;
-  wire [23:0] \big.sig ;
-  wire \big.sign ;
   wire [4:0] distance;
+  wire [26:0] kept;
   wire [26:0] shifted;
-  wire [38:0] \small ;
-  wire [3:0] \small.cls ;
-  wire \small.cls.inf ;
-  wire \small.cls.nan ;
-  wire \small.cls.subnormal ;
-  wire \small.cls.zero ;
-  wire [9:0] \small.exp ;
-  wire [23:0] \small.sig ;
-  wire \small.sign ;
   wire [26:0] small_ext;
+  wire [1:0] special;
+  wire \special.inf ;
+  wire \special.nan ;
+  assign \$45  = a[33:24] == b[33:24];
+  assign \$46  = a[23:0] >= b[23:0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$44  | \$47 ;
+  assign \$49  = \$48  ? a[34] : b[34];
+  assign \$50  = a[34] ^ b[34];
+  assign \$51  = a[34] & b[34];
   assign \$1  = a[38] | b[38];
   assign \$2  = a[37] & b[37];
   assign \$3  = a[34] != b[34];
@@ -651,38 +662,42 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   assign \$11  = \$7  | \$10 ;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$6  & \$12 ;
-  assign \$14  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$15  = a[33:24] == b[33:24];
-  assign \$16  = a[23:0] >= b[23:0];
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$14  | \$17 ;
-  assign big = \$18  ? a : b;
-  assign \$19  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$20  = a[33:24] == b[33:24];
-  assign \$21  = a[23:0] >= b[23:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = \$19  | \$22 ;
-  assign \small  = \$23  ? b : a;
-  assign \$24  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$25  = $signed(\$24 ) > $signed(6'h1b);
-  assign \$26  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$27  = \$25  ? 11'h01b : \$26 ;
-  assign shifted = small_ext >> \$27 [4:0];
-  assign \$29  = shifted << \$27 [4:0];
-  assign \$30  = \$29 [26:0] != small_ext;
-  assign \$31  = shifted | { 26'h0000000, \$30  };
-  assign \$32  = a[34] ^ b[34];
-  assign \$33  = a[34] & b[34];
-  assign distance = \$27 [4:0];
-  assign \aligned.big  = aligned[26:0];
-  assign \aligned.small  = aligned[53:27];
-  assign \aligned.exp  = aligned[63:54];
-  assign \aligned.sign  = aligned[64];
-  assign \aligned.subtract  = aligned[65];
-  assign \aligned.zero_sign  = aligned[66];
-  assign \aligned.special  = aligned[68:67];
-  assign \aligned.special.nan  = aligned[67];
-  assign \aligned.special.inf  = aligned[68];
+  assign a_exp_ge = $signed(a[33:24]) >= $signed(b[33:24]);
+  assign \$14  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$15  = $signed(\$14 ) > $signed(6'h1b);
+  assign \$16  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$17  = \$15  ? 11'h01b : \$16 ;
+  assign \$18  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$19  = $signed(\$18 ) > $signed(6'h1b);
+  assign \$20  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$21  = \$19  ? 11'h01b : \$20 ;
+  assign \$22  = a_exp_ge ? \$17  : \$21 ;
+  assign \$23  = a_exp_ge ? b[23:0] : a[23:0];
+  assign \$24  = a_exp_ge ? a[23:0] : b[23:0];
+  assign shifted = small_ext >> \$22 [4:0];
+  assign \$25  = a[33:24] == b[33:24];
+  assign \$26  = a[23:0] < b[23:0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << \$22 [4:0];
+  assign \$29  = \$28  - 1'h1;
+  assign \$30  = small_ext & \$29 [26:0];
+  assign \$31  = | \$30 ;
+  assign \$32  = shifted | { 26'h0000000, \$31  };
+  assign \$33  = \$27  ? \$32  : kept;
+  assign \$34  = a[33:24] == b[33:24];
+  assign \$35  = a[23:0] < b[23:0];
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = 1'h1 << \$22 [4:0];
+  assign \$38  = \$37  - 1'h1;
+  assign \$39  = small_ext & \$38 [26:0];
+  assign \$40  = | \$39 ;
+  assign \$41  = shifted | { 26'h0000000, \$40  };
+  assign \$42  = \$36  ? kept : \$41 ;
+  assign \$43  = a_exp_ge ? a[33:24] : b[33:24];
+  assign \$44  = $signed(a[33:24]) > $signed(b[33:24]);
+  assign distance = \$22 [4:0];
+  assign \special.nan  = special[0];
+  assign \special.inf  = special[1];
   assign \a.sig  = a[23:0];
   assign \a.exp  = a[33:24];
   assign \a.sign  = a[34];
@@ -699,53 +714,54 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   assign \b.cls.subnormal  = b[36];
   assign \b.cls.inf  = b[37];
   assign \b.cls.nan  = b[38];
-  assign \big.sig  = big[23:0];
-  assign \big.exp  = big[33:24];
-  assign \big.sign  = big[34];
-  assign \big.cls  = big[38:35];
-  assign \big.cls.zero  = big[35];
-  assign \big.cls.subnormal  = big[36];
-  assign \big.cls.inf  = big[37];
-  assign \big.cls.nan  = big[38];
-  assign \small.sig  = \small [23:0];
-  assign \small.exp  = \small [33:24];
-  assign \small.sign  = \small [34];
-  assign \small.cls  = \small [38:35];
-  assign \small.cls.zero  = \small [35];
-  assign \small.cls.subnormal  = \small [36];
-  assign \small.cls.inf  = \small [37];
-  assign \small.cls.nan  = \small [38];
-  assign aligned[66] = \$33 ;
-  assign aligned[65] = \$32 ;
-  assign aligned[64] = big[34];
-  assign aligned[63:54] = big[33:24];
-  assign aligned[53:27] = \$31 ;
-  assign aligned[26:0] = \$28 ;
-  assign aligned[68] = \$13 ;
-  assign aligned[67] = \$5 ;
-  assign small_ext = { \small [23:0], 3'h0 };
-  assign \$28  = { big[23:0], 3'h0 };
+  assign \aligned.big  = aligned[26:0];
+  assign \aligned.small  = aligned[53:27];
+  assign \aligned.exp  = aligned[63:54];
+  assign \aligned.sign  = aligned[64];
+  assign \aligned.subtract  = aligned[65];
+  assign \aligned.zero_sign  = aligned[66];
+  assign \aligned.special  = aligned[68:67];
+  assign \aligned.special.nan  = aligned[67];
+  assign \aligned.special.inf  = aligned[68];
+  assign aligned[66] = \$51 ;
+  assign aligned[65] = \$50 ;
+  assign aligned[64] = \$49 ;
+  assign aligned[63:54] = \$43 ;
+  assign aligned[53:27] = \$42 ;
+  assign aligned[26:0] = \$33 ;
+  assign aligned[68:67] = special;
+  assign special[1] = \$13 ;
+  assign special[0] = \$5 ;
+  assign small_ext = { \$23 , 3'h0 };
+  assign kept = { \$24 , 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire [58:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [31:0] \$17 ;
+  wire [32:0] \$18 ;
+  wire [27:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [27:0] \$7 ;
   wire [58:0] \$8 ;
-  wire [27:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [4:0] below_round;
   wire [4:0] count;
   wire [4:0] left;
   output [38:0] pre_round;
@@ -759,7 +775,6 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [4:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [27:0] shifted;
   wire [27:0] value;
@@ -781,26 +796,31 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h01d : \$5 ;
   assign \$7  = wide[28:1] >> \$6 [4:0];
-  assign \$8  = \$7  << \$6 [4:0];
-  assign right_lost = \$8 [27:0] != wide[28:1];
-  assign \$9  = wide[28:1] >> \$6 [4:0];
-  assign \$10  = wide[28:1] << \$2 [4:0];
-  assign \$11  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
-  assign \$12  = | shifted[2:0];
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[28:1] << \$2 [4:0];
+  assign \$9  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
+  assign \$10  = \$6 [4:0] > 5'h19;
+  assign \$11  = \$6 [4:0] + 2'h3;
+  assign \$12  = \$10  ? 6'h1c : \$11 ;
+  assign \$13  = \$2 [4:0] > 2'h3;
+  assign \$14  = 2'h3 - \$2 [4:0];
+  assign \$15  = \$13  ? 6'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [5], \$15  };
+  assign \$17  = 1'h1 << \$16 [4:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[28:1] & \$18 [27:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w24.add.normalize.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(wide[28:1])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [27:0];
+      shifted = \$8 [27:0];
     end
   end
   always @* begin
@@ -809,13 +829,13 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[27:4];
         pre_round[1] = shifted[3];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[39];
         pre_round[38:37] = wide[41:40];
       end
@@ -824,6 +844,7 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   assign value = wide[28:1];
   assign left = \$2 [4:0];
   assign right = \$6 [4:0];
+  assign below_round = \$16 [4:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[28:1];
   assign \wide.exp  = wide[38:29];
@@ -842,105 +863,463 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.add.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w24.add.normalize.lzc (value, \count$32 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [27:0] value;
   wire [27:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    count = 5'h1c;
-    if (value[0]) begin
-      count = 5'h1b;
-    end
-    if (value[1]) begin
-      count = 5'h1a;
-    end
-    if (value[2]) begin
-      count = 5'h19;
-    end
-    if (value[3]) begin
-      count = 5'h18;
-    end
-    if (value[4]) begin
-      count = 5'h17;
-    end
-    if (value[5]) begin
-      count = 5'h16;
-    end
-    if (value[6]) begin
-      count = 5'h15;
-    end
-    if (value[7]) begin
-      count = 5'h14;
-    end
-    if (value[8]) begin
-      count = 5'h13;
-    end
-    if (value[9]) begin
-      count = 5'h12;
-    end
-    if (value[10]) begin
-      count = 5'h11;
-    end
-    if (value[11]) begin
-      count = 5'h10;
-    end
-    if (value[12]) begin
-      count = 5'h0f;
-    end
-    if (value[13]) begin
-      count = 5'h0e;
-    end
-    if (value[14]) begin
-      count = 5'h0d;
-    end
-    if (value[15]) begin
-      count = 5'h0c;
-    end
-    if (value[16]) begin
-      count = 5'h0b;
-    end
-    if (value[17]) begin
-      count = 5'h0a;
-    end
-    if (value[18]) begin
-      count = 5'h09;
-    end
-    if (value[19]) begin
-      count = 5'h08;
-    end
-    if (value[20]) begin
-      count = 5'h07;
-    end
-    if (value[21]) begin
-      count = 5'h06;
-    end
-    if (value[22]) begin
-      count = 5'h05;
-    end
-    if (value[23]) begin
-      count = 5'h04;
-    end
-    if (value[24]) begin
-      count = 5'h03;
-    end
-    if (value[25]) begin
-      count = 5'h02;
-    end
-    if (value[26]) begin
-      count = 5'h01;
-    end
-    if (value[27]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$3  = ~ value[1];
+  assign \count$3  = value[1] ? 1'h0 : 1'h1;
+  assign \$4  = ~ value[3];
+  assign \count$4  = value[3] ? 1'h0 : 1'h1;
+  assign \$5  = ~ value[5];
+  assign \count$5  = value[5] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[7];
+  assign \count$6  = value[7] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[9];
+  assign \count$7  = value[9] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[11];
+  assign \count$8  = value[11] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[13];
+  assign \count$9  = value[13] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[15];
+  assign \count$10  = value[15] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[17];
+  assign \count$11  = value[17] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[19];
+  assign \count$12  = value[19] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[21];
+  assign \count$13  = value[21] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[23];
+  assign \count$14  = value[23] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[25];
+  assign \count$15  = value[25] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[27];
+  assign \count$16  = value[27] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[3];
+  assign \$21  = ~ value[2];
+  assign \$22  = \$20  & \$21 ;
+  assign \count$18  = \$22  ? { 1'h1, \count$3  } : { 1'h0, \count$4  };
+  assign \$23  = ~ value[7];
+  assign \$24  = ~ value[6];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[11];
+  assign \$27  = ~ value[10];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[15];
+  assign \$30  = ~ value[14];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[19];
+  assign \$33  = ~ value[18];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[23];
+  assign \$36  = ~ value[22];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[27];
+  assign \$39  = ~ value[26];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$41  = ~ value[3];
+  assign \$42  = ~ value[2];
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = ~ value[1];
+  assign \$45  = ~ value[0];
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$43  & \$46 ;
+  assign \count$25  = \$47  ? 3'h7 : { 1'h0, \count$18  };
+  assign \$48  = ~ value[11];
+  assign \$49  = ~ value[10];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[9];
+  assign \$52  = ~ value[8];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[19];
+  assign \$56  = ~ value[18];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[17];
+  assign \$59  = ~ value[16];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[27];
+  assign \$63  = ~ value[26];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[25];
+  assign \$66  = ~ value[24];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[11];
+  assign \$70  = ~ value[10];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[9];
+  assign \$73  = ~ value[8];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[7];
+  assign \$77  = ~ value[6];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[5];
+  assign \$80  = ~ value[4];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$84  = ~ value[27];
+  assign \$85  = ~ value[26];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[25];
+  assign \$88  = ~ value[24];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[23];
+  assign \$92  = ~ value[22];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[21];
+  assign \$95  = ~ value[20];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[27];
+  assign \$100  = ~ value[26];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[25];
+  assign \$103  = ~ value[24];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[23];
+  assign \$107  = ~ value[22];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[21];
+  assign \$110  = ~ value[20];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[19];
+  assign \$115  = ~ value[18];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[17];
+  assign \$118  = ~ value[16];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[15];
+  assign \$122  = ~ value[14];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[13];
+  assign \$125  = ~ value[12];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[27];
+  assign \$131  = ~ value[26];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[25];
+  assign \$134  = ~ value[24];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[23];
+  assign \$138  = ~ value[22];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[21];
+  assign \$141  = ~ value[20];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[19];
+  assign \$146  = ~ value[18];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[17];
+  assign \$149  = ~ value[16];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[15];
+  assign \$153  = ~ value[14];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[13];
+  assign \$156  = ~ value[12];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[11];
+  assign \$162  = ~ value[10];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[9];
+  assign \$165  = ~ value[8];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[7];
+  assign \$169  = ~ value[6];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[5];
+  assign \$172  = ~ value[4];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$176  = ~ value[3];
+  assign \$177  = ~ value[2];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ value[1];
+  assign \$180  = ~ value[0];
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = \$178  & \$181 ;
+  assign \$191  = \$175  & \$190 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h1c : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = \$182 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.add.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -978,7 +1357,7 @@ module \s2fp8_pe_w24.add.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1174,10 +1553,10 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   reg [61:0] \$1 ;
-  reg \$2 ;
-  reg [31:0] \$3 ;
+  reg [31:0] \$2 ;
+  reg \$3 ;
   reg \$4 ;
   wire [31:0] a;
   wire [38:0] \a$4 ;
@@ -1244,14 +1623,14 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire \product.special.nan ;
   wire \product.sticky ;
   (* init = 62'h0000000000000000 *)
-  wire [61:0] product_s1;
-  wire [9:0] \product_s1.exp ;
-  wire [47:0] \product_s1.sig ;
-  wire \product_s1.sign ;
-  wire [1:0] \product_s1.special ;
-  wire \product_s1.special.inf ;
-  wire \product_s1.special.nan ;
-  wire \product_s1.sticky ;
+  wire [61:0] product_d1;
+  wire [9:0] \product_d1.exp ;
+  wire [47:0] \product_d1.sig ;
+  wire \product_d1.sign ;
+  wire [1:0] \product_d1.special ;
+  wire \product_d1.special.inf ;
+  wire \product_d1.special.nan ;
+  wire \product_d1.sticky ;
   output [31:0] result;
   reg [31:0] result = 32'd0;
   wire [31:0] \result$18 ;
@@ -1281,10 +1660,12 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire [9:0] \unpacked.exp ;
   wire [23:0] \unpacked.sig ;
   wire \unpacked.sign ;
+  reg valid_d1 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid_d2;
   input valid_in;
   wire valid_in;
   reg valid_out = 1'h0;
-  reg valid_s1 = 1'h0;
   reg [61:0] wide = 62'h0000000000000000;
   wire [9:0] \wide.exp ;
   wire [47:0] \wide.sig ;
@@ -1294,13 +1675,13 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire \wide.special.nan ;
   wire \wide.sticky ;
   always @(posedge clk)
-    result <= \$3 ;
+    valid_d1 <= \$3 ;
   always @(posedge clk)
     valid_out <= \$4 ;
   always @(posedge clk)
     wide <= \$1 ;
   always @(posedge clk)
-    valid_s1 <= \$2 ;
+    result <= \$2 ;
   \s2fp8_pe_w24.multiply.normalize  normalize (
     .pre_round(pre_round),
     .wide(wide)
@@ -1323,39 +1704,40 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
     .unpacked(\b$6 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4  = valid_s1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$4  = valid_d1;
     if (rst) begin
       \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$1  = product;
     if (rst) begin
       \$1  = 62'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$2  = valid_in;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$2  = \result$18 ;
     if (rst) begin
-      \$2  = 1'h0;
+      \$2  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3  = \result$18 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$3  = valid_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$3  = 1'h0;
     end
   end
   assign a = operand;
   assign b = \operand$2 ;
   assign unpacked = \a$4 ;
   assign \unpacked$7  = \b$6 ;
-  assign product_s1 = wide;
+  assign product_d1 = wide;
   assign \pre_round$11  = pre_round;
+  assign valid_d2 = valid_out;
   assign \operand.frac  = operand[22:0];
   assign \operand.exp  = operand[30:23];
   assign \operand.sign  = operand[31];
@@ -1407,13 +1789,13 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   assign \wide.special  = wide[61:60];
   assign \wide.special.nan  = wide[60];
   assign \wide.special.inf  = wide[61];
-  assign \product_s1.sticky  = wide[0];
-  assign \product_s1.sig  = wide[48:1];
-  assign \product_s1.exp  = wide[58:49];
-  assign \product_s1.sign  = wide[59];
-  assign \product_s1.special  = wide[61:60];
-  assign \product_s1.special.nan  = wide[60];
-  assign \product_s1.special.inf  = wide[61];
+  assign \product_d1.sticky  = wide[0];
+  assign \product_d1.sig  = wide[48:1];
+  assign \product_d1.exp  = wide[58:49];
+  assign \product_d1.sign  = wide[59];
+  assign \product_d1.special  = wide[61:60];
+  assign \product_d1.special.nan  = wide[60];
+  assign \product_d1.special.inf  = wide[61];
   assign \pre_round.sticky  = pre_round[0];
   assign \pre_round.round  = pre_round[1];
   assign \pre_round.sig  = pre_round[25:2];
@@ -1447,23 +1829,30 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [110:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [6:0] \$11 ;
+  wire [6:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [6:0] \$14 ;
+  wire [6:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [63:0] \$17 ;
+  wire [64:0] \$18 ;
+  wire [47:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [47:0] \$7 ;
   wire [110:0] \$8 ;
-  wire [47:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [5:0] below_round;
   wire [5:0] count;
   wire [5:0] left;
   output [38:0] pre_round;
@@ -1477,7 +1866,6 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [5:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [47:0] shifted;
   wire [47:0] value;
@@ -1499,41 +1887,46 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h031 : \$5 ;
   assign \$7  = wide[48:1] >> \$6 [5:0];
-  assign \$8  = \$7  << \$6 [5:0];
-  assign right_lost = \$8 [47:0] != wide[48:1];
-  assign \$9  = wide[48:1] >> \$6 [5:0];
-  assign \$10  = wide[48:1] << \$2 [5:0];
-  assign \$11  = $signed(wide[58:49]) - $signed({ 1'h0, \$2 [5:0] });
-  assign \$12  = | shifted[22:0];
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[48:1] << \$2 [5:0];
+  assign \$9  = $signed(wide[58:49]) - $signed({ 1'h0, \$2 [5:0] });
+  assign \$10  = \$6 [5:0] > 5'h19;
+  assign \$11  = \$6 [5:0] + 5'h17;
+  assign \$12  = \$10  ? 7'h30 : \$11 ;
+  assign \$13  = \$2 [5:0] > 5'h17;
+  assign \$14  = 5'h17 - \$2 [5:0];
+  assign \$15  = \$13  ? 7'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [6], \$15  };
+  assign \$17  = 1'h1 << \$16 [5:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[48:1] & \$18 [47:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w24.multiply.normalize.lzc  lzc (
-    .count(count),
+    .\count$64 (count),
     .value(wide[48:1])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [47:0];
+      shifted = \$8 [47:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[47:24];
         pre_round[1] = shifted[23];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[59];
         pre_round[38:37] = wide[61:60];
       end
@@ -1542,6 +1935,7 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   assign value = wide[48:1];
   assign left = \$2 [5:0];
   assign right = \$6 [5:0];
+  assign below_round = \$16 [5:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[48:1];
   assign \wide.exp  = wide[58:49];
@@ -1560,165 +1954,1039 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  output [5:0] count;
-  reg [5:0] count;
+module \s2fp8_pe_w24.multiply.normalize.lzc (value, \count$64 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
+  wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire \count$17 ;
+  wire \count$18 ;
+  wire \count$19 ;
+  wire \count$2 ;
+  wire \count$20 ;
+  wire \count$21 ;
+  wire \count$22 ;
+  wire \count$23 ;
+  wire \count$24 ;
+  wire \count$25 ;
+  wire \count$26 ;
+  wire \count$27 ;
+  wire \count$28 ;
+  wire \count$29 ;
+  wire \count$3 ;
+  wire \count$30 ;
+  wire \count$31 ;
+  wire \count$32 ;
+  wire [1:0] \count$33 ;
+  wire [1:0] \count$34 ;
+  wire [1:0] \count$35 ;
+  wire [1:0] \count$36 ;
+  wire [1:0] \count$37 ;
+  wire [1:0] \count$38 ;
+  wire [1:0] \count$39 ;
+  wire \count$4 ;
+  wire [1:0] \count$40 ;
+  wire [1:0] \count$41 ;
+  wire [1:0] \count$42 ;
+  wire [1:0] \count$43 ;
+  wire [1:0] \count$44 ;
+  wire [1:0] \count$45 ;
+  wire [1:0] \count$46 ;
+  wire [1:0] \count$47 ;
+  wire [1:0] \count$48 ;
+  wire [2:0] \count$49 ;
+  wire \count$5 ;
+  wire [2:0] \count$50 ;
+  wire [2:0] \count$51 ;
+  wire [2:0] \count$52 ;
+  wire [2:0] \count$53 ;
+  wire [2:0] \count$54 ;
+  wire [2:0] \count$55 ;
+  wire [2:0] \count$56 ;
+  wire [3:0] \count$57 ;
+  wire [3:0] \count$58 ;
+  wire [3:0] \count$59 ;
+  wire \count$6 ;
+  wire [3:0] \count$60 ;
+  wire [4:0] \count$61 ;
+  wire [4:0] \count$62 ;
+  wire [5:0] \count$63 ;
+  output [5:0] \count$64 ;
+  wire [5:0] \count$64 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [47:0] value;
   wire [47:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    count = 6'h30;
-    if (value[0]) begin
-      count = 6'h2f;
-    end
-    if (value[1]) begin
-      count = 6'h2e;
-    end
-    if (value[2]) begin
-      count = 6'h2d;
-    end
-    if (value[3]) begin
-      count = 6'h2c;
-    end
-    if (value[4]) begin
-      count = 6'h2b;
-    end
-    if (value[5]) begin
-      count = 6'h2a;
-    end
-    if (value[6]) begin
-      count = 6'h29;
-    end
-    if (value[7]) begin
-      count = 6'h28;
-    end
-    if (value[8]) begin
-      count = 6'h27;
-    end
-    if (value[9]) begin
-      count = 6'h26;
-    end
-    if (value[10]) begin
-      count = 6'h25;
-    end
-    if (value[11]) begin
-      count = 6'h24;
-    end
-    if (value[12]) begin
-      count = 6'h23;
-    end
-    if (value[13]) begin
-      count = 6'h22;
-    end
-    if (value[14]) begin
-      count = 6'h21;
-    end
-    if (value[15]) begin
-      count = 6'h20;
-    end
-    if (value[16]) begin
-      count = 6'h1f;
-    end
-    if (value[17]) begin
-      count = 6'h1e;
-    end
-    if (value[18]) begin
-      count = 6'h1d;
-    end
-    if (value[19]) begin
-      count = 6'h1c;
-    end
-    if (value[20]) begin
-      count = 6'h1b;
-    end
-    if (value[21]) begin
-      count = 6'h1a;
-    end
-    if (value[22]) begin
-      count = 6'h19;
-    end
-    if (value[23]) begin
-      count = 6'h18;
-    end
-    if (value[24]) begin
-      count = 6'h17;
-    end
-    if (value[25]) begin
-      count = 6'h16;
-    end
-    if (value[26]) begin
-      count = 6'h15;
-    end
-    if (value[27]) begin
-      count = 6'h14;
-    end
-    if (value[28]) begin
-      count = 6'h13;
-    end
-    if (value[29]) begin
-      count = 6'h12;
-    end
-    if (value[30]) begin
-      count = 6'h11;
-    end
-    if (value[31]) begin
-      count = 6'h10;
-    end
-    if (value[32]) begin
-      count = 6'h0f;
-    end
-    if (value[33]) begin
-      count = 6'h0e;
-    end
-    if (value[34]) begin
-      count = 6'h0d;
-    end
-    if (value[35]) begin
-      count = 6'h0c;
-    end
-    if (value[36]) begin
-      count = 6'h0b;
-    end
-    if (value[37]) begin
-      count = 6'h0a;
-    end
-    if (value[38]) begin
-      count = 6'h09;
-    end
-    if (value[39]) begin
-      count = 6'h08;
-    end
-    if (value[40]) begin
-      count = 6'h07;
-    end
-    if (value[41]) begin
-      count = 6'h06;
-    end
-    if (value[42]) begin
-      count = 6'h05;
-    end
-    if (value[43]) begin
-      count = 6'h04;
-    end
-    if (value[44]) begin
-      count = 6'h03;
-    end
-    if (value[45]) begin
-      count = 6'h02;
-    end
-    if (value[46]) begin
-      count = 6'h01;
-    end
-    if (value[47]) begin
-      count = 6'h00;
-    end
-  end
+  assign \$9  = ~ value[1];
+  assign \count$9  = value[1] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[3];
+  assign \count$10  = value[3] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[5];
+  assign \count$11  = value[5] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[7];
+  assign \count$12  = value[7] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[9];
+  assign \count$13  = value[9] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[11];
+  assign \count$14  = value[11] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[13];
+  assign \count$15  = value[13] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[15];
+  assign \count$16  = value[15] ? 1'h0 : 1'h1;
+  assign \$17  = ~ value[17];
+  assign \count$17  = value[17] ? 1'h0 : 1'h1;
+  assign \$18  = ~ value[19];
+  assign \count$18  = value[19] ? 1'h0 : 1'h1;
+  assign \$19  = ~ value[21];
+  assign \count$19  = value[21] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[23];
+  assign \count$20  = value[23] ? 1'h0 : 1'h1;
+  assign \$21  = ~ value[25];
+  assign \count$21  = value[25] ? 1'h0 : 1'h1;
+  assign \$22  = ~ value[27];
+  assign \count$22  = value[27] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[29];
+  assign \count$23  = value[29] ? 1'h0 : 1'h1;
+  assign \$24  = ~ value[31];
+  assign \count$24  = value[31] ? 1'h0 : 1'h1;
+  assign \$25  = ~ value[33];
+  assign \count$25  = value[33] ? 1'h0 : 1'h1;
+  assign \$26  = ~ value[35];
+  assign \count$26  = value[35] ? 1'h0 : 1'h1;
+  assign \$27  = ~ value[37];
+  assign \count$27  = value[37] ? 1'h0 : 1'h1;
+  assign \$28  = ~ value[39];
+  assign \count$28  = value[39] ? 1'h0 : 1'h1;
+  assign \$29  = ~ value[41];
+  assign \count$29  = value[41] ? 1'h0 : 1'h1;
+  assign \$30  = ~ value[43];
+  assign \count$30  = value[43] ? 1'h0 : 1'h1;
+  assign \$31  = ~ value[45];
+  assign \count$31  = value[45] ? 1'h0 : 1'h1;
+  assign \$32  = ~ value[47];
+  assign \count$32  = value[47] ? 1'h0 : 1'h1;
+  assign \$45  = ~ value[3];
+  assign \$46  = ~ value[2];
+  assign \$47  = \$45  & \$46 ;
+  assign \count$37  = \$47  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \count$38  = \$50  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$51  = ~ value[11];
+  assign \$52  = ~ value[10];
+  assign \$53  = \$51  & \$52 ;
+  assign \count$39  = \$53  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$54  = ~ value[15];
+  assign \$55  = ~ value[14];
+  assign \$56  = \$54  & \$55 ;
+  assign \count$40  = \$56  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$57  = ~ value[19];
+  assign \$58  = ~ value[18];
+  assign \$59  = \$57  & \$58 ;
+  assign \count$41  = \$59  ? { 1'h1, \count$17  } : { 1'h0, \count$18  };
+  assign \$60  = ~ value[23];
+  assign \$61  = ~ value[22];
+  assign \$62  = \$60  & \$61 ;
+  assign \count$42  = \$62  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$63  = ~ value[27];
+  assign \$64  = ~ value[26];
+  assign \$65  = \$63  & \$64 ;
+  assign \count$43  = \$65  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$66  = ~ value[31];
+  assign \$67  = ~ value[30];
+  assign \$68  = \$66  & \$67 ;
+  assign \count$44  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[35];
+  assign \$70  = ~ value[34];
+  assign \$71  = \$69  & \$70 ;
+  assign \count$45  = \$71  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$72  = ~ value[39];
+  assign \$73  = ~ value[38];
+  assign \$74  = \$72  & \$73 ;
+  assign \count$46  = \$74  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$75  = ~ value[43];
+  assign \$76  = ~ value[42];
+  assign \$77  = \$75  & \$76 ;
+  assign \count$47  = \$77  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$78  = ~ value[47];
+  assign \$79  = ~ value[46];
+  assign \$80  = \$78  & \$79 ;
+  assign \count$48  = \$80  ? { 1'h1, \count$31  } : { 1'h0, \count$32  };
+  assign \$95  = ~ value[7];
+  assign \$96  = ~ value[6];
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = ~ value[5];
+  assign \$99  = ~ value[4];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = \$97  & \$100 ;
+  assign \count$51  = \$101  ? { 1'h1, \count$37  } : { 1'h0, \count$38  };
+  assign \$102  = ~ value[15];
+  assign \$103  = ~ value[14];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ~ value[13];
+  assign \$106  = ~ value[12];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \count$52  = \$108  ? { 1'h1, \count$39  } : { 1'h0, \count$40  };
+  assign \$109  = ~ value[23];
+  assign \$110  = ~ value[22];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ value[21];
+  assign \$113  = ~ value[20];
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = \$111  & \$114 ;
+  assign \count$53  = \$115  ? { 1'h1, \count$41  } : { 1'h0, \count$42  };
+  assign \$116  = ~ value[31];
+  assign \$117  = ~ value[30];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ~ value[29];
+  assign \$120  = ~ value[28];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$118  & \$121 ;
+  assign \count$54  = \$122  ? { 1'h1, \count$43  } : { 1'h0, \count$44  };
+  assign \$123  = ~ value[39];
+  assign \$124  = ~ value[38];
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = ~ value[37];
+  assign \$127  = ~ value[36];
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$125  & \$128 ;
+  assign \count$55  = \$129  ? { 1'h1, \count$45  } : { 1'h0, \count$46  };
+  assign \$130  = ~ value[47];
+  assign \$131  = ~ value[46];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[45];
+  assign \$134  = ~ value[44];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \count$56  = \$136  ? { 1'h1, \count$47  } : { 1'h0, \count$48  };
+  assign \$152  = ~ value[15];
+  assign \$153  = ~ value[14];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[13];
+  assign \$156  = ~ value[12];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = ~ value[11];
+  assign \$160  = ~ value[10];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ~ value[9];
+  assign \$163  = ~ value[8];
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = \$161  & \$164 ;
+  assign \$166  = \$158  & \$165 ;
+  assign \count$58  = \$166  ? { 1'h1, \count$51  } : { 1'h0, \count$52  };
+  assign \$167  = ~ value[31];
+  assign \$168  = ~ value[30];
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ value[29];
+  assign \$171  = ~ value[28];
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$169  & \$172 ;
+  assign \$174  = ~ value[27];
+  assign \$175  = ~ value[26];
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ~ value[25];
+  assign \$178  = ~ value[24];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$176  & \$179 ;
+  assign \$181  = \$173  & \$180 ;
+  assign \count$59  = \$181  ? { 1'h1, \count$53  } : { 1'h0, \count$54  };
+  assign \$182  = ~ value[47];
+  assign \$183  = ~ value[46];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ value[45];
+  assign \$186  = ~ value[44];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = \$184  & \$187 ;
+  assign \$189  = ~ value[43];
+  assign \$190  = ~ value[42];
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = ~ value[41];
+  assign \$193  = ~ value[40];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$191  & \$194 ;
+  assign \$196  = \$188  & \$195 ;
+  assign \count$60  = \$196  ? { 1'h1, \count$55  } : { 1'h0, \count$56  };
+  assign \$197  = ~ value[15];
+  assign \$198  = ~ value[14];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ value[13];
+  assign \$201  = ~ value[12];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$199  & \$202 ;
+  assign \$204  = ~ value[11];
+  assign \$205  = ~ value[10];
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = ~ value[9];
+  assign \$208  = ~ value[8];
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = \$206  & \$209 ;
+  assign \$211  = \$203  & \$210 ;
+  assign \$212  = ~ value[7];
+  assign \$213  = ~ value[6];
+  assign \$214  = \$212  & \$213 ;
+  assign \$215  = ~ value[5];
+  assign \$216  = ~ value[4];
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = \$214  & \$217 ;
+  assign \$219  = ~ value[3];
+  assign \$220  = ~ value[2];
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = ~ value[1];
+  assign \$223  = ~ value[0];
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = \$221  & \$224 ;
+  assign \$226  = \$218  & \$225 ;
+  assign \$227  = \$211  & \$226 ;
+  assign \count$61  = \$227  ? 5'h1f : { 1'h0, \count$58  };
+  assign \$228  = ~ value[47];
+  assign \$229  = ~ value[46];
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = ~ value[45];
+  assign \$232  = ~ value[44];
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = \$230  & \$233 ;
+  assign \$235  = ~ value[43];
+  assign \$236  = ~ value[42];
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = ~ value[41];
+  assign \$239  = ~ value[40];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = \$237  & \$240 ;
+  assign \$242  = \$234  & \$241 ;
+  assign \$243  = ~ value[39];
+  assign \$244  = ~ value[38];
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ value[37];
+  assign \$247  = ~ value[36];
+  assign \$248  = \$246  & \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = ~ value[35];
+  assign \$251  = ~ value[34];
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = ~ value[33];
+  assign \$254  = ~ value[32];
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$257  = \$249  & \$256 ;
+  assign \$258  = \$242  & \$257 ;
+  assign \count$62  = \$258  ? { 1'h1, \count$59  } : { 1'h0, \count$60  };
+  assign \$259  = ~ value[47];
+  assign \$260  = ~ value[46];
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = ~ value[45];
+  assign \$263  = ~ value[44];
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = \$261  & \$264 ;
+  assign \$266  = ~ value[43];
+  assign \$267  = ~ value[42];
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = ~ value[41];
+  assign \$270  = ~ value[40];
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = \$268  & \$271 ;
+  assign \$273  = \$265  & \$272 ;
+  assign \$274  = ~ value[39];
+  assign \$275  = ~ value[38];
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = ~ value[37];
+  assign \$278  = ~ value[36];
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$276  & \$279 ;
+  assign \$281  = ~ value[35];
+  assign \$282  = ~ value[34];
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = ~ value[33];
+  assign \$285  = ~ value[32];
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = \$283  & \$286 ;
+  assign \$288  = \$280  & \$287 ;
+  assign \$289  = \$273  & \$288 ;
+  assign \$290  = ~ value[31];
+  assign \$291  = ~ value[30];
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = ~ value[29];
+  assign \$294  = ~ value[28];
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$292  & \$295 ;
+  assign \$297  = ~ value[27];
+  assign \$298  = ~ value[26];
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = ~ value[25];
+  assign \$301  = ~ value[24];
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = \$299  & \$302 ;
+  assign \$304  = \$296  & \$303 ;
+  assign \$305  = ~ value[23];
+  assign \$306  = ~ value[22];
+  assign \$307  = \$305  & \$306 ;
+  assign \$308  = ~ value[21];
+  assign \$309  = ~ value[20];
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = \$307  & \$310 ;
+  assign \$312  = ~ value[19];
+  assign \$313  = ~ value[18];
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = ~ value[17];
+  assign \$316  = ~ value[16];
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = \$311  & \$318 ;
+  assign \$320  = \$304  & \$319 ;
+  assign \$321  = \$289  & \$320 ;
+  assign \count$63  = \$321  ? { 1'h1, \count$61  } : { 1'h0, \count$62  };
+  assign \$322  = ~ value[47];
+  assign \$323  = ~ value[46];
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = ~ value[45];
+  assign \$326  = ~ value[44];
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$324  & \$327 ;
+  assign \$329  = ~ value[43];
+  assign \$330  = ~ value[42];
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = ~ value[41];
+  assign \$333  = ~ value[40];
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$331  & \$334 ;
+  assign \$336  = \$328  & \$335 ;
+  assign \$337  = ~ value[39];
+  assign \$338  = ~ value[38];
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = ~ value[37];
+  assign \$341  = ~ value[36];
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$339  & \$342 ;
+  assign \$344  = ~ value[35];
+  assign \$345  = ~ value[34];
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = ~ value[33];
+  assign \$348  = ~ value[32];
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = \$346  & \$349 ;
+  assign \$351  = \$343  & \$350 ;
+  assign \$352  = \$336  & \$351 ;
+  assign \$353  = ~ value[31];
+  assign \$354  = ~ value[30];
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = ~ value[29];
+  assign \$357  = ~ value[28];
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = \$355  & \$358 ;
+  assign \$360  = ~ value[27];
+  assign \$361  = ~ value[26];
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = ~ value[25];
+  assign \$364  = ~ value[24];
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = \$362  & \$365 ;
+  assign \$367  = \$359  & \$366 ;
+  assign \$368  = ~ value[23];
+  assign \$369  = ~ value[22];
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = ~ value[21];
+  assign \$372  = ~ value[20];
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$370  & \$373 ;
+  assign \$375  = ~ value[19];
+  assign \$376  = ~ value[18];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = ~ value[17];
+  assign \$379  = ~ value[16];
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = \$377  & \$380 ;
+  assign \$382  = \$374  & \$381 ;
+  assign \$383  = \$367  & \$382 ;
+  assign \$384  = \$352  & \$383 ;
+  assign \$385  = ~ value[15];
+  assign \$386  = ~ value[14];
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = ~ value[13];
+  assign \$389  = ~ value[12];
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$387  & \$390 ;
+  assign \$392  = ~ value[11];
+  assign \$393  = ~ value[10];
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = ~ value[9];
+  assign \$396  = ~ value[8];
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = \$394  & \$397 ;
+  assign \$399  = \$391  & \$398 ;
+  assign \$400  = ~ value[7];
+  assign \$401  = ~ value[6];
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = ~ value[5];
+  assign \$404  = ~ value[4];
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = \$402  & \$405 ;
+  assign \$407  = ~ value[3];
+  assign \$408  = ~ value[2];
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = ~ value[1];
+  assign \$411  = ~ value[0];
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = \$409  & \$412 ;
+  assign \$414  = \$406  & \$413 ;
+  assign \$415  = \$399  & \$414 ;
+  assign \$448  = \$384  & \$447 ;
+  assign \count$64  = \$448  ? 6'h30 : \count$63 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$5  = 1'h1;
+  assign \count$5  = 1'h1;
+  assign \$6  = 1'h1;
+  assign \count$6  = 1'h1;
+  assign \$7  = 1'h1;
+  assign \count$7  = 1'h1;
+  assign \$8  = 1'h1;
+  assign \count$8  = 1'h1;
+  assign \$33  = 1'h1;
+  assign \$34  = 1'h1;
+  assign \$35  = 1'h1;
+  assign \count$33  = 2'h3;
+  assign \$36  = 1'h1;
+  assign \$37  = 1'h1;
+  assign \$38  = 1'h1;
+  assign \count$34  = 2'h3;
+  assign \$39  = 1'h1;
+  assign \$40  = 1'h1;
+  assign \$41  = 1'h1;
+  assign \count$35  = 2'h3;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \count$36  = 2'h3;
+  assign \$81  = 1'h1;
+  assign \$82  = 1'h1;
+  assign \$83  = 1'h1;
+  assign \$84  = 1'h1;
+  assign \$85  = 1'h1;
+  assign \$86  = 1'h1;
+  assign \$87  = 1'h1;
+  assign \count$49  = 3'h7;
+  assign \$88  = 1'h1;
+  assign \$89  = 1'h1;
+  assign \$90  = 1'h1;
+  assign \$91  = 1'h1;
+  assign \$92  = 1'h1;
+  assign \$93  = 1'h1;
+  assign \$94  = 1'h1;
+  assign \count$50  = 3'h7;
+  assign \$137  = 1'h1;
+  assign \$138  = 1'h1;
+  assign \$139  = 1'h1;
+  assign \$140  = 1'h1;
+  assign \$141  = 1'h1;
+  assign \$142  = 1'h1;
+  assign \$143  = 1'h1;
+  assign \$144  = 1'h1;
+  assign \$145  = 1'h1;
+  assign \$146  = 1'h1;
+  assign \$147  = 1'h1;
+  assign \$148  = 1'h1;
+  assign \$149  = 1'h1;
+  assign \$150  = 1'h1;
+  assign \$151  = 1'h1;
+  assign \count$57  = 4'hf;
+  assign \$416  = 1'h1;
+  assign \$417  = 1'h1;
+  assign \$418  = 1'h1;
+  assign \$419  = 1'h1;
+  assign \$420  = 1'h1;
+  assign \$421  = 1'h1;
+  assign \$422  = 1'h1;
+  assign \$423  = 1'h1;
+  assign \$424  = 1'h1;
+  assign \$425  = 1'h1;
+  assign \$426  = 1'h1;
+  assign \$427  = 1'h1;
+  assign \$428  = 1'h1;
+  assign \$429  = 1'h1;
+  assign \$430  = 1'h1;
+  assign \$431  = 1'h1;
+  assign \$432  = 1'h1;
+  assign \$433  = 1'h1;
+  assign \$434  = 1'h1;
+  assign \$435  = 1'h1;
+  assign \$436  = 1'h1;
+  assign \$437  = 1'h1;
+  assign \$438  = 1'h1;
+  assign \$439  = 1'h1;
+  assign \$440  = 1'h1;
+  assign \$441  = 1'h1;
+  assign \$442  = 1'h1;
+  assign \$443  = 1'h1;
+  assign \$444  = 1'h1;
+  assign \$445  = 1'h1;
+  assign \$446  = 1'h1;
+  assign \$447  = \$415 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -1756,7 +3024,7 @@ module \s2fp8_pe_w24.multiply.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1949,7 +3217,7 @@ module \s2fp8_pe_w24.multiply.unpack_a (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w24.multiply.unpack_a.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -1977,88 +3245,458 @@ module \s2fp8_pe_w24.multiply.unpack_a (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.unpack_a.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w24.multiply.unpack_a.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2128,7 +3766,7 @@ module \s2fp8_pe_w24.multiply.unpack_b (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w24.multiply.unpack_b.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -2156,99 +3794,11 @@ module \s2fp8_pe_w24.multiply.unpack_b (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.unpack_b.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  output [4:0] count;
-  reg [4:0] count;
-  input [23:0] value;
-  wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
-endmodule
-/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
-
-(* top =  1  *)
-(* generator = "Amaranth" *)
-module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__addr, table_b__data, k, a__payload, a__valid, b__payload, b__valid, c__ready, clk, rst, a__ready, b__ready, c__payload, c__valid, table_a__en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+module \s2fp8_pe_w24.multiply.unpack_b.lzc (\count$32 , value);
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [32:0] \$101 ;
+  wire \$101 ;
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
@@ -2260,7 +3810,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire [32:0] \$112 ;
+  wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
@@ -2272,19 +3822,19 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
-  wire [32:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [32:0] \$13 ;
+  wire \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire [32:0] \$134 ;
+  wire \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
@@ -2296,7 +3846,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [32:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
@@ -2308,7 +3858,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [32:0] \$156 ;
+  wire \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
@@ -2320,7 +3870,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire [32:0] \$167 ;
+  wire \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
@@ -2332,7 +3882,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [32:0] \$178 ;
+  wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
@@ -2344,188 +3894,29 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire [32:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [32:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [32:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [32:0] \$211 ;
-  wire [32:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [32:0] \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire [32:0] \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire [4:0] \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire [6:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire [32:0] \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [32:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire [32:0] \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [3:0] \$247 ;
-  wire [7:0] \$248 ;
-  wire \$249 ;
+  wire \$24 ;
   wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire [32:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire [32:0] \$262 ;
-  wire \$263 ;
-  reg [31:0] \$264 ;
-  reg [3:0] \$265 ;
-  reg [5:0] \$266 ;
-  reg [2:0] \$267 ;
-  reg [31:0] \$268 ;
-  reg [31:0] \$269 ;
   wire \$27 ;
-  reg [31:0] \$270 ;
-  reg [31:0] \$271 ;
-  reg [31:0] \$272 ;
-  reg [31:0] \$273 ;
-  reg [31:0] \$274 ;
-  reg [31:0] \$275 ;
-  reg [31:0] \$276 ;
-  reg [31:0] \$277 ;
-  reg [31:0] \$278 ;
-  reg [31:0] \$279 ;
   wire \$28 ;
-  reg [31:0] \$280 ;
-  reg [31:0] \$281 ;
-  reg [31:0] \$282 ;
-  reg [31:0] \$283 ;
-  reg [31:0] \$284 ;
-  reg [31:0] \$285 ;
-  reg [31:0] \$286 ;
-  reg [31:0] \$287 ;
-  reg [31:0] \$288 ;
-  reg [31:0] \$289 ;
   wire \$29 ;
-  reg [31:0] \$290 ;
-  reg [31:0] \$291 ;
-  reg [31:0] \$292 ;
-  reg [31:0] \$293 ;
-  reg [31:0] \$294 ;
-  reg [31:0] \$295 ;
-  reg [31:0] \$296 ;
-  reg [2:0] \$297 ;
-  reg [31:0] \$298 ;
-  reg [31:0] \$299 ;
-  wire [32:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
-  reg [2:0] \$300 ;
-  reg [2:0] \$301 ;
-  reg [31:0] \$302 ;
-  reg [31:0] \$303 ;
-  reg [31:0] \$304 ;
-  reg [2:0] \$305 ;
-  reg [2:0] \$306 ;
-  reg [2:0] \$307 ;
-  reg [31:0] \$308 ;
-  reg [31:0] \$309 ;
   wire \$31 ;
-  reg [31:0] \$310 ;
-  reg [31:0] \$311 ;
-  reg [2:0] \$312 ;
-  reg [2:0] \$313 ;
-  reg [2:0] \$314 ;
-  reg [2:0] \$315 ;
-  reg [31:0] \$316 ;
-  reg [31:0] \$317 ;
-  reg [31:0] \$318 ;
-  reg [31:0] \$319 ;
   wire \$32 ;
-  reg [31:0] \$320 ;
-  reg [2:0] \$321 ;
-  reg [2:0] \$322 ;
-  reg [2:0] \$323 ;
-  reg [2:0] \$324 ;
-  reg [2:0] \$325 ;
-  reg [31:0] \$326 ;
-  reg [31:0] \$327 ;
-  reg [31:0] \$328 ;
-  reg [31:0] \$329 ;
   wire \$33 ;
-  reg [31:0] \$330 ;
-  reg [31:0] \$331 ;
-  reg [2:0] \$332 ;
-  reg [2:0] \$333 ;
-  reg [2:0] \$334 ;
-  reg [2:0] \$335 ;
-  reg [2:0] \$336 ;
-  reg [2:0] \$337 ;
-  reg [31:0] \$338 ;
-  reg [31:0] \$339 ;
   wire \$34 ;
-  reg [31:0] \$340 ;
-  reg [31:0] \$341 ;
-  reg [31:0] \$342 ;
-  reg [31:0] \$343 ;
-  reg [31:0] \$344 ;
-  reg [2:0] \$345 ;
-  reg [2:0] \$346 ;
-  reg [2:0] \$347 ;
-  reg [2:0] \$348 ;
-  reg [2:0] \$349 ;
-  wire [32:0] \$35 ;
-  reg [2:0] \$350 ;
-  reg [2:0] \$351 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
@@ -2537,7 +3928,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [32:0] \$46 ;
+  wire \$46 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
@@ -2549,7 +3940,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [32:0] \$57 ;
+  wire \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -2561,7 +3952,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [32:0] \$68 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
@@ -2573,7 +3964,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [32:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
@@ -2586,7 +3977,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [32:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -2596,6 +3987,414 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
+  input [23:0] value;
+  wire [23:0] value;
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
+endmodule
+/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
+
+(* top =  1  *)
+(* generator = "Amaranth" *)
+module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__addr, table_b__data, k, a__payload, a__valid, b__payload, b__valid, c__ready, clk, rst, a__ready, b__ready, c__payload, c__valid, table_a__en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  reg [31:0] \$100 ;
+  reg [31:0] \$101 ;
+  reg [31:0] \$102 ;
+  reg [2:0] \$103 ;
+  reg [2:0] \$104 ;
+  reg [2:0] \$105 ;
+  reg [2:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg [31:0] \$108 ;
+  reg [31:0] \$109 ;
+  wire \$11 ;
+  reg [31:0] \$110 ;
+  reg [31:0] \$111 ;
+  reg [2:0] \$112 ;
+  reg [2:0] \$113 ;
+  reg [2:0] \$114 ;
+  reg [2:0] \$115 ;
+  reg [2:0] \$116 ;
+  reg [31:0] \$117 ;
+  reg [31:0] \$118 ;
+  reg [31:0] \$119 ;
+  wire \$12 ;
+  reg [31:0] \$120 ;
+  reg [31:0] \$121 ;
+  reg [31:0] \$122 ;
+  reg [2:0] \$123 ;
+  reg [2:0] \$124 ;
+  reg [2:0] \$125 ;
+  reg [2:0] \$126 ;
+  reg [2:0] \$127 ;
+  reg [2:0] \$128 ;
+  reg [31:0] \$129 ;
+  wire \$13 ;
+  reg [31:0] \$130 ;
+  reg [31:0] \$131 ;
+  reg [31:0] \$132 ;
+  reg [31:0] \$133 ;
+  reg [31:0] \$134 ;
+  reg [31:0] \$135 ;
+  reg [2:0] \$136 ;
+  reg [2:0] \$137 ;
+  reg [2:0] \$138 ;
+  reg [2:0] \$139 ;
+  wire \$14 ;
+  reg [2:0] \$140 ;
+  reg [2:0] \$141 ;
+  reg [2:0] \$142 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire [32:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [32:0] \$36 ;
+  wire \$37 ;
+  wire [32:0] \$38 ;
+  wire [32:0] \$39 ;
+  wire \$4 ;
+  wire [32:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire [4:0] \$44 ;
+  wire \$45 ;
+  wire [6:0] \$46 ;
+  wire [32:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire [32:0] \$5 ;
+  wire [3:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire \$52 ;
+  wire [32:0] \$53 ;
+  wire \$54 ;
+  reg [31:0] \$55 ;
+  reg [3:0] \$56 ;
+  reg [5:0] \$57 ;
+  reg [2:0] \$58 ;
+  reg [31:0] \$59 ;
+  wire \$6 ;
+  reg [31:0] \$60 ;
+  reg [31:0] \$61 ;
+  reg [31:0] \$62 ;
+  reg [31:0] \$63 ;
+  reg [31:0] \$64 ;
+  reg [31:0] \$65 ;
+  reg [31:0] \$66 ;
+  reg [31:0] \$67 ;
+  reg [31:0] \$68 ;
+  reg [31:0] \$69 ;
+  wire \$7 ;
+  reg [31:0] \$70 ;
+  reg [31:0] \$71 ;
+  reg [31:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg [31:0] \$74 ;
+  reg [31:0] \$75 ;
+  reg [31:0] \$76 ;
+  reg [31:0] \$77 ;
+  reg [31:0] \$78 ;
+  reg [31:0] \$79 ;
+  wire \$8 ;
+  reg [31:0] \$80 ;
+  reg [31:0] \$81 ;
+  reg [31:0] \$82 ;
+  reg [31:0] \$83 ;
+  reg [31:0] \$84 ;
+  reg [31:0] \$85 ;
+  reg [31:0] \$86 ;
+  reg [31:0] \$87 ;
+  reg [2:0] \$88 ;
+  reg [31:0] \$89 ;
+  wire \$9 ;
+  reg [31:0] \$90 ;
+  reg [2:0] \$91 ;
+  reg [2:0] \$92 ;
+  reg [31:0] \$93 ;
+  reg [31:0] \$94 ;
+  reg [31:0] \$95 ;
+  reg [2:0] \$96 ;
+  reg [2:0] \$97 ;
+  reg [2:0] \$98 ;
+  reg [31:0] \$99 ;
   (* init = 32'd0 *)
   wire [31:0] a1_skew_d1;
   wire [7:0] \a1_skew_d1.exp ;
@@ -2746,485 +4545,486 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   input a__valid;
   wire a__valid;
   wire [31:0] a_in;
-  wire [31:0] \a_in$107 ;
-  wire [7:0] \a_in$107.exp ;
-  wire [22:0] \a_in$107.frac ;
-  wire \a_in$107.sign ;
-  wire [31:0] \a_in$113 ;
-  wire [7:0] \a_in$113.exp ;
-  wire [22:0] \a_in$113.frac ;
-  wire \a_in$113.sign ;
-  wire [31:0] \a_in$119 ;
-  wire [7:0] \a_in$119.exp ;
-  wire [22:0] \a_in$119.frac ;
-  wire \a_in$119.sign ;
-  wire [31:0] \a_in$125 ;
-  wire [7:0] \a_in$125.exp ;
-  wire [22:0] \a_in$125.frac ;
-  wire \a_in$125.sign ;
-  wire [31:0] \a_in$131 ;
-  wire [7:0] \a_in$131.exp ;
-  wire [22:0] \a_in$131.frac ;
-  wire \a_in$131.sign ;
-  wire [31:0] \a_in$137 ;
-  wire [7:0] \a_in$137.exp ;
-  wire [22:0] \a_in$137.frac ;
-  wire \a_in$137.sign ;
-  wire [31:0] \a_in$143 ;
-  wire [7:0] \a_in$143.exp ;
-  wire [22:0] \a_in$143.frac ;
-  wire \a_in$143.sign ;
-  reg [31:0] \a_in$149  = 32'd0;
-  wire [7:0] \a_in$149.exp ;
-  wire [22:0] \a_in$149.frac ;
-  wire \a_in$149.sign ;
-  wire [31:0] \a_in$155 ;
-  wire [7:0] \a_in$155.exp ;
-  wire [22:0] \a_in$155.frac ;
-  wire \a_in$155.sign ;
-  wire [31:0] \a_in$161 ;
-  wire [7:0] \a_in$161.exp ;
-  wire [22:0] \a_in$161.frac ;
-  wire \a_in$161.sign ;
-  wire [31:0] \a_in$167 ;
-  wire [7:0] \a_in$167.exp ;
-  wire [22:0] \a_in$167.frac ;
-  wire \a_in$167.sign ;
-  wire [31:0] \a_in$173 ;
-  wire [7:0] \a_in$173.exp ;
-  wire [22:0] \a_in$173.frac ;
-  wire \a_in$173.sign ;
-  wire [31:0] \a_in$179 ;
-  wire [7:0] \a_in$179.exp ;
-  wire [22:0] \a_in$179.frac ;
-  wire \a_in$179.sign ;
-  wire [31:0] \a_in$185 ;
-  wire [7:0] \a_in$185.exp ;
-  wire [22:0] \a_in$185.frac ;
-  wire \a_in$185.sign ;
-  wire [31:0] \a_in$191 ;
-  wire [7:0] \a_in$191.exp ;
-  wire [22:0] \a_in$191.frac ;
-  wire \a_in$191.sign ;
-  reg [31:0] \a_in$197  = 32'd0;
-  wire [7:0] \a_in$197.exp ;
-  wire [22:0] \a_in$197.frac ;
-  wire \a_in$197.sign ;
-  wire [31:0] \a_in$203 ;
-  wire [7:0] \a_in$203.exp ;
-  wire [22:0] \a_in$203.frac ;
-  wire \a_in$203.sign ;
-  wire [31:0] \a_in$209 ;
-  wire [7:0] \a_in$209.exp ;
-  wire [22:0] \a_in$209.frac ;
-  wire \a_in$209.sign ;
-  wire [31:0] \a_in$215 ;
-  wire [7:0] \a_in$215.exp ;
-  wire [22:0] \a_in$215.frac ;
-  wire \a_in$215.sign ;
-  wire [31:0] \a_in$221 ;
-  wire [7:0] \a_in$221.exp ;
-  wire [22:0] \a_in$221.frac ;
-  wire \a_in$221.sign ;
-  wire [31:0] \a_in$227 ;
-  wire [7:0] \a_in$227.exp ;
-  wire [22:0] \a_in$227.frac ;
-  wire \a_in$227.sign ;
-  wire [31:0] \a_in$233 ;
-  wire [7:0] \a_in$233.exp ;
-  wire [22:0] \a_in$233.frac ;
-  wire \a_in$233.sign ;
-  wire [31:0] \a_in$239 ;
-  wire [7:0] \a_in$239.exp ;
-  wire [22:0] \a_in$239.frac ;
-  wire \a_in$239.sign ;
-  reg [31:0] \a_in$245  = 32'd0;
-  wire [7:0] \a_in$245.exp ;
-  wire [22:0] \a_in$245.frac ;
-  wire \a_in$245.sign ;
-  wire [31:0] \a_in$251 ;
-  wire [7:0] \a_in$251.exp ;
-  wire [22:0] \a_in$251.frac ;
-  wire \a_in$251.sign ;
-  wire [31:0] \a_in$257 ;
-  wire [7:0] \a_in$257.exp ;
-  wire [22:0] \a_in$257.frac ;
-  wire \a_in$257.sign ;
-  wire [31:0] \a_in$263 ;
-  wire [7:0] \a_in$263.exp ;
-  wire [22:0] \a_in$263.frac ;
-  wire \a_in$263.sign ;
-  wire [31:0] \a_in$269 ;
-  wire [7:0] \a_in$269.exp ;
-  wire [22:0] \a_in$269.frac ;
-  wire \a_in$269.sign ;
-  wire [31:0] \a_in$275 ;
-  wire [7:0] \a_in$275.exp ;
-  wire [22:0] \a_in$275.frac ;
-  wire \a_in$275.sign ;
-  wire [31:0] \a_in$281 ;
-  wire [7:0] \a_in$281.exp ;
-  wire [22:0] \a_in$281.frac ;
-  wire \a_in$281.sign ;
-  wire [31:0] \a_in$287 ;
-  wire [7:0] \a_in$287.exp ;
-  wire [22:0] \a_in$287.frac ;
-  wire \a_in$287.sign ;
-  reg [31:0] \a_in$293  = 32'd0;
-  wire [7:0] \a_in$293.exp ;
-  wire [22:0] \a_in$293.frac ;
-  wire \a_in$293.sign ;
-  wire [31:0] \a_in$299 ;
-  wire [7:0] \a_in$299.exp ;
-  wire [22:0] \a_in$299.frac ;
-  wire \a_in$299.sign ;
-  wire [31:0] \a_in$305 ;
-  wire [7:0] \a_in$305.exp ;
-  wire [22:0] \a_in$305.frac ;
-  wire \a_in$305.sign ;
-  wire [31:0] \a_in$311 ;
-  wire [7:0] \a_in$311.exp ;
-  wire [22:0] \a_in$311.frac ;
-  wire \a_in$311.sign ;
-  wire [31:0] \a_in$317 ;
-  wire [7:0] \a_in$317.exp ;
-  wire [22:0] \a_in$317.frac ;
-  wire \a_in$317.sign ;
-  wire [31:0] \a_in$323 ;
-  wire [7:0] \a_in$323.exp ;
-  wire [22:0] \a_in$323.frac ;
-  wire \a_in$323.sign ;
-  wire [31:0] \a_in$329 ;
-  wire [7:0] \a_in$329.exp ;
-  wire [22:0] \a_in$329.frac ;
-  wire \a_in$329.sign ;
-  wire [31:0] \a_in$335 ;
-  wire [7:0] \a_in$335.exp ;
-  wire [22:0] \a_in$335.frac ;
-  wire \a_in$335.sign ;
-  reg [31:0] \a_in$341  = 32'd0;
-  wire [7:0] \a_in$341.exp ;
-  wire [22:0] \a_in$341.frac ;
-  wire \a_in$341.sign ;
-  wire [31:0] \a_in$347 ;
-  wire [7:0] \a_in$347.exp ;
-  wire [22:0] \a_in$347.frac ;
-  wire \a_in$347.sign ;
-  wire [31:0] \a_in$353 ;
-  wire [7:0] \a_in$353.exp ;
-  wire [22:0] \a_in$353.frac ;
-  wire \a_in$353.sign ;
-  wire [31:0] \a_in$359 ;
-  wire [7:0] \a_in$359.exp ;
-  wire [22:0] \a_in$359.frac ;
-  wire \a_in$359.sign ;
-  wire [31:0] \a_in$365 ;
-  wire [7:0] \a_in$365.exp ;
-  wire [22:0] \a_in$365.frac ;
-  wire \a_in$365.sign ;
-  wire [31:0] \a_in$371 ;
-  wire [7:0] \a_in$371.exp ;
-  wire [22:0] \a_in$371.frac ;
-  wire \a_in$371.sign ;
-  wire [31:0] \a_in$377 ;
-  wire [7:0] \a_in$377.exp ;
-  wire [22:0] \a_in$377.frac ;
-  wire \a_in$377.sign ;
-  wire [31:0] \a_in$383 ;
-  wire [7:0] \a_in$383.exp ;
-  wire [22:0] \a_in$383.frac ;
-  wire \a_in$383.sign ;
-  reg [31:0] \a_in$389  = 32'd0;
-  wire [7:0] \a_in$389.exp ;
-  wire [22:0] \a_in$389.frac ;
-  wire \a_in$389.sign ;
-  wire [31:0] \a_in$395 ;
-  wire [7:0] \a_in$395.exp ;
-  wire [22:0] \a_in$395.frac ;
-  wire \a_in$395.sign ;
-  wire [31:0] \a_in$401 ;
-  wire [7:0] \a_in$401.exp ;
-  wire [22:0] \a_in$401.frac ;
-  wire \a_in$401.sign ;
-  wire [31:0] \a_in$407 ;
-  wire [7:0] \a_in$407.exp ;
-  wire [22:0] \a_in$407.frac ;
-  wire \a_in$407.sign ;
-  wire [31:0] \a_in$413 ;
-  wire [7:0] \a_in$413.exp ;
-  wire [22:0] \a_in$413.frac ;
-  wire \a_in$413.sign ;
-  wire [31:0] \a_in$419 ;
-  wire [7:0] \a_in$419.exp ;
-  wire [22:0] \a_in$419.frac ;
-  wire \a_in$419.sign ;
-  wire [31:0] \a_in$425 ;
-  wire [7:0] \a_in$425.exp ;
-  wire [22:0] \a_in$425.frac ;
-  wire \a_in$425.sign ;
-  wire [31:0] \a_in$431 ;
-  wire [7:0] \a_in$431.exp ;
-  wire [22:0] \a_in$431.frac ;
-  wire \a_in$431.sign ;
-  reg [31:0] \a_in$437  = 32'd0;
-  wire [7:0] \a_in$437.exp ;
-  wire [22:0] \a_in$437.frac ;
-  wire \a_in$437.sign ;
-  wire [31:0] \a_in$443 ;
-  wire [7:0] \a_in$443.exp ;
-  wire [22:0] \a_in$443.frac ;
-  wire \a_in$443.sign ;
-  wire [31:0] \a_in$449 ;
-  wire [7:0] \a_in$449.exp ;
-  wire [22:0] \a_in$449.frac ;
-  wire \a_in$449.sign ;
-  wire [31:0] \a_in$455 ;
-  wire [7:0] \a_in$455.exp ;
-  wire [22:0] \a_in$455.frac ;
-  wire \a_in$455.sign ;
-  wire [31:0] \a_in$461 ;
-  wire [7:0] \a_in$461.exp ;
-  wire [22:0] \a_in$461.frac ;
-  wire \a_in$461.sign ;
-  wire [31:0] \a_in$467 ;
-  wire [7:0] \a_in$467.exp ;
-  wire [22:0] \a_in$467.frac ;
-  wire \a_in$467.sign ;
-  wire [31:0] \a_in$473 ;
-  wire [7:0] \a_in$473.exp ;
-  wire [22:0] \a_in$473.frac ;
-  wire \a_in$473.sign ;
-  wire [31:0] \a_in$479 ;
-  wire [7:0] \a_in$479.exp ;
-  wire [22:0] \a_in$479.frac ;
-  wire \a_in$479.sign ;
+  wire [31:0] \a_in$108 ;
+  wire [7:0] \a_in$108.exp ;
+  wire [22:0] \a_in$108.frac ;
+  wire \a_in$108.sign ;
+  wire [31:0] \a_in$114 ;
+  wire [7:0] \a_in$114.exp ;
+  wire [22:0] \a_in$114.frac ;
+  wire \a_in$114.sign ;
+  wire [31:0] \a_in$120 ;
+  wire [7:0] \a_in$120.exp ;
+  wire [22:0] \a_in$120.frac ;
+  wire \a_in$120.sign ;
+  wire [31:0] \a_in$126 ;
+  wire [7:0] \a_in$126.exp ;
+  wire [22:0] \a_in$126.frac ;
+  wire \a_in$126.sign ;
+  wire [31:0] \a_in$132 ;
+  wire [7:0] \a_in$132.exp ;
+  wire [22:0] \a_in$132.frac ;
+  wire \a_in$132.sign ;
+  wire [31:0] \a_in$138 ;
+  wire [7:0] \a_in$138.exp ;
+  wire [22:0] \a_in$138.frac ;
+  wire \a_in$138.sign ;
+  wire [31:0] \a_in$144 ;
+  wire [7:0] \a_in$144.exp ;
+  wire [22:0] \a_in$144.frac ;
+  wire \a_in$144.sign ;
+  reg [31:0] \a_in$150  = 32'd0;
+  wire [7:0] \a_in$150.exp ;
+  wire [22:0] \a_in$150.frac ;
+  wire \a_in$150.sign ;
+  wire [31:0] \a_in$156 ;
+  wire [7:0] \a_in$156.exp ;
+  wire [22:0] \a_in$156.frac ;
+  wire \a_in$156.sign ;
+  wire [31:0] \a_in$162 ;
+  wire [7:0] \a_in$162.exp ;
+  wire [22:0] \a_in$162.frac ;
+  wire \a_in$162.sign ;
+  wire [31:0] \a_in$168 ;
+  wire [7:0] \a_in$168.exp ;
+  wire [22:0] \a_in$168.frac ;
+  wire \a_in$168.sign ;
+  wire [31:0] \a_in$174 ;
+  wire [7:0] \a_in$174.exp ;
+  wire [22:0] \a_in$174.frac ;
+  wire \a_in$174.sign ;
+  wire [31:0] \a_in$180 ;
+  wire [7:0] \a_in$180.exp ;
+  wire [22:0] \a_in$180.frac ;
+  wire \a_in$180.sign ;
+  wire [31:0] \a_in$186 ;
+  wire [7:0] \a_in$186.exp ;
+  wire [22:0] \a_in$186.frac ;
+  wire \a_in$186.sign ;
+  wire [31:0] \a_in$192 ;
+  wire [7:0] \a_in$192.exp ;
+  wire [22:0] \a_in$192.frac ;
+  wire \a_in$192.sign ;
+  reg [31:0] \a_in$198  = 32'd0;
+  wire [7:0] \a_in$198.exp ;
+  wire [22:0] \a_in$198.frac ;
+  wire \a_in$198.sign ;
+  wire [31:0] \a_in$204 ;
+  wire [7:0] \a_in$204.exp ;
+  wire [22:0] \a_in$204.frac ;
+  wire \a_in$204.sign ;
+  wire [31:0] \a_in$210 ;
+  wire [7:0] \a_in$210.exp ;
+  wire [22:0] \a_in$210.frac ;
+  wire \a_in$210.sign ;
+  wire [31:0] \a_in$216 ;
+  wire [7:0] \a_in$216.exp ;
+  wire [22:0] \a_in$216.frac ;
+  wire \a_in$216.sign ;
+  wire [31:0] \a_in$222 ;
+  wire [7:0] \a_in$222.exp ;
+  wire [22:0] \a_in$222.frac ;
+  wire \a_in$222.sign ;
+  wire [31:0] \a_in$228 ;
+  wire [7:0] \a_in$228.exp ;
+  wire [22:0] \a_in$228.frac ;
+  wire \a_in$228.sign ;
+  wire [31:0] \a_in$234 ;
+  wire [7:0] \a_in$234.exp ;
+  wire [22:0] \a_in$234.frac ;
+  wire \a_in$234.sign ;
+  wire [31:0] \a_in$240 ;
+  wire [7:0] \a_in$240.exp ;
+  wire [22:0] \a_in$240.frac ;
+  wire \a_in$240.sign ;
+  reg [31:0] \a_in$246  = 32'd0;
+  wire [7:0] \a_in$246.exp ;
+  wire [22:0] \a_in$246.frac ;
+  wire \a_in$246.sign ;
+  wire [31:0] \a_in$252 ;
+  wire [7:0] \a_in$252.exp ;
+  wire [22:0] \a_in$252.frac ;
+  wire \a_in$252.sign ;
+  wire [31:0] \a_in$258 ;
+  wire [7:0] \a_in$258.exp ;
+  wire [22:0] \a_in$258.frac ;
+  wire \a_in$258.sign ;
+  wire [31:0] \a_in$264 ;
+  wire [7:0] \a_in$264.exp ;
+  wire [22:0] \a_in$264.frac ;
+  wire \a_in$264.sign ;
+  wire [31:0] \a_in$270 ;
+  wire [7:0] \a_in$270.exp ;
+  wire [22:0] \a_in$270.frac ;
+  wire \a_in$270.sign ;
+  wire [31:0] \a_in$276 ;
+  wire [7:0] \a_in$276.exp ;
+  wire [22:0] \a_in$276.frac ;
+  wire \a_in$276.sign ;
+  wire [31:0] \a_in$282 ;
+  wire [7:0] \a_in$282.exp ;
+  wire [22:0] \a_in$282.frac ;
+  wire \a_in$282.sign ;
+  wire [31:0] \a_in$288 ;
+  wire [7:0] \a_in$288.exp ;
+  wire [22:0] \a_in$288.frac ;
+  wire \a_in$288.sign ;
+  reg [31:0] \a_in$294  = 32'd0;
+  wire [7:0] \a_in$294.exp ;
+  wire [22:0] \a_in$294.frac ;
+  wire \a_in$294.sign ;
+  wire [31:0] \a_in$300 ;
+  wire [7:0] \a_in$300.exp ;
+  wire [22:0] \a_in$300.frac ;
+  wire \a_in$300.sign ;
+  wire [31:0] \a_in$306 ;
+  wire [7:0] \a_in$306.exp ;
+  wire [22:0] \a_in$306.frac ;
+  wire \a_in$306.sign ;
+  wire [31:0] \a_in$312 ;
+  wire [7:0] \a_in$312.exp ;
+  wire [22:0] \a_in$312.frac ;
+  wire \a_in$312.sign ;
+  wire [31:0] \a_in$318 ;
+  wire [7:0] \a_in$318.exp ;
+  wire [22:0] \a_in$318.frac ;
+  wire \a_in$318.sign ;
+  wire [31:0] \a_in$324 ;
+  wire [7:0] \a_in$324.exp ;
+  wire [22:0] \a_in$324.frac ;
+  wire \a_in$324.sign ;
+  wire [31:0] \a_in$330 ;
+  wire [7:0] \a_in$330.exp ;
+  wire [22:0] \a_in$330.frac ;
+  wire \a_in$330.sign ;
+  wire [31:0] \a_in$336 ;
+  wire [7:0] \a_in$336.exp ;
+  wire [22:0] \a_in$336.frac ;
+  wire \a_in$336.sign ;
+  reg [31:0] \a_in$342  = 32'd0;
+  wire [7:0] \a_in$342.exp ;
+  wire [22:0] \a_in$342.frac ;
+  wire \a_in$342.sign ;
+  wire [31:0] \a_in$348 ;
+  wire [7:0] \a_in$348.exp ;
+  wire [22:0] \a_in$348.frac ;
+  wire \a_in$348.sign ;
+  wire [31:0] \a_in$354 ;
+  wire [7:0] \a_in$354.exp ;
+  wire [22:0] \a_in$354.frac ;
+  wire \a_in$354.sign ;
+  wire [31:0] \a_in$360 ;
+  wire [7:0] \a_in$360.exp ;
+  wire [22:0] \a_in$360.frac ;
+  wire \a_in$360.sign ;
+  wire [31:0] \a_in$366 ;
+  wire [7:0] \a_in$366.exp ;
+  wire [22:0] \a_in$366.frac ;
+  wire \a_in$366.sign ;
+  wire [31:0] \a_in$372 ;
+  wire [7:0] \a_in$372.exp ;
+  wire [22:0] \a_in$372.frac ;
+  wire \a_in$372.sign ;
+  wire [31:0] \a_in$378 ;
+  wire [7:0] \a_in$378.exp ;
+  wire [22:0] \a_in$378.frac ;
+  wire \a_in$378.sign ;
+  wire [31:0] \a_in$384 ;
+  wire [7:0] \a_in$384.exp ;
+  wire [22:0] \a_in$384.frac ;
+  wire \a_in$384.sign ;
+  reg [31:0] \a_in$390  = 32'd0;
+  wire [7:0] \a_in$390.exp ;
+  wire [22:0] \a_in$390.frac ;
+  wire \a_in$390.sign ;
+  wire [31:0] \a_in$396 ;
+  wire [7:0] \a_in$396.exp ;
+  wire [22:0] \a_in$396.frac ;
+  wire \a_in$396.sign ;
+  wire [31:0] \a_in$402 ;
+  wire [7:0] \a_in$402.exp ;
+  wire [22:0] \a_in$402.frac ;
+  wire \a_in$402.sign ;
+  wire [31:0] \a_in$408 ;
+  wire [7:0] \a_in$408.exp ;
+  wire [22:0] \a_in$408.frac ;
+  wire \a_in$408.sign ;
+  wire [31:0] \a_in$414 ;
+  wire [7:0] \a_in$414.exp ;
+  wire [22:0] \a_in$414.frac ;
+  wire \a_in$414.sign ;
+  wire [31:0] \a_in$420 ;
+  wire [7:0] \a_in$420.exp ;
+  wire [22:0] \a_in$420.frac ;
+  wire \a_in$420.sign ;
+  wire [31:0] \a_in$426 ;
+  wire [7:0] \a_in$426.exp ;
+  wire [22:0] \a_in$426.frac ;
+  wire \a_in$426.sign ;
+  wire [31:0] \a_in$432 ;
+  wire [7:0] \a_in$432.exp ;
+  wire [22:0] \a_in$432.frac ;
+  wire \a_in$432.sign ;
+  reg [31:0] \a_in$438  = 32'd0;
+  wire [7:0] \a_in$438.exp ;
+  wire [22:0] \a_in$438.frac ;
+  wire \a_in$438.sign ;
+  wire [31:0] \a_in$444 ;
+  wire [7:0] \a_in$444.exp ;
+  wire [22:0] \a_in$444.frac ;
+  wire \a_in$444.sign ;
+  wire [31:0] \a_in$450 ;
+  wire [7:0] \a_in$450.exp ;
+  wire [22:0] \a_in$450.frac ;
+  wire \a_in$450.sign ;
+  wire [31:0] \a_in$456 ;
+  wire [7:0] \a_in$456.exp ;
+  wire [22:0] \a_in$456.frac ;
+  wire \a_in$456.sign ;
+  wire [31:0] \a_in$462 ;
+  wire [7:0] \a_in$462.exp ;
+  wire [22:0] \a_in$462.frac ;
+  wire \a_in$462.sign ;
+  wire [31:0] \a_in$468 ;
+  wire [7:0] \a_in$468.exp ;
+  wire [22:0] \a_in$468.frac ;
+  wire \a_in$468.sign ;
+  wire [31:0] \a_in$474 ;
+  wire [7:0] \a_in$474.exp ;
+  wire [22:0] \a_in$474.frac ;
+  wire \a_in$474.sign ;
+  wire [31:0] \a_in$480 ;
+  wire [7:0] \a_in$480.exp ;
+  wire [22:0] \a_in$480.frac ;
+  wire \a_in$480.sign ;
   wire [7:0] \a_in.exp ;
   wire [22:0] \a_in.frac ;
   wire \a_in.sign ;
   wire [31:0] a_out;
-  wire [31:0] \a_out$114 ;
-  wire [7:0] \a_out$114.exp ;
-  wire [22:0] \a_out$114.frac ;
-  wire \a_out$114.sign ;
-  wire [31:0] \a_out$120 ;
-  wire [7:0] \a_out$120.exp ;
-  wire [22:0] \a_out$120.frac ;
-  wire \a_out$120.sign ;
-  wire [31:0] \a_out$126 ;
-  wire [7:0] \a_out$126.exp ;
-  wire [22:0] \a_out$126.frac ;
-  wire \a_out$126.sign ;
-  wire [31:0] \a_out$132 ;
-  wire [7:0] \a_out$132.exp ;
-  wire [22:0] \a_out$132.frac ;
-  wire \a_out$132.sign ;
-  wire [31:0] \a_out$138 ;
-  wire [7:0] \a_out$138.exp ;
-  wire [22:0] \a_out$138.frac ;
-  wire \a_out$138.sign ;
-  wire [31:0] \a_out$144 ;
-  wire [7:0] \a_out$144.exp ;
-  wire [22:0] \a_out$144.frac ;
-  wire \a_out$144.sign ;
-  wire [31:0] \a_out$156 ;
-  wire [7:0] \a_out$156.exp ;
-  wire [22:0] \a_out$156.frac ;
-  wire \a_out$156.sign ;
-  wire [31:0] \a_out$162 ;
-  wire [7:0] \a_out$162.exp ;
-  wire [22:0] \a_out$162.frac ;
-  wire \a_out$162.sign ;
-  wire [31:0] \a_out$168 ;
-  wire [7:0] \a_out$168.exp ;
-  wire [22:0] \a_out$168.frac ;
-  wire \a_out$168.sign ;
-  wire [31:0] \a_out$174 ;
-  wire [7:0] \a_out$174.exp ;
-  wire [22:0] \a_out$174.frac ;
-  wire \a_out$174.sign ;
-  wire [31:0] \a_out$180 ;
-  wire [7:0] \a_out$180.exp ;
-  wire [22:0] \a_out$180.frac ;
-  wire \a_out$180.sign ;
-  wire [31:0] \a_out$186 ;
-  wire [7:0] \a_out$186.exp ;
-  wire [22:0] \a_out$186.frac ;
-  wire \a_out$186.sign ;
-  wire [31:0] \a_out$192 ;
-  wire [7:0] \a_out$192.exp ;
-  wire [22:0] \a_out$192.frac ;
-  wire \a_out$192.sign ;
-  wire [31:0] \a_out$204 ;
-  wire [7:0] \a_out$204.exp ;
-  wire [22:0] \a_out$204.frac ;
-  wire \a_out$204.sign ;
-  wire [31:0] \a_out$210 ;
-  wire [7:0] \a_out$210.exp ;
-  wire [22:0] \a_out$210.frac ;
-  wire \a_out$210.sign ;
-  wire [31:0] \a_out$216 ;
-  wire [7:0] \a_out$216.exp ;
-  wire [22:0] \a_out$216.frac ;
-  wire \a_out$216.sign ;
-  wire [31:0] \a_out$222 ;
-  wire [7:0] \a_out$222.exp ;
-  wire [22:0] \a_out$222.frac ;
-  wire \a_out$222.sign ;
-  wire [31:0] \a_out$228 ;
-  wire [7:0] \a_out$228.exp ;
-  wire [22:0] \a_out$228.frac ;
-  wire \a_out$228.sign ;
-  wire [31:0] \a_out$234 ;
-  wire [7:0] \a_out$234.exp ;
-  wire [22:0] \a_out$234.frac ;
-  wire \a_out$234.sign ;
-  wire [31:0] \a_out$240 ;
-  wire [7:0] \a_out$240.exp ;
-  wire [22:0] \a_out$240.frac ;
-  wire \a_out$240.sign ;
-  wire [31:0] \a_out$252 ;
-  wire [7:0] \a_out$252.exp ;
-  wire [22:0] \a_out$252.frac ;
-  wire \a_out$252.sign ;
-  wire [31:0] \a_out$258 ;
-  wire [7:0] \a_out$258.exp ;
-  wire [22:0] \a_out$258.frac ;
-  wire \a_out$258.sign ;
-  wire [31:0] \a_out$264 ;
-  wire [7:0] \a_out$264.exp ;
-  wire [22:0] \a_out$264.frac ;
-  wire \a_out$264.sign ;
-  wire [31:0] \a_out$270 ;
-  wire [7:0] \a_out$270.exp ;
-  wire [22:0] \a_out$270.frac ;
-  wire \a_out$270.sign ;
-  wire [31:0] \a_out$276 ;
-  wire [7:0] \a_out$276.exp ;
-  wire [22:0] \a_out$276.frac ;
-  wire \a_out$276.sign ;
-  wire [31:0] \a_out$282 ;
-  wire [7:0] \a_out$282.exp ;
-  wire [22:0] \a_out$282.frac ;
-  wire \a_out$282.sign ;
-  wire [31:0] \a_out$288 ;
-  wire [7:0] \a_out$288.exp ;
-  wire [22:0] \a_out$288.frac ;
-  wire \a_out$288.sign ;
-  wire [31:0] \a_out$300 ;
-  wire [7:0] \a_out$300.exp ;
-  wire [22:0] \a_out$300.frac ;
-  wire \a_out$300.sign ;
-  wire [31:0] \a_out$306 ;
-  wire [7:0] \a_out$306.exp ;
-  wire [22:0] \a_out$306.frac ;
-  wire \a_out$306.sign ;
-  wire [31:0] \a_out$312 ;
-  wire [7:0] \a_out$312.exp ;
-  wire [22:0] \a_out$312.frac ;
-  wire \a_out$312.sign ;
-  wire [31:0] \a_out$318 ;
-  wire [7:0] \a_out$318.exp ;
-  wire [22:0] \a_out$318.frac ;
-  wire \a_out$318.sign ;
-  wire [31:0] \a_out$324 ;
-  wire [7:0] \a_out$324.exp ;
-  wire [22:0] \a_out$324.frac ;
-  wire \a_out$324.sign ;
-  wire [31:0] \a_out$330 ;
-  wire [7:0] \a_out$330.exp ;
-  wire [22:0] \a_out$330.frac ;
-  wire \a_out$330.sign ;
-  wire [31:0] \a_out$336 ;
-  wire [7:0] \a_out$336.exp ;
-  wire [22:0] \a_out$336.frac ;
-  wire \a_out$336.sign ;
-  wire [31:0] \a_out$348 ;
-  wire [7:0] \a_out$348.exp ;
-  wire [22:0] \a_out$348.frac ;
-  wire \a_out$348.sign ;
-  wire [31:0] \a_out$354 ;
-  wire [7:0] \a_out$354.exp ;
-  wire [22:0] \a_out$354.frac ;
-  wire \a_out$354.sign ;
-  wire [31:0] \a_out$360 ;
-  wire [7:0] \a_out$360.exp ;
-  wire [22:0] \a_out$360.frac ;
-  wire \a_out$360.sign ;
-  wire [31:0] \a_out$366 ;
-  wire [7:0] \a_out$366.exp ;
-  wire [22:0] \a_out$366.frac ;
-  wire \a_out$366.sign ;
-  wire [31:0] \a_out$372 ;
-  wire [7:0] \a_out$372.exp ;
-  wire [22:0] \a_out$372.frac ;
-  wire \a_out$372.sign ;
-  wire [31:0] \a_out$378 ;
-  wire [7:0] \a_out$378.exp ;
-  wire [22:0] \a_out$378.frac ;
-  wire \a_out$378.sign ;
-  wire [31:0] \a_out$384 ;
-  wire [7:0] \a_out$384.exp ;
-  wire [22:0] \a_out$384.frac ;
-  wire \a_out$384.sign ;
-  wire [31:0] \a_out$396 ;
-  wire [7:0] \a_out$396.exp ;
-  wire [22:0] \a_out$396.frac ;
-  wire \a_out$396.sign ;
-  wire [31:0] \a_out$402 ;
-  wire [7:0] \a_out$402.exp ;
-  wire [22:0] \a_out$402.frac ;
-  wire \a_out$402.sign ;
-  wire [31:0] \a_out$408 ;
-  wire [7:0] \a_out$408.exp ;
-  wire [22:0] \a_out$408.frac ;
-  wire \a_out$408.sign ;
-  wire [31:0] \a_out$414 ;
-  wire [7:0] \a_out$414.exp ;
-  wire [22:0] \a_out$414.frac ;
-  wire \a_out$414.sign ;
-  wire [31:0] \a_out$420 ;
-  wire [7:0] \a_out$420.exp ;
-  wire [22:0] \a_out$420.frac ;
-  wire \a_out$420.sign ;
-  wire [31:0] \a_out$426 ;
-  wire [7:0] \a_out$426.exp ;
-  wire [22:0] \a_out$426.frac ;
-  wire \a_out$426.sign ;
-  wire [31:0] \a_out$432 ;
-  wire [7:0] \a_out$432.exp ;
-  wire [22:0] \a_out$432.frac ;
-  wire \a_out$432.sign ;
-  wire [31:0] \a_out$444 ;
-  wire [7:0] \a_out$444.exp ;
-  wire [22:0] \a_out$444.frac ;
-  wire \a_out$444.sign ;
-  wire [31:0] \a_out$450 ;
-  wire [7:0] \a_out$450.exp ;
-  wire [22:0] \a_out$450.frac ;
-  wire \a_out$450.sign ;
-  wire [31:0] \a_out$456 ;
-  wire [7:0] \a_out$456.exp ;
-  wire [22:0] \a_out$456.frac ;
-  wire \a_out$456.sign ;
-  wire [31:0] \a_out$462 ;
-  wire [7:0] \a_out$462.exp ;
-  wire [22:0] \a_out$462.frac ;
-  wire \a_out$462.sign ;
-  wire [31:0] \a_out$468 ;
-  wire [7:0] \a_out$468.exp ;
-  wire [22:0] \a_out$468.frac ;
-  wire \a_out$468.sign ;
-  wire [31:0] \a_out$474 ;
-  wire [7:0] \a_out$474.exp ;
-  wire [22:0] \a_out$474.frac ;
-  wire \a_out$474.sign ;
-  wire [31:0] \a_out$480 ;
-  wire [7:0] \a_out$480.exp ;
-  wire [22:0] \a_out$480.frac ;
-  wire \a_out$480.sign ;
+  wire [31:0] \a_out$115 ;
+  wire [7:0] \a_out$115.exp ;
+  wire [22:0] \a_out$115.frac ;
+  wire \a_out$115.sign ;
+  wire [31:0] \a_out$121 ;
+  wire [7:0] \a_out$121.exp ;
+  wire [22:0] \a_out$121.frac ;
+  wire \a_out$121.sign ;
+  wire [31:0] \a_out$127 ;
+  wire [7:0] \a_out$127.exp ;
+  wire [22:0] \a_out$127.frac ;
+  wire \a_out$127.sign ;
+  wire [31:0] \a_out$133 ;
+  wire [7:0] \a_out$133.exp ;
+  wire [22:0] \a_out$133.frac ;
+  wire \a_out$133.sign ;
+  wire [31:0] \a_out$139 ;
+  wire [7:0] \a_out$139.exp ;
+  wire [22:0] \a_out$139.frac ;
+  wire \a_out$139.sign ;
+  wire [31:0] \a_out$145 ;
+  wire [7:0] \a_out$145.exp ;
+  wire [22:0] \a_out$145.frac ;
+  wire \a_out$145.sign ;
+  wire [31:0] \a_out$157 ;
+  wire [7:0] \a_out$157.exp ;
+  wire [22:0] \a_out$157.frac ;
+  wire \a_out$157.sign ;
+  wire [31:0] \a_out$163 ;
+  wire [7:0] \a_out$163.exp ;
+  wire [22:0] \a_out$163.frac ;
+  wire \a_out$163.sign ;
+  wire [31:0] \a_out$169 ;
+  wire [7:0] \a_out$169.exp ;
+  wire [22:0] \a_out$169.frac ;
+  wire \a_out$169.sign ;
+  wire [31:0] \a_out$175 ;
+  wire [7:0] \a_out$175.exp ;
+  wire [22:0] \a_out$175.frac ;
+  wire \a_out$175.sign ;
+  wire [31:0] \a_out$181 ;
+  wire [7:0] \a_out$181.exp ;
+  wire [22:0] \a_out$181.frac ;
+  wire \a_out$181.sign ;
+  wire [31:0] \a_out$187 ;
+  wire [7:0] \a_out$187.exp ;
+  wire [22:0] \a_out$187.frac ;
+  wire \a_out$187.sign ;
+  wire [31:0] \a_out$193 ;
+  wire [7:0] \a_out$193.exp ;
+  wire [22:0] \a_out$193.frac ;
+  wire \a_out$193.sign ;
+  wire [31:0] \a_out$205 ;
+  wire [7:0] \a_out$205.exp ;
+  wire [22:0] \a_out$205.frac ;
+  wire \a_out$205.sign ;
+  wire [31:0] \a_out$211 ;
+  wire [7:0] \a_out$211.exp ;
+  wire [22:0] \a_out$211.frac ;
+  wire \a_out$211.sign ;
+  wire [31:0] \a_out$217 ;
+  wire [7:0] \a_out$217.exp ;
+  wire [22:0] \a_out$217.frac ;
+  wire \a_out$217.sign ;
+  wire [31:0] \a_out$223 ;
+  wire [7:0] \a_out$223.exp ;
+  wire [22:0] \a_out$223.frac ;
+  wire \a_out$223.sign ;
+  wire [31:0] \a_out$229 ;
+  wire [7:0] \a_out$229.exp ;
+  wire [22:0] \a_out$229.frac ;
+  wire \a_out$229.sign ;
+  wire [31:0] \a_out$235 ;
+  wire [7:0] \a_out$235.exp ;
+  wire [22:0] \a_out$235.frac ;
+  wire \a_out$235.sign ;
+  wire [31:0] \a_out$241 ;
+  wire [7:0] \a_out$241.exp ;
+  wire [22:0] \a_out$241.frac ;
+  wire \a_out$241.sign ;
+  wire [31:0] \a_out$253 ;
+  wire [7:0] \a_out$253.exp ;
+  wire [22:0] \a_out$253.frac ;
+  wire \a_out$253.sign ;
+  wire [31:0] \a_out$259 ;
+  wire [7:0] \a_out$259.exp ;
+  wire [22:0] \a_out$259.frac ;
+  wire \a_out$259.sign ;
+  wire [31:0] \a_out$265 ;
+  wire [7:0] \a_out$265.exp ;
+  wire [22:0] \a_out$265.frac ;
+  wire \a_out$265.sign ;
+  wire [31:0] \a_out$271 ;
+  wire [7:0] \a_out$271.exp ;
+  wire [22:0] \a_out$271.frac ;
+  wire \a_out$271.sign ;
+  wire [31:0] \a_out$277 ;
+  wire [7:0] \a_out$277.exp ;
+  wire [22:0] \a_out$277.frac ;
+  wire \a_out$277.sign ;
+  wire [31:0] \a_out$283 ;
+  wire [7:0] \a_out$283.exp ;
+  wire [22:0] \a_out$283.frac ;
+  wire \a_out$283.sign ;
+  wire [31:0] \a_out$289 ;
+  wire [7:0] \a_out$289.exp ;
+  wire [22:0] \a_out$289.frac ;
+  wire \a_out$289.sign ;
+  wire [31:0] \a_out$301 ;
+  wire [7:0] \a_out$301.exp ;
+  wire [22:0] \a_out$301.frac ;
+  wire \a_out$301.sign ;
+  wire [31:0] \a_out$307 ;
+  wire [7:0] \a_out$307.exp ;
+  wire [22:0] \a_out$307.frac ;
+  wire \a_out$307.sign ;
+  wire [31:0] \a_out$313 ;
+  wire [7:0] \a_out$313.exp ;
+  wire [22:0] \a_out$313.frac ;
+  wire \a_out$313.sign ;
+  wire [31:0] \a_out$319 ;
+  wire [7:0] \a_out$319.exp ;
+  wire [22:0] \a_out$319.frac ;
+  wire \a_out$319.sign ;
+  wire [31:0] \a_out$325 ;
+  wire [7:0] \a_out$325.exp ;
+  wire [22:0] \a_out$325.frac ;
+  wire \a_out$325.sign ;
+  wire [31:0] \a_out$331 ;
+  wire [7:0] \a_out$331.exp ;
+  wire [22:0] \a_out$331.frac ;
+  wire \a_out$331.sign ;
+  wire [31:0] \a_out$337 ;
+  wire [7:0] \a_out$337.exp ;
+  wire [22:0] \a_out$337.frac ;
+  wire \a_out$337.sign ;
+  wire [31:0] \a_out$349 ;
+  wire [7:0] \a_out$349.exp ;
+  wire [22:0] \a_out$349.frac ;
+  wire \a_out$349.sign ;
+  wire [31:0] \a_out$355 ;
+  wire [7:0] \a_out$355.exp ;
+  wire [22:0] \a_out$355.frac ;
+  wire \a_out$355.sign ;
+  wire [31:0] \a_out$361 ;
+  wire [7:0] \a_out$361.exp ;
+  wire [22:0] \a_out$361.frac ;
+  wire \a_out$361.sign ;
+  wire [31:0] \a_out$367 ;
+  wire [7:0] \a_out$367.exp ;
+  wire [22:0] \a_out$367.frac ;
+  wire \a_out$367.sign ;
+  wire [31:0] \a_out$373 ;
+  wire [7:0] \a_out$373.exp ;
+  wire [22:0] \a_out$373.frac ;
+  wire \a_out$373.sign ;
+  wire [31:0] \a_out$379 ;
+  wire [7:0] \a_out$379.exp ;
+  wire [22:0] \a_out$379.frac ;
+  wire \a_out$379.sign ;
+  wire [31:0] \a_out$385 ;
+  wire [7:0] \a_out$385.exp ;
+  wire [22:0] \a_out$385.frac ;
+  wire \a_out$385.sign ;
+  wire [31:0] \a_out$397 ;
+  wire [7:0] \a_out$397.exp ;
+  wire [22:0] \a_out$397.frac ;
+  wire \a_out$397.sign ;
+  wire [31:0] \a_out$403 ;
+  wire [7:0] \a_out$403.exp ;
+  wire [22:0] \a_out$403.frac ;
+  wire \a_out$403.sign ;
+  wire [31:0] \a_out$409 ;
+  wire [7:0] \a_out$409.exp ;
+  wire [22:0] \a_out$409.frac ;
+  wire \a_out$409.sign ;
+  wire [31:0] \a_out$415 ;
+  wire [7:0] \a_out$415.exp ;
+  wire [22:0] \a_out$415.frac ;
+  wire \a_out$415.sign ;
+  wire [31:0] \a_out$421 ;
+  wire [7:0] \a_out$421.exp ;
+  wire [22:0] \a_out$421.frac ;
+  wire \a_out$421.sign ;
+  wire [31:0] \a_out$427 ;
+  wire [7:0] \a_out$427.exp ;
+  wire [22:0] \a_out$427.frac ;
+  wire \a_out$427.sign ;
+  wire [31:0] \a_out$433 ;
+  wire [7:0] \a_out$433.exp ;
+  wire [22:0] \a_out$433.frac ;
+  wire \a_out$433.sign ;
+  wire [31:0] \a_out$445 ;
+  wire [7:0] \a_out$445.exp ;
+  wire [22:0] \a_out$445.frac ;
+  wire \a_out$445.sign ;
+  wire [31:0] \a_out$451 ;
+  wire [7:0] \a_out$451.exp ;
+  wire [22:0] \a_out$451.frac ;
+  wire \a_out$451.sign ;
+  wire [31:0] \a_out$457 ;
+  wire [7:0] \a_out$457.exp ;
+  wire [22:0] \a_out$457.frac ;
+  wire \a_out$457.sign ;
+  wire [31:0] \a_out$463 ;
+  wire [7:0] \a_out$463.exp ;
+  wire [22:0] \a_out$463.frac ;
+  wire \a_out$463.sign ;
+  wire [31:0] \a_out$469 ;
+  wire [7:0] \a_out$469.exp ;
+  wire [22:0] \a_out$469.frac ;
+  wire \a_out$469.sign ;
+  wire [31:0] \a_out$475 ;
+  wire [7:0] \a_out$475.exp ;
+  wire [22:0] \a_out$475.frac ;
+  wire \a_out$475.sign ;
+  wire [31:0] \a_out$481 ;
+  wire [7:0] \a_out$481.exp ;
+  wire [22:0] \a_out$481.frac ;
+  wire \a_out$481.sign ;
   wire [7:0] \a_out.exp ;
   wire [22:0] \a_out.frac ;
   wire \a_out.sign ;
+  wire accept;
   (* init = 32'd0 *)
   wire [31:0] b1_skew_d1;
   wire [7:0] \b1_skew_d1.exp ;
@@ -3375,482 +5175,482 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   input b__valid;
   wire b__valid;
   wire [31:0] b_in;
-  reg [31:0] \b_in$111  = 32'd0;
-  wire [7:0] \b_in$111.exp ;
-  wire [22:0] \b_in$111.frac ;
-  wire \b_in$111.sign ;
-  reg [31:0] \b_in$117  = 32'd0;
-  wire [7:0] \b_in$117.exp ;
-  wire [22:0] \b_in$117.frac ;
-  wire \b_in$117.sign ;
-  reg [31:0] \b_in$123  = 32'd0;
-  wire [7:0] \b_in$123.exp ;
-  wire [22:0] \b_in$123.frac ;
-  wire \b_in$123.sign ;
-  reg [31:0] \b_in$129  = 32'd0;
-  wire [7:0] \b_in$129.exp ;
-  wire [22:0] \b_in$129.frac ;
-  wire \b_in$129.sign ;
-  reg [31:0] \b_in$135  = 32'd0;
-  wire [7:0] \b_in$135.exp ;
-  wire [22:0] \b_in$135.frac ;
-  wire \b_in$135.sign ;
-  reg [31:0] \b_in$141  = 32'd0;
-  wire [7:0] \b_in$141.exp ;
-  wire [22:0] \b_in$141.frac ;
-  wire \b_in$141.sign ;
-  reg [31:0] \b_in$147  = 32'd0;
-  wire [7:0] \b_in$147.exp ;
-  wire [22:0] \b_in$147.frac ;
-  wire \b_in$147.sign ;
-  wire [31:0] \b_in$153 ;
-  wire [7:0] \b_in$153.exp ;
-  wire [22:0] \b_in$153.frac ;
-  wire \b_in$153.sign ;
-  wire [31:0] \b_in$159 ;
-  wire [7:0] \b_in$159.exp ;
-  wire [22:0] \b_in$159.frac ;
-  wire \b_in$159.sign ;
-  wire [31:0] \b_in$165 ;
-  wire [7:0] \b_in$165.exp ;
-  wire [22:0] \b_in$165.frac ;
-  wire \b_in$165.sign ;
-  wire [31:0] \b_in$171 ;
-  wire [7:0] \b_in$171.exp ;
-  wire [22:0] \b_in$171.frac ;
-  wire \b_in$171.sign ;
-  wire [31:0] \b_in$177 ;
-  wire [7:0] \b_in$177.exp ;
-  wire [22:0] \b_in$177.frac ;
-  wire \b_in$177.sign ;
-  wire [31:0] \b_in$183 ;
-  wire [7:0] \b_in$183.exp ;
-  wire [22:0] \b_in$183.frac ;
-  wire \b_in$183.sign ;
-  wire [31:0] \b_in$189 ;
-  wire [7:0] \b_in$189.exp ;
-  wire [22:0] \b_in$189.frac ;
-  wire \b_in$189.sign ;
-  wire [31:0] \b_in$195 ;
-  wire [7:0] \b_in$195.exp ;
-  wire [22:0] \b_in$195.frac ;
-  wire \b_in$195.sign ;
-  wire [31:0] \b_in$201 ;
-  wire [7:0] \b_in$201.exp ;
-  wire [22:0] \b_in$201.frac ;
-  wire \b_in$201.sign ;
-  wire [31:0] \b_in$207 ;
-  wire [7:0] \b_in$207.exp ;
-  wire [22:0] \b_in$207.frac ;
-  wire \b_in$207.sign ;
-  wire [31:0] \b_in$213 ;
-  wire [7:0] \b_in$213.exp ;
-  wire [22:0] \b_in$213.frac ;
-  wire \b_in$213.sign ;
-  wire [31:0] \b_in$219 ;
-  wire [7:0] \b_in$219.exp ;
-  wire [22:0] \b_in$219.frac ;
-  wire \b_in$219.sign ;
-  wire [31:0] \b_in$225 ;
-  wire [7:0] \b_in$225.exp ;
-  wire [22:0] \b_in$225.frac ;
-  wire \b_in$225.sign ;
-  wire [31:0] \b_in$231 ;
-  wire [7:0] \b_in$231.exp ;
-  wire [22:0] \b_in$231.frac ;
-  wire \b_in$231.sign ;
-  wire [31:0] \b_in$237 ;
-  wire [7:0] \b_in$237.exp ;
-  wire [22:0] \b_in$237.frac ;
-  wire \b_in$237.sign ;
-  wire [31:0] \b_in$243 ;
-  wire [7:0] \b_in$243.exp ;
-  wire [22:0] \b_in$243.frac ;
-  wire \b_in$243.sign ;
-  wire [31:0] \b_in$249 ;
-  wire [7:0] \b_in$249.exp ;
-  wire [22:0] \b_in$249.frac ;
-  wire \b_in$249.sign ;
-  wire [31:0] \b_in$255 ;
-  wire [7:0] \b_in$255.exp ;
-  wire [22:0] \b_in$255.frac ;
-  wire \b_in$255.sign ;
-  wire [31:0] \b_in$261 ;
-  wire [7:0] \b_in$261.exp ;
-  wire [22:0] \b_in$261.frac ;
-  wire \b_in$261.sign ;
-  wire [31:0] \b_in$267 ;
-  wire [7:0] \b_in$267.exp ;
-  wire [22:0] \b_in$267.frac ;
-  wire \b_in$267.sign ;
-  wire [31:0] \b_in$273 ;
-  wire [7:0] \b_in$273.exp ;
-  wire [22:0] \b_in$273.frac ;
-  wire \b_in$273.sign ;
-  wire [31:0] \b_in$279 ;
-  wire [7:0] \b_in$279.exp ;
-  wire [22:0] \b_in$279.frac ;
-  wire \b_in$279.sign ;
-  wire [31:0] \b_in$285 ;
-  wire [7:0] \b_in$285.exp ;
-  wire [22:0] \b_in$285.frac ;
-  wire \b_in$285.sign ;
-  wire [31:0] \b_in$291 ;
-  wire [7:0] \b_in$291.exp ;
-  wire [22:0] \b_in$291.frac ;
-  wire \b_in$291.sign ;
-  wire [31:0] \b_in$297 ;
-  wire [7:0] \b_in$297.exp ;
-  wire [22:0] \b_in$297.frac ;
-  wire \b_in$297.sign ;
-  wire [31:0] \b_in$303 ;
-  wire [7:0] \b_in$303.exp ;
-  wire [22:0] \b_in$303.frac ;
-  wire \b_in$303.sign ;
-  wire [31:0] \b_in$309 ;
-  wire [7:0] \b_in$309.exp ;
-  wire [22:0] \b_in$309.frac ;
-  wire \b_in$309.sign ;
-  wire [31:0] \b_in$315 ;
-  wire [7:0] \b_in$315.exp ;
-  wire [22:0] \b_in$315.frac ;
-  wire \b_in$315.sign ;
-  wire [31:0] \b_in$321 ;
-  wire [7:0] \b_in$321.exp ;
-  wire [22:0] \b_in$321.frac ;
-  wire \b_in$321.sign ;
-  wire [31:0] \b_in$327 ;
-  wire [7:0] \b_in$327.exp ;
-  wire [22:0] \b_in$327.frac ;
-  wire \b_in$327.sign ;
-  wire [31:0] \b_in$333 ;
-  wire [7:0] \b_in$333.exp ;
-  wire [22:0] \b_in$333.frac ;
-  wire \b_in$333.sign ;
-  wire [31:0] \b_in$339 ;
-  wire [7:0] \b_in$339.exp ;
-  wire [22:0] \b_in$339.frac ;
-  wire \b_in$339.sign ;
-  wire [31:0] \b_in$345 ;
-  wire [7:0] \b_in$345.exp ;
-  wire [22:0] \b_in$345.frac ;
-  wire \b_in$345.sign ;
-  wire [31:0] \b_in$351 ;
-  wire [7:0] \b_in$351.exp ;
-  wire [22:0] \b_in$351.frac ;
-  wire \b_in$351.sign ;
-  wire [31:0] \b_in$357 ;
-  wire [7:0] \b_in$357.exp ;
-  wire [22:0] \b_in$357.frac ;
-  wire \b_in$357.sign ;
-  wire [31:0] \b_in$363 ;
-  wire [7:0] \b_in$363.exp ;
-  wire [22:0] \b_in$363.frac ;
-  wire \b_in$363.sign ;
-  wire [31:0] \b_in$369 ;
-  wire [7:0] \b_in$369.exp ;
-  wire [22:0] \b_in$369.frac ;
-  wire \b_in$369.sign ;
-  wire [31:0] \b_in$375 ;
-  wire [7:0] \b_in$375.exp ;
-  wire [22:0] \b_in$375.frac ;
-  wire \b_in$375.sign ;
-  wire [31:0] \b_in$381 ;
-  wire [7:0] \b_in$381.exp ;
-  wire [22:0] \b_in$381.frac ;
-  wire \b_in$381.sign ;
-  wire [31:0] \b_in$387 ;
-  wire [7:0] \b_in$387.exp ;
-  wire [22:0] \b_in$387.frac ;
-  wire \b_in$387.sign ;
-  wire [31:0] \b_in$393 ;
-  wire [7:0] \b_in$393.exp ;
-  wire [22:0] \b_in$393.frac ;
-  wire \b_in$393.sign ;
-  wire [31:0] \b_in$399 ;
-  wire [7:0] \b_in$399.exp ;
-  wire [22:0] \b_in$399.frac ;
-  wire \b_in$399.sign ;
-  wire [31:0] \b_in$405 ;
-  wire [7:0] \b_in$405.exp ;
-  wire [22:0] \b_in$405.frac ;
-  wire \b_in$405.sign ;
-  wire [31:0] \b_in$411 ;
-  wire [7:0] \b_in$411.exp ;
-  wire [22:0] \b_in$411.frac ;
-  wire \b_in$411.sign ;
-  wire [31:0] \b_in$417 ;
-  wire [7:0] \b_in$417.exp ;
-  wire [22:0] \b_in$417.frac ;
-  wire \b_in$417.sign ;
-  wire [31:0] \b_in$423 ;
-  wire [7:0] \b_in$423.exp ;
-  wire [22:0] \b_in$423.frac ;
-  wire \b_in$423.sign ;
-  wire [31:0] \b_in$429 ;
-  wire [7:0] \b_in$429.exp ;
-  wire [22:0] \b_in$429.frac ;
-  wire \b_in$429.sign ;
-  wire [31:0] \b_in$435 ;
-  wire [7:0] \b_in$435.exp ;
-  wire [22:0] \b_in$435.frac ;
-  wire \b_in$435.sign ;
-  wire [31:0] \b_in$441 ;
-  wire [7:0] \b_in$441.exp ;
-  wire [22:0] \b_in$441.frac ;
-  wire \b_in$441.sign ;
-  wire [31:0] \b_in$447 ;
-  wire [7:0] \b_in$447.exp ;
-  wire [22:0] \b_in$447.frac ;
-  wire \b_in$447.sign ;
-  wire [31:0] \b_in$453 ;
-  wire [7:0] \b_in$453.exp ;
-  wire [22:0] \b_in$453.frac ;
-  wire \b_in$453.sign ;
-  wire [31:0] \b_in$459 ;
-  wire [7:0] \b_in$459.exp ;
-  wire [22:0] \b_in$459.frac ;
-  wire \b_in$459.sign ;
-  wire [31:0] \b_in$465 ;
-  wire [7:0] \b_in$465.exp ;
-  wire [22:0] \b_in$465.frac ;
-  wire \b_in$465.sign ;
-  wire [31:0] \b_in$471 ;
-  wire [7:0] \b_in$471.exp ;
-  wire [22:0] \b_in$471.frac ;
-  wire \b_in$471.sign ;
-  wire [31:0] \b_in$477 ;
-  wire [7:0] \b_in$477.exp ;
-  wire [22:0] \b_in$477.frac ;
-  wire \b_in$477.sign ;
-  wire [31:0] \b_in$483 ;
-  wire [7:0] \b_in$483.exp ;
-  wire [22:0] \b_in$483.frac ;
-  wire \b_in$483.sign ;
+  reg [31:0] \b_in$112  = 32'd0;
+  wire [7:0] \b_in$112.exp ;
+  wire [22:0] \b_in$112.frac ;
+  wire \b_in$112.sign ;
+  reg [31:0] \b_in$118  = 32'd0;
+  wire [7:0] \b_in$118.exp ;
+  wire [22:0] \b_in$118.frac ;
+  wire \b_in$118.sign ;
+  reg [31:0] \b_in$124  = 32'd0;
+  wire [7:0] \b_in$124.exp ;
+  wire [22:0] \b_in$124.frac ;
+  wire \b_in$124.sign ;
+  reg [31:0] \b_in$130  = 32'd0;
+  wire [7:0] \b_in$130.exp ;
+  wire [22:0] \b_in$130.frac ;
+  wire \b_in$130.sign ;
+  reg [31:0] \b_in$136  = 32'd0;
+  wire [7:0] \b_in$136.exp ;
+  wire [22:0] \b_in$136.frac ;
+  wire \b_in$136.sign ;
+  reg [31:0] \b_in$142  = 32'd0;
+  wire [7:0] \b_in$142.exp ;
+  wire [22:0] \b_in$142.frac ;
+  wire \b_in$142.sign ;
+  reg [31:0] \b_in$148  = 32'd0;
+  wire [7:0] \b_in$148.exp ;
+  wire [22:0] \b_in$148.frac ;
+  wire \b_in$148.sign ;
+  wire [31:0] \b_in$154 ;
+  wire [7:0] \b_in$154.exp ;
+  wire [22:0] \b_in$154.frac ;
+  wire \b_in$154.sign ;
+  wire [31:0] \b_in$160 ;
+  wire [7:0] \b_in$160.exp ;
+  wire [22:0] \b_in$160.frac ;
+  wire \b_in$160.sign ;
+  wire [31:0] \b_in$166 ;
+  wire [7:0] \b_in$166.exp ;
+  wire [22:0] \b_in$166.frac ;
+  wire \b_in$166.sign ;
+  wire [31:0] \b_in$172 ;
+  wire [7:0] \b_in$172.exp ;
+  wire [22:0] \b_in$172.frac ;
+  wire \b_in$172.sign ;
+  wire [31:0] \b_in$178 ;
+  wire [7:0] \b_in$178.exp ;
+  wire [22:0] \b_in$178.frac ;
+  wire \b_in$178.sign ;
+  wire [31:0] \b_in$184 ;
+  wire [7:0] \b_in$184.exp ;
+  wire [22:0] \b_in$184.frac ;
+  wire \b_in$184.sign ;
+  wire [31:0] \b_in$190 ;
+  wire [7:0] \b_in$190.exp ;
+  wire [22:0] \b_in$190.frac ;
+  wire \b_in$190.sign ;
+  wire [31:0] \b_in$196 ;
+  wire [7:0] \b_in$196.exp ;
+  wire [22:0] \b_in$196.frac ;
+  wire \b_in$196.sign ;
+  wire [31:0] \b_in$202 ;
+  wire [7:0] \b_in$202.exp ;
+  wire [22:0] \b_in$202.frac ;
+  wire \b_in$202.sign ;
+  wire [31:0] \b_in$208 ;
+  wire [7:0] \b_in$208.exp ;
+  wire [22:0] \b_in$208.frac ;
+  wire \b_in$208.sign ;
+  wire [31:0] \b_in$214 ;
+  wire [7:0] \b_in$214.exp ;
+  wire [22:0] \b_in$214.frac ;
+  wire \b_in$214.sign ;
+  wire [31:0] \b_in$220 ;
+  wire [7:0] \b_in$220.exp ;
+  wire [22:0] \b_in$220.frac ;
+  wire \b_in$220.sign ;
+  wire [31:0] \b_in$226 ;
+  wire [7:0] \b_in$226.exp ;
+  wire [22:0] \b_in$226.frac ;
+  wire \b_in$226.sign ;
+  wire [31:0] \b_in$232 ;
+  wire [7:0] \b_in$232.exp ;
+  wire [22:0] \b_in$232.frac ;
+  wire \b_in$232.sign ;
+  wire [31:0] \b_in$238 ;
+  wire [7:0] \b_in$238.exp ;
+  wire [22:0] \b_in$238.frac ;
+  wire \b_in$238.sign ;
+  wire [31:0] \b_in$244 ;
+  wire [7:0] \b_in$244.exp ;
+  wire [22:0] \b_in$244.frac ;
+  wire \b_in$244.sign ;
+  wire [31:0] \b_in$250 ;
+  wire [7:0] \b_in$250.exp ;
+  wire [22:0] \b_in$250.frac ;
+  wire \b_in$250.sign ;
+  wire [31:0] \b_in$256 ;
+  wire [7:0] \b_in$256.exp ;
+  wire [22:0] \b_in$256.frac ;
+  wire \b_in$256.sign ;
+  wire [31:0] \b_in$262 ;
+  wire [7:0] \b_in$262.exp ;
+  wire [22:0] \b_in$262.frac ;
+  wire \b_in$262.sign ;
+  wire [31:0] \b_in$268 ;
+  wire [7:0] \b_in$268.exp ;
+  wire [22:0] \b_in$268.frac ;
+  wire \b_in$268.sign ;
+  wire [31:0] \b_in$274 ;
+  wire [7:0] \b_in$274.exp ;
+  wire [22:0] \b_in$274.frac ;
+  wire \b_in$274.sign ;
+  wire [31:0] \b_in$280 ;
+  wire [7:0] \b_in$280.exp ;
+  wire [22:0] \b_in$280.frac ;
+  wire \b_in$280.sign ;
+  wire [31:0] \b_in$286 ;
+  wire [7:0] \b_in$286.exp ;
+  wire [22:0] \b_in$286.frac ;
+  wire \b_in$286.sign ;
+  wire [31:0] \b_in$292 ;
+  wire [7:0] \b_in$292.exp ;
+  wire [22:0] \b_in$292.frac ;
+  wire \b_in$292.sign ;
+  wire [31:0] \b_in$298 ;
+  wire [7:0] \b_in$298.exp ;
+  wire [22:0] \b_in$298.frac ;
+  wire \b_in$298.sign ;
+  wire [31:0] \b_in$304 ;
+  wire [7:0] \b_in$304.exp ;
+  wire [22:0] \b_in$304.frac ;
+  wire \b_in$304.sign ;
+  wire [31:0] \b_in$310 ;
+  wire [7:0] \b_in$310.exp ;
+  wire [22:0] \b_in$310.frac ;
+  wire \b_in$310.sign ;
+  wire [31:0] \b_in$316 ;
+  wire [7:0] \b_in$316.exp ;
+  wire [22:0] \b_in$316.frac ;
+  wire \b_in$316.sign ;
+  wire [31:0] \b_in$322 ;
+  wire [7:0] \b_in$322.exp ;
+  wire [22:0] \b_in$322.frac ;
+  wire \b_in$322.sign ;
+  wire [31:0] \b_in$328 ;
+  wire [7:0] \b_in$328.exp ;
+  wire [22:0] \b_in$328.frac ;
+  wire \b_in$328.sign ;
+  wire [31:0] \b_in$334 ;
+  wire [7:0] \b_in$334.exp ;
+  wire [22:0] \b_in$334.frac ;
+  wire \b_in$334.sign ;
+  wire [31:0] \b_in$340 ;
+  wire [7:0] \b_in$340.exp ;
+  wire [22:0] \b_in$340.frac ;
+  wire \b_in$340.sign ;
+  wire [31:0] \b_in$346 ;
+  wire [7:0] \b_in$346.exp ;
+  wire [22:0] \b_in$346.frac ;
+  wire \b_in$346.sign ;
+  wire [31:0] \b_in$352 ;
+  wire [7:0] \b_in$352.exp ;
+  wire [22:0] \b_in$352.frac ;
+  wire \b_in$352.sign ;
+  wire [31:0] \b_in$358 ;
+  wire [7:0] \b_in$358.exp ;
+  wire [22:0] \b_in$358.frac ;
+  wire \b_in$358.sign ;
+  wire [31:0] \b_in$364 ;
+  wire [7:0] \b_in$364.exp ;
+  wire [22:0] \b_in$364.frac ;
+  wire \b_in$364.sign ;
+  wire [31:0] \b_in$370 ;
+  wire [7:0] \b_in$370.exp ;
+  wire [22:0] \b_in$370.frac ;
+  wire \b_in$370.sign ;
+  wire [31:0] \b_in$376 ;
+  wire [7:0] \b_in$376.exp ;
+  wire [22:0] \b_in$376.frac ;
+  wire \b_in$376.sign ;
+  wire [31:0] \b_in$382 ;
+  wire [7:0] \b_in$382.exp ;
+  wire [22:0] \b_in$382.frac ;
+  wire \b_in$382.sign ;
+  wire [31:0] \b_in$388 ;
+  wire [7:0] \b_in$388.exp ;
+  wire [22:0] \b_in$388.frac ;
+  wire \b_in$388.sign ;
+  wire [31:0] \b_in$394 ;
+  wire [7:0] \b_in$394.exp ;
+  wire [22:0] \b_in$394.frac ;
+  wire \b_in$394.sign ;
+  wire [31:0] \b_in$400 ;
+  wire [7:0] \b_in$400.exp ;
+  wire [22:0] \b_in$400.frac ;
+  wire \b_in$400.sign ;
+  wire [31:0] \b_in$406 ;
+  wire [7:0] \b_in$406.exp ;
+  wire [22:0] \b_in$406.frac ;
+  wire \b_in$406.sign ;
+  wire [31:0] \b_in$412 ;
+  wire [7:0] \b_in$412.exp ;
+  wire [22:0] \b_in$412.frac ;
+  wire \b_in$412.sign ;
+  wire [31:0] \b_in$418 ;
+  wire [7:0] \b_in$418.exp ;
+  wire [22:0] \b_in$418.frac ;
+  wire \b_in$418.sign ;
+  wire [31:0] \b_in$424 ;
+  wire [7:0] \b_in$424.exp ;
+  wire [22:0] \b_in$424.frac ;
+  wire \b_in$424.sign ;
+  wire [31:0] \b_in$430 ;
+  wire [7:0] \b_in$430.exp ;
+  wire [22:0] \b_in$430.frac ;
+  wire \b_in$430.sign ;
+  wire [31:0] \b_in$436 ;
+  wire [7:0] \b_in$436.exp ;
+  wire [22:0] \b_in$436.frac ;
+  wire \b_in$436.sign ;
+  wire [31:0] \b_in$442 ;
+  wire [7:0] \b_in$442.exp ;
+  wire [22:0] \b_in$442.frac ;
+  wire \b_in$442.sign ;
+  wire [31:0] \b_in$448 ;
+  wire [7:0] \b_in$448.exp ;
+  wire [22:0] \b_in$448.frac ;
+  wire \b_in$448.sign ;
+  wire [31:0] \b_in$454 ;
+  wire [7:0] \b_in$454.exp ;
+  wire [22:0] \b_in$454.frac ;
+  wire \b_in$454.sign ;
+  wire [31:0] \b_in$460 ;
+  wire [7:0] \b_in$460.exp ;
+  wire [22:0] \b_in$460.frac ;
+  wire \b_in$460.sign ;
+  wire [31:0] \b_in$466 ;
+  wire [7:0] \b_in$466.exp ;
+  wire [22:0] \b_in$466.frac ;
+  wire \b_in$466.sign ;
+  wire [31:0] \b_in$472 ;
+  wire [7:0] \b_in$472.exp ;
+  wire [22:0] \b_in$472.frac ;
+  wire \b_in$472.sign ;
+  wire [31:0] \b_in$478 ;
+  wire [7:0] \b_in$478.exp ;
+  wire [22:0] \b_in$478.frac ;
+  wire \b_in$478.sign ;
+  wire [31:0] \b_in$484 ;
+  wire [7:0] \b_in$484.exp ;
+  wire [22:0] \b_in$484.frac ;
+  wire \b_in$484.sign ;
   wire [7:0] \b_in.exp ;
   wire [22:0] \b_in.frac ;
   wire \b_in.sign ;
   wire [31:0] b_out;
-  wire [31:0] \b_out$160 ;
-  wire [7:0] \b_out$160.exp ;
-  wire [22:0] \b_out$160.frac ;
-  wire \b_out$160.sign ;
-  wire [31:0] \b_out$166 ;
-  wire [7:0] \b_out$166.exp ;
-  wire [22:0] \b_out$166.frac ;
-  wire \b_out$166.sign ;
-  wire [31:0] \b_out$172 ;
-  wire [7:0] \b_out$172.exp ;
-  wire [22:0] \b_out$172.frac ;
-  wire \b_out$172.sign ;
-  wire [31:0] \b_out$178 ;
-  wire [7:0] \b_out$178.exp ;
-  wire [22:0] \b_out$178.frac ;
-  wire \b_out$178.sign ;
-  wire [31:0] \b_out$184 ;
-  wire [7:0] \b_out$184.exp ;
-  wire [22:0] \b_out$184.frac ;
-  wire \b_out$184.sign ;
-  wire [31:0] \b_out$190 ;
-  wire [7:0] \b_out$190.exp ;
-  wire [22:0] \b_out$190.frac ;
-  wire \b_out$190.sign ;
-  wire [31:0] \b_out$196 ;
-  wire [7:0] \b_out$196.exp ;
-  wire [22:0] \b_out$196.frac ;
-  wire \b_out$196.sign ;
-  wire [31:0] \b_out$202 ;
-  wire [7:0] \b_out$202.exp ;
-  wire [22:0] \b_out$202.frac ;
-  wire \b_out$202.sign ;
-  wire [31:0] \b_out$208 ;
-  wire [7:0] \b_out$208.exp ;
-  wire [22:0] \b_out$208.frac ;
-  wire \b_out$208.sign ;
-  wire [31:0] \b_out$214 ;
-  wire [7:0] \b_out$214.exp ;
-  wire [22:0] \b_out$214.frac ;
-  wire \b_out$214.sign ;
-  wire [31:0] \b_out$220 ;
-  wire [7:0] \b_out$220.exp ;
-  wire [22:0] \b_out$220.frac ;
-  wire \b_out$220.sign ;
-  wire [31:0] \b_out$226 ;
-  wire [7:0] \b_out$226.exp ;
-  wire [22:0] \b_out$226.frac ;
-  wire \b_out$226.sign ;
-  wire [31:0] \b_out$232 ;
-  wire [7:0] \b_out$232.exp ;
-  wire [22:0] \b_out$232.frac ;
-  wire \b_out$232.sign ;
-  wire [31:0] \b_out$238 ;
-  wire [7:0] \b_out$238.exp ;
-  wire [22:0] \b_out$238.frac ;
-  wire \b_out$238.sign ;
-  wire [31:0] \b_out$244 ;
-  wire [7:0] \b_out$244.exp ;
-  wire [22:0] \b_out$244.frac ;
-  wire \b_out$244.sign ;
-  wire [31:0] \b_out$250 ;
-  wire [7:0] \b_out$250.exp ;
-  wire [22:0] \b_out$250.frac ;
-  wire \b_out$250.sign ;
-  wire [31:0] \b_out$256 ;
-  wire [7:0] \b_out$256.exp ;
-  wire [22:0] \b_out$256.frac ;
-  wire \b_out$256.sign ;
-  wire [31:0] \b_out$262 ;
-  wire [7:0] \b_out$262.exp ;
-  wire [22:0] \b_out$262.frac ;
-  wire \b_out$262.sign ;
-  wire [31:0] \b_out$268 ;
-  wire [7:0] \b_out$268.exp ;
-  wire [22:0] \b_out$268.frac ;
-  wire \b_out$268.sign ;
-  wire [31:0] \b_out$274 ;
-  wire [7:0] \b_out$274.exp ;
-  wire [22:0] \b_out$274.frac ;
-  wire \b_out$274.sign ;
-  wire [31:0] \b_out$280 ;
-  wire [7:0] \b_out$280.exp ;
-  wire [22:0] \b_out$280.frac ;
-  wire \b_out$280.sign ;
-  wire [31:0] \b_out$286 ;
-  wire [7:0] \b_out$286.exp ;
-  wire [22:0] \b_out$286.frac ;
-  wire \b_out$286.sign ;
-  wire [31:0] \b_out$292 ;
-  wire [7:0] \b_out$292.exp ;
-  wire [22:0] \b_out$292.frac ;
-  wire \b_out$292.sign ;
-  wire [31:0] \b_out$298 ;
-  wire [7:0] \b_out$298.exp ;
-  wire [22:0] \b_out$298.frac ;
-  wire \b_out$298.sign ;
-  wire [31:0] \b_out$304 ;
-  wire [7:0] \b_out$304.exp ;
-  wire [22:0] \b_out$304.frac ;
-  wire \b_out$304.sign ;
-  wire [31:0] \b_out$310 ;
-  wire [7:0] \b_out$310.exp ;
-  wire [22:0] \b_out$310.frac ;
-  wire \b_out$310.sign ;
-  wire [31:0] \b_out$316 ;
-  wire [7:0] \b_out$316.exp ;
-  wire [22:0] \b_out$316.frac ;
-  wire \b_out$316.sign ;
-  wire [31:0] \b_out$322 ;
-  wire [7:0] \b_out$322.exp ;
-  wire [22:0] \b_out$322.frac ;
-  wire \b_out$322.sign ;
-  wire [31:0] \b_out$328 ;
-  wire [7:0] \b_out$328.exp ;
-  wire [22:0] \b_out$328.frac ;
-  wire \b_out$328.sign ;
-  wire [31:0] \b_out$334 ;
-  wire [7:0] \b_out$334.exp ;
-  wire [22:0] \b_out$334.frac ;
-  wire \b_out$334.sign ;
-  wire [31:0] \b_out$340 ;
-  wire [7:0] \b_out$340.exp ;
-  wire [22:0] \b_out$340.frac ;
-  wire \b_out$340.sign ;
-  wire [31:0] \b_out$346 ;
-  wire [7:0] \b_out$346.exp ;
-  wire [22:0] \b_out$346.frac ;
-  wire \b_out$346.sign ;
-  wire [31:0] \b_out$352 ;
-  wire [7:0] \b_out$352.exp ;
-  wire [22:0] \b_out$352.frac ;
-  wire \b_out$352.sign ;
-  wire [31:0] \b_out$358 ;
-  wire [7:0] \b_out$358.exp ;
-  wire [22:0] \b_out$358.frac ;
-  wire \b_out$358.sign ;
-  wire [31:0] \b_out$364 ;
-  wire [7:0] \b_out$364.exp ;
-  wire [22:0] \b_out$364.frac ;
-  wire \b_out$364.sign ;
-  wire [31:0] \b_out$370 ;
-  wire [7:0] \b_out$370.exp ;
-  wire [22:0] \b_out$370.frac ;
-  wire \b_out$370.sign ;
-  wire [31:0] \b_out$376 ;
-  wire [7:0] \b_out$376.exp ;
-  wire [22:0] \b_out$376.frac ;
-  wire \b_out$376.sign ;
-  wire [31:0] \b_out$382 ;
-  wire [7:0] \b_out$382.exp ;
-  wire [22:0] \b_out$382.frac ;
-  wire \b_out$382.sign ;
-  wire [31:0] \b_out$388 ;
-  wire [7:0] \b_out$388.exp ;
-  wire [22:0] \b_out$388.frac ;
-  wire \b_out$388.sign ;
-  wire [31:0] \b_out$394 ;
-  wire [7:0] \b_out$394.exp ;
-  wire [22:0] \b_out$394.frac ;
-  wire \b_out$394.sign ;
-  wire [31:0] \b_out$400 ;
-  wire [7:0] \b_out$400.exp ;
-  wire [22:0] \b_out$400.frac ;
-  wire \b_out$400.sign ;
-  wire [31:0] \b_out$406 ;
-  wire [7:0] \b_out$406.exp ;
-  wire [22:0] \b_out$406.frac ;
-  wire \b_out$406.sign ;
-  wire [31:0] \b_out$412 ;
-  wire [7:0] \b_out$412.exp ;
-  wire [22:0] \b_out$412.frac ;
-  wire \b_out$412.sign ;
-  wire [31:0] \b_out$418 ;
-  wire [7:0] \b_out$418.exp ;
-  wire [22:0] \b_out$418.frac ;
-  wire \b_out$418.sign ;
-  wire [31:0] \b_out$424 ;
-  wire [7:0] \b_out$424.exp ;
-  wire [22:0] \b_out$424.frac ;
-  wire \b_out$424.sign ;
-  wire [31:0] \b_out$430 ;
-  wire [7:0] \b_out$430.exp ;
-  wire [22:0] \b_out$430.frac ;
-  wire \b_out$430.sign ;
-  wire [31:0] \b_out$436 ;
-  wire [7:0] \b_out$436.exp ;
-  wire [22:0] \b_out$436.frac ;
-  wire \b_out$436.sign ;
-  wire [31:0] \b_out$442 ;
-  wire [7:0] \b_out$442.exp ;
-  wire [22:0] \b_out$442.frac ;
-  wire \b_out$442.sign ;
-  wire [31:0] \b_out$448 ;
-  wire [7:0] \b_out$448.exp ;
-  wire [22:0] \b_out$448.frac ;
-  wire \b_out$448.sign ;
-  wire [31:0] \b_out$454 ;
-  wire [7:0] \b_out$454.exp ;
-  wire [22:0] \b_out$454.frac ;
-  wire \b_out$454.sign ;
-  wire [31:0] \b_out$460 ;
-  wire [7:0] \b_out$460.exp ;
-  wire [22:0] \b_out$460.frac ;
-  wire \b_out$460.sign ;
-  wire [31:0] \b_out$466 ;
-  wire [7:0] \b_out$466.exp ;
-  wire [22:0] \b_out$466.frac ;
-  wire \b_out$466.sign ;
-  wire [31:0] \b_out$472 ;
-  wire [7:0] \b_out$472.exp ;
-  wire [22:0] \b_out$472.frac ;
-  wire \b_out$472.sign ;
-  wire [31:0] \b_out$478 ;
-  wire [7:0] \b_out$478.exp ;
-  wire [22:0] \b_out$478.frac ;
-  wire \b_out$478.sign ;
-  wire [31:0] \b_out$484 ;
-  wire [7:0] \b_out$484.exp ;
-  wire [22:0] \b_out$484.frac ;
-  wire \b_out$484.sign ;
+  wire [31:0] \b_out$161 ;
+  wire [7:0] \b_out$161.exp ;
+  wire [22:0] \b_out$161.frac ;
+  wire \b_out$161.sign ;
+  wire [31:0] \b_out$167 ;
+  wire [7:0] \b_out$167.exp ;
+  wire [22:0] \b_out$167.frac ;
+  wire \b_out$167.sign ;
+  wire [31:0] \b_out$173 ;
+  wire [7:0] \b_out$173.exp ;
+  wire [22:0] \b_out$173.frac ;
+  wire \b_out$173.sign ;
+  wire [31:0] \b_out$179 ;
+  wire [7:0] \b_out$179.exp ;
+  wire [22:0] \b_out$179.frac ;
+  wire \b_out$179.sign ;
+  wire [31:0] \b_out$185 ;
+  wire [7:0] \b_out$185.exp ;
+  wire [22:0] \b_out$185.frac ;
+  wire \b_out$185.sign ;
+  wire [31:0] \b_out$191 ;
+  wire [7:0] \b_out$191.exp ;
+  wire [22:0] \b_out$191.frac ;
+  wire \b_out$191.sign ;
+  wire [31:0] \b_out$197 ;
+  wire [7:0] \b_out$197.exp ;
+  wire [22:0] \b_out$197.frac ;
+  wire \b_out$197.sign ;
+  wire [31:0] \b_out$203 ;
+  wire [7:0] \b_out$203.exp ;
+  wire [22:0] \b_out$203.frac ;
+  wire \b_out$203.sign ;
+  wire [31:0] \b_out$209 ;
+  wire [7:0] \b_out$209.exp ;
+  wire [22:0] \b_out$209.frac ;
+  wire \b_out$209.sign ;
+  wire [31:0] \b_out$215 ;
+  wire [7:0] \b_out$215.exp ;
+  wire [22:0] \b_out$215.frac ;
+  wire \b_out$215.sign ;
+  wire [31:0] \b_out$221 ;
+  wire [7:0] \b_out$221.exp ;
+  wire [22:0] \b_out$221.frac ;
+  wire \b_out$221.sign ;
+  wire [31:0] \b_out$227 ;
+  wire [7:0] \b_out$227.exp ;
+  wire [22:0] \b_out$227.frac ;
+  wire \b_out$227.sign ;
+  wire [31:0] \b_out$233 ;
+  wire [7:0] \b_out$233.exp ;
+  wire [22:0] \b_out$233.frac ;
+  wire \b_out$233.sign ;
+  wire [31:0] \b_out$239 ;
+  wire [7:0] \b_out$239.exp ;
+  wire [22:0] \b_out$239.frac ;
+  wire \b_out$239.sign ;
+  wire [31:0] \b_out$245 ;
+  wire [7:0] \b_out$245.exp ;
+  wire [22:0] \b_out$245.frac ;
+  wire \b_out$245.sign ;
+  wire [31:0] \b_out$251 ;
+  wire [7:0] \b_out$251.exp ;
+  wire [22:0] \b_out$251.frac ;
+  wire \b_out$251.sign ;
+  wire [31:0] \b_out$257 ;
+  wire [7:0] \b_out$257.exp ;
+  wire [22:0] \b_out$257.frac ;
+  wire \b_out$257.sign ;
+  wire [31:0] \b_out$263 ;
+  wire [7:0] \b_out$263.exp ;
+  wire [22:0] \b_out$263.frac ;
+  wire \b_out$263.sign ;
+  wire [31:0] \b_out$269 ;
+  wire [7:0] \b_out$269.exp ;
+  wire [22:0] \b_out$269.frac ;
+  wire \b_out$269.sign ;
+  wire [31:0] \b_out$275 ;
+  wire [7:0] \b_out$275.exp ;
+  wire [22:0] \b_out$275.frac ;
+  wire \b_out$275.sign ;
+  wire [31:0] \b_out$281 ;
+  wire [7:0] \b_out$281.exp ;
+  wire [22:0] \b_out$281.frac ;
+  wire \b_out$281.sign ;
+  wire [31:0] \b_out$287 ;
+  wire [7:0] \b_out$287.exp ;
+  wire [22:0] \b_out$287.frac ;
+  wire \b_out$287.sign ;
+  wire [31:0] \b_out$293 ;
+  wire [7:0] \b_out$293.exp ;
+  wire [22:0] \b_out$293.frac ;
+  wire \b_out$293.sign ;
+  wire [31:0] \b_out$299 ;
+  wire [7:0] \b_out$299.exp ;
+  wire [22:0] \b_out$299.frac ;
+  wire \b_out$299.sign ;
+  wire [31:0] \b_out$305 ;
+  wire [7:0] \b_out$305.exp ;
+  wire [22:0] \b_out$305.frac ;
+  wire \b_out$305.sign ;
+  wire [31:0] \b_out$311 ;
+  wire [7:0] \b_out$311.exp ;
+  wire [22:0] \b_out$311.frac ;
+  wire \b_out$311.sign ;
+  wire [31:0] \b_out$317 ;
+  wire [7:0] \b_out$317.exp ;
+  wire [22:0] \b_out$317.frac ;
+  wire \b_out$317.sign ;
+  wire [31:0] \b_out$323 ;
+  wire [7:0] \b_out$323.exp ;
+  wire [22:0] \b_out$323.frac ;
+  wire \b_out$323.sign ;
+  wire [31:0] \b_out$329 ;
+  wire [7:0] \b_out$329.exp ;
+  wire [22:0] \b_out$329.frac ;
+  wire \b_out$329.sign ;
+  wire [31:0] \b_out$335 ;
+  wire [7:0] \b_out$335.exp ;
+  wire [22:0] \b_out$335.frac ;
+  wire \b_out$335.sign ;
+  wire [31:0] \b_out$341 ;
+  wire [7:0] \b_out$341.exp ;
+  wire [22:0] \b_out$341.frac ;
+  wire \b_out$341.sign ;
+  wire [31:0] \b_out$347 ;
+  wire [7:0] \b_out$347.exp ;
+  wire [22:0] \b_out$347.frac ;
+  wire \b_out$347.sign ;
+  wire [31:0] \b_out$353 ;
+  wire [7:0] \b_out$353.exp ;
+  wire [22:0] \b_out$353.frac ;
+  wire \b_out$353.sign ;
+  wire [31:0] \b_out$359 ;
+  wire [7:0] \b_out$359.exp ;
+  wire [22:0] \b_out$359.frac ;
+  wire \b_out$359.sign ;
+  wire [31:0] \b_out$365 ;
+  wire [7:0] \b_out$365.exp ;
+  wire [22:0] \b_out$365.frac ;
+  wire \b_out$365.sign ;
+  wire [31:0] \b_out$371 ;
+  wire [7:0] \b_out$371.exp ;
+  wire [22:0] \b_out$371.frac ;
+  wire \b_out$371.sign ;
+  wire [31:0] \b_out$377 ;
+  wire [7:0] \b_out$377.exp ;
+  wire [22:0] \b_out$377.frac ;
+  wire \b_out$377.sign ;
+  wire [31:0] \b_out$383 ;
+  wire [7:0] \b_out$383.exp ;
+  wire [22:0] \b_out$383.frac ;
+  wire \b_out$383.sign ;
+  wire [31:0] \b_out$389 ;
+  wire [7:0] \b_out$389.exp ;
+  wire [22:0] \b_out$389.frac ;
+  wire \b_out$389.sign ;
+  wire [31:0] \b_out$395 ;
+  wire [7:0] \b_out$395.exp ;
+  wire [22:0] \b_out$395.frac ;
+  wire \b_out$395.sign ;
+  wire [31:0] \b_out$401 ;
+  wire [7:0] \b_out$401.exp ;
+  wire [22:0] \b_out$401.frac ;
+  wire \b_out$401.sign ;
+  wire [31:0] \b_out$407 ;
+  wire [7:0] \b_out$407.exp ;
+  wire [22:0] \b_out$407.frac ;
+  wire \b_out$407.sign ;
+  wire [31:0] \b_out$413 ;
+  wire [7:0] \b_out$413.exp ;
+  wire [22:0] \b_out$413.frac ;
+  wire \b_out$413.sign ;
+  wire [31:0] \b_out$419 ;
+  wire [7:0] \b_out$419.exp ;
+  wire [22:0] \b_out$419.frac ;
+  wire \b_out$419.sign ;
+  wire [31:0] \b_out$425 ;
+  wire [7:0] \b_out$425.exp ;
+  wire [22:0] \b_out$425.frac ;
+  wire \b_out$425.sign ;
+  wire [31:0] \b_out$431 ;
+  wire [7:0] \b_out$431.exp ;
+  wire [22:0] \b_out$431.frac ;
+  wire \b_out$431.sign ;
+  wire [31:0] \b_out$437 ;
+  wire [7:0] \b_out$437.exp ;
+  wire [22:0] \b_out$437.frac ;
+  wire \b_out$437.sign ;
+  wire [31:0] \b_out$443 ;
+  wire [7:0] \b_out$443.exp ;
+  wire [22:0] \b_out$443.frac ;
+  wire \b_out$443.sign ;
+  wire [31:0] \b_out$449 ;
+  wire [7:0] \b_out$449.exp ;
+  wire [22:0] \b_out$449.frac ;
+  wire \b_out$449.sign ;
+  wire [31:0] \b_out$455 ;
+  wire [7:0] \b_out$455.exp ;
+  wire [22:0] \b_out$455.frac ;
+  wire \b_out$455.sign ;
+  wire [31:0] \b_out$461 ;
+  wire [7:0] \b_out$461.exp ;
+  wire [22:0] \b_out$461.frac ;
+  wire \b_out$461.sign ;
+  wire [31:0] \b_out$467 ;
+  wire [7:0] \b_out$467.exp ;
+  wire [22:0] \b_out$467.frac ;
+  wire \b_out$467.sign ;
+  wire [31:0] \b_out$473 ;
+  wire [7:0] \b_out$473.exp ;
+  wire [22:0] \b_out$473.frac ;
+  wire \b_out$473.sign ;
+  wire [31:0] \b_out$479 ;
+  wire [7:0] \b_out$479.exp ;
+  wire [22:0] \b_out$479.frac ;
+  wire \b_out$479.sign ;
+  wire [31:0] \b_out$485 ;
+  wire [7:0] \b_out$485.exp ;
+  wire [22:0] \b_out$485.frac ;
+  wire \b_out$485.sign ;
   wire [7:0] \b_out.exp ;
   wire [22:0] \b_out.frac ;
   wire \b_out.sign ;
@@ -3898,69 +5698,69 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$29 ;
-  wire [6:0] \code$29.magnitude ;
-  wire \code$29.sign ;
-  wire [7:0] \code$34 ;
-  wire [6:0] \code$34.magnitude ;
-  wire \code$34.sign ;
-  wire [7:0] \code$39 ;
-  wire [6:0] \code$39.magnitude ;
-  wire \code$39.sign ;
-  wire [7:0] \code$44 ;
-  wire [6:0] \code$44.magnitude ;
-  wire \code$44.sign ;
-  wire [7:0] \code$49 ;
-  wire [6:0] \code$49.magnitude ;
-  wire \code$49.sign ;
-  wire [7:0] \code$54 ;
-  wire [6:0] \code$54.magnitude ;
-  wire \code$54.sign ;
-  wire [7:0] \code$59 ;
-  wire [6:0] \code$59.magnitude ;
-  wire \code$59.sign ;
-  wire [7:0] \code$64 ;
-  wire [6:0] \code$64.magnitude ;
-  wire \code$64.sign ;
-  wire [7:0] \code$69 ;
-  wire [6:0] \code$69.magnitude ;
-  wire \code$69.sign ;
-  wire [7:0] \code$74 ;
-  wire [6:0] \code$74.magnitude ;
-  wire \code$74.sign ;
-  wire [7:0] \code$79 ;
-  wire [6:0] \code$79.magnitude ;
-  wire \code$79.sign ;
-  wire [7:0] \code$84 ;
-  wire [6:0] \code$84.magnitude ;
-  wire \code$84.sign ;
-  wire [7:0] \code$89 ;
-  wire [6:0] \code$89.magnitude ;
-  wire \code$89.sign ;
-  wire [7:0] \code$94 ;
-  wire [6:0] \code$94.magnitude ;
-  wire \code$94.sign ;
-  wire [7:0] \code$99 ;
-  wire [6:0] \code$99.magnitude ;
-  wire \code$99.sign ;
+  wire [7:0] \code$100 ;
+  wire [6:0] \code$100.magnitude ;
+  wire \code$100.sign ;
+  wire [7:0] \code$30 ;
+  wire [6:0] \code$30.magnitude ;
+  wire \code$30.sign ;
+  wire [7:0] \code$35 ;
+  wire [6:0] \code$35.magnitude ;
+  wire \code$35.sign ;
+  wire [7:0] \code$40 ;
+  wire [6:0] \code$40.magnitude ;
+  wire \code$40.sign ;
+  wire [7:0] \code$45 ;
+  wire [6:0] \code$45.magnitude ;
+  wire \code$45.sign ;
+  wire [7:0] \code$50 ;
+  wire [6:0] \code$50.magnitude ;
+  wire \code$50.sign ;
+  wire [7:0] \code$55 ;
+  wire [6:0] \code$55.magnitude ;
+  wire \code$55.sign ;
+  wire [7:0] \code$60 ;
+  wire [6:0] \code$60.magnitude ;
+  wire \code$60.sign ;
+  wire [7:0] \code$65 ;
+  wire [6:0] \code$65.magnitude ;
+  wire \code$65.sign ;
+  wire [7:0] \code$70 ;
+  wire [6:0] \code$70.magnitude ;
+  wire \code$70.sign ;
+  wire [7:0] \code$75 ;
+  wire [6:0] \code$75.magnitude ;
+  wire \code$75.sign ;
+  wire [7:0] \code$80 ;
+  wire [6:0] \code$80.magnitude ;
+  wire \code$80.sign ;
+  wire [7:0] \code$85 ;
+  wire [6:0] \code$85.magnitude ;
+  wire \code$85.sign ;
+  wire [7:0] \code$90 ;
+  wire [6:0] \code$90.magnitude ;
+  wire \code$90.sign ;
+  wire [7:0] \code$95 ;
+  wire [6:0] \code$95.magnitude ;
+  wire \code$95.sign ;
   wire [6:0] \code.magnitude ;
   wire \code.sign ;
   wire code_valid;
-  wire \code_valid$100 ;
-  wire \code_valid$30 ;
-  wire \code_valid$35 ;
-  wire \code_valid$40 ;
-  wire \code_valid$45 ;
-  wire \code_valid$50 ;
-  wire \code_valid$55 ;
-  wire \code_valid$60 ;
-  wire \code_valid$65 ;
-  wire \code_valid$70 ;
-  wire \code_valid$75 ;
-  wire \code_valid$80 ;
-  wire \code_valid$85 ;
-  wire \code_valid$90 ;
-  wire \code_valid$95 ;
+  wire \code_valid$101 ;
+  wire \code_valid$31 ;
+  wire \code_valid$36 ;
+  wire \code_valid$41 ;
+  wire \code_valid$46 ;
+  wire \code_valid$51 ;
+  wire \code_valid$56 ;
+  wire \code_valid$61 ;
+  wire \code_valid$66 ;
+  wire \code_valid$71 ;
+  wire \code_valid$76 ;
+  wire \code_valid$81 ;
+  wire \code_valid$86 ;
+  wire \code_valid$91 ;
+  wire \code_valid$96 ;
   (* init = 3'h0 *)
   wire [2:0] control;
   wire \control.first ;
@@ -4087,503 +5887,499 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire \ctl7_skew_d7.last ;
   wire \ctl7_skew_d7.valid ;
   reg [2:0] ctl_in = 3'h0;
-  wire [2:0] \ctl_in$109 ;
-  wire \ctl_in$109.first ;
-  wire \ctl_in$109.last ;
-  wire \ctl_in$109.valid ;
-  wire [2:0] \ctl_in$115 ;
-  wire \ctl_in$115.first ;
-  wire \ctl_in$115.last ;
-  wire \ctl_in$115.valid ;
-  wire [2:0] \ctl_in$121 ;
-  wire \ctl_in$121.first ;
-  wire \ctl_in$121.last ;
-  wire \ctl_in$121.valid ;
-  wire [2:0] \ctl_in$127 ;
-  wire \ctl_in$127.first ;
-  wire \ctl_in$127.last ;
-  wire \ctl_in$127.valid ;
-  wire [2:0] \ctl_in$133 ;
-  wire \ctl_in$133.first ;
-  wire \ctl_in$133.last ;
-  wire \ctl_in$133.valid ;
-  wire [2:0] \ctl_in$139 ;
-  wire \ctl_in$139.first ;
-  wire \ctl_in$139.last ;
-  wire \ctl_in$139.valid ;
-  wire [2:0] \ctl_in$145 ;
-  wire \ctl_in$145.first ;
-  wire \ctl_in$145.last ;
-  wire \ctl_in$145.valid ;
-  reg [2:0] \ctl_in$151  = 3'h0;
-  wire \ctl_in$151.first ;
-  wire \ctl_in$151.last ;
-  wire \ctl_in$151.valid ;
-  wire [2:0] \ctl_in$157 ;
-  wire \ctl_in$157.first ;
-  wire \ctl_in$157.last ;
-  wire \ctl_in$157.valid ;
-  wire [2:0] \ctl_in$163 ;
-  wire \ctl_in$163.first ;
-  wire \ctl_in$163.last ;
-  wire \ctl_in$163.valid ;
-  wire [2:0] \ctl_in$169 ;
-  wire \ctl_in$169.first ;
-  wire \ctl_in$169.last ;
-  wire \ctl_in$169.valid ;
-  wire [2:0] \ctl_in$175 ;
-  wire \ctl_in$175.first ;
-  wire \ctl_in$175.last ;
-  wire \ctl_in$175.valid ;
-  wire [2:0] \ctl_in$181 ;
-  wire \ctl_in$181.first ;
-  wire \ctl_in$181.last ;
-  wire \ctl_in$181.valid ;
-  wire [2:0] \ctl_in$187 ;
-  wire \ctl_in$187.first ;
-  wire \ctl_in$187.last ;
-  wire \ctl_in$187.valid ;
-  wire [2:0] \ctl_in$193 ;
-  wire \ctl_in$193.first ;
-  wire \ctl_in$193.last ;
-  wire \ctl_in$193.valid ;
-  reg [2:0] \ctl_in$199  = 3'h0;
-  wire \ctl_in$199.first ;
-  wire \ctl_in$199.last ;
-  wire \ctl_in$199.valid ;
-  wire [2:0] \ctl_in$205 ;
-  wire \ctl_in$205.first ;
-  wire \ctl_in$205.last ;
-  wire \ctl_in$205.valid ;
-  wire [2:0] \ctl_in$211 ;
-  wire \ctl_in$211.first ;
-  wire \ctl_in$211.last ;
-  wire \ctl_in$211.valid ;
-  wire [2:0] \ctl_in$217 ;
-  wire \ctl_in$217.first ;
-  wire \ctl_in$217.last ;
-  wire \ctl_in$217.valid ;
-  wire [2:0] \ctl_in$223 ;
-  wire \ctl_in$223.first ;
-  wire \ctl_in$223.last ;
-  wire \ctl_in$223.valid ;
-  wire [2:0] \ctl_in$229 ;
-  wire \ctl_in$229.first ;
-  wire \ctl_in$229.last ;
-  wire \ctl_in$229.valid ;
-  wire [2:0] \ctl_in$235 ;
-  wire \ctl_in$235.first ;
-  wire \ctl_in$235.last ;
-  wire \ctl_in$235.valid ;
-  wire [2:0] \ctl_in$241 ;
-  wire \ctl_in$241.first ;
-  wire \ctl_in$241.last ;
-  wire \ctl_in$241.valid ;
-  reg [2:0] \ctl_in$247  = 3'h0;
-  wire \ctl_in$247.first ;
-  wire \ctl_in$247.last ;
-  wire \ctl_in$247.valid ;
-  wire [2:0] \ctl_in$253 ;
-  wire \ctl_in$253.first ;
-  wire \ctl_in$253.last ;
-  wire \ctl_in$253.valid ;
-  wire [2:0] \ctl_in$259 ;
-  wire \ctl_in$259.first ;
-  wire \ctl_in$259.last ;
-  wire \ctl_in$259.valid ;
-  wire [2:0] \ctl_in$265 ;
-  wire \ctl_in$265.first ;
-  wire \ctl_in$265.last ;
-  wire \ctl_in$265.valid ;
-  wire [2:0] \ctl_in$271 ;
-  wire \ctl_in$271.first ;
-  wire \ctl_in$271.last ;
-  wire \ctl_in$271.valid ;
-  wire [2:0] \ctl_in$277 ;
-  wire \ctl_in$277.first ;
-  wire \ctl_in$277.last ;
-  wire \ctl_in$277.valid ;
-  wire [2:0] \ctl_in$283 ;
-  wire \ctl_in$283.first ;
-  wire \ctl_in$283.last ;
-  wire \ctl_in$283.valid ;
-  wire [2:0] \ctl_in$289 ;
-  wire \ctl_in$289.first ;
-  wire \ctl_in$289.last ;
-  wire \ctl_in$289.valid ;
-  reg [2:0] \ctl_in$295  = 3'h0;
-  wire \ctl_in$295.first ;
-  wire \ctl_in$295.last ;
-  wire \ctl_in$295.valid ;
-  wire [2:0] \ctl_in$301 ;
-  wire \ctl_in$301.first ;
-  wire \ctl_in$301.last ;
-  wire \ctl_in$301.valid ;
-  wire [2:0] \ctl_in$307 ;
-  wire \ctl_in$307.first ;
-  wire \ctl_in$307.last ;
-  wire \ctl_in$307.valid ;
-  wire [2:0] \ctl_in$313 ;
-  wire \ctl_in$313.first ;
-  wire \ctl_in$313.last ;
-  wire \ctl_in$313.valid ;
-  wire [2:0] \ctl_in$319 ;
-  wire \ctl_in$319.first ;
-  wire \ctl_in$319.last ;
-  wire \ctl_in$319.valid ;
-  wire [2:0] \ctl_in$325 ;
-  wire \ctl_in$325.first ;
-  wire \ctl_in$325.last ;
-  wire \ctl_in$325.valid ;
-  wire [2:0] \ctl_in$331 ;
-  wire \ctl_in$331.first ;
-  wire \ctl_in$331.last ;
-  wire \ctl_in$331.valid ;
-  wire [2:0] \ctl_in$337 ;
-  wire \ctl_in$337.first ;
-  wire \ctl_in$337.last ;
-  wire \ctl_in$337.valid ;
-  reg [2:0] \ctl_in$343  = 3'h0;
-  wire \ctl_in$343.first ;
-  wire \ctl_in$343.last ;
-  wire \ctl_in$343.valid ;
-  wire [2:0] \ctl_in$349 ;
-  wire \ctl_in$349.first ;
-  wire \ctl_in$349.last ;
-  wire \ctl_in$349.valid ;
-  wire [2:0] \ctl_in$355 ;
-  wire \ctl_in$355.first ;
-  wire \ctl_in$355.last ;
-  wire \ctl_in$355.valid ;
-  wire [2:0] \ctl_in$361 ;
-  wire \ctl_in$361.first ;
-  wire \ctl_in$361.last ;
-  wire \ctl_in$361.valid ;
-  wire [2:0] \ctl_in$367 ;
-  wire \ctl_in$367.first ;
-  wire \ctl_in$367.last ;
-  wire \ctl_in$367.valid ;
-  wire [2:0] \ctl_in$373 ;
-  wire \ctl_in$373.first ;
-  wire \ctl_in$373.last ;
-  wire \ctl_in$373.valid ;
-  wire [2:0] \ctl_in$379 ;
-  wire \ctl_in$379.first ;
-  wire \ctl_in$379.last ;
-  wire \ctl_in$379.valid ;
-  wire [2:0] \ctl_in$385 ;
-  wire \ctl_in$385.first ;
-  wire \ctl_in$385.last ;
-  wire \ctl_in$385.valid ;
-  reg [2:0] \ctl_in$391  = 3'h0;
-  wire \ctl_in$391.first ;
-  wire \ctl_in$391.last ;
-  wire \ctl_in$391.valid ;
-  wire [2:0] \ctl_in$397 ;
-  wire \ctl_in$397.first ;
-  wire \ctl_in$397.last ;
-  wire \ctl_in$397.valid ;
-  wire [2:0] \ctl_in$403 ;
-  wire \ctl_in$403.first ;
-  wire \ctl_in$403.last ;
-  wire \ctl_in$403.valid ;
-  wire [2:0] \ctl_in$409 ;
-  wire \ctl_in$409.first ;
-  wire \ctl_in$409.last ;
-  wire \ctl_in$409.valid ;
-  wire [2:0] \ctl_in$415 ;
-  wire \ctl_in$415.first ;
-  wire \ctl_in$415.last ;
-  wire \ctl_in$415.valid ;
-  wire [2:0] \ctl_in$421 ;
-  wire \ctl_in$421.first ;
-  wire \ctl_in$421.last ;
-  wire \ctl_in$421.valid ;
-  wire [2:0] \ctl_in$427 ;
-  wire \ctl_in$427.first ;
-  wire \ctl_in$427.last ;
-  wire \ctl_in$427.valid ;
-  wire [2:0] \ctl_in$433 ;
-  wire \ctl_in$433.first ;
-  wire \ctl_in$433.last ;
-  wire \ctl_in$433.valid ;
-  reg [2:0] \ctl_in$439  = 3'h0;
-  wire \ctl_in$439.first ;
-  wire \ctl_in$439.last ;
-  wire \ctl_in$439.valid ;
-  wire [2:0] \ctl_in$445 ;
-  wire \ctl_in$445.first ;
-  wire \ctl_in$445.last ;
-  wire \ctl_in$445.valid ;
-  wire [2:0] \ctl_in$451 ;
-  wire \ctl_in$451.first ;
-  wire \ctl_in$451.last ;
-  wire \ctl_in$451.valid ;
-  wire [2:0] \ctl_in$457 ;
-  wire \ctl_in$457.first ;
-  wire \ctl_in$457.last ;
-  wire \ctl_in$457.valid ;
-  wire [2:0] \ctl_in$463 ;
-  wire \ctl_in$463.first ;
-  wire \ctl_in$463.last ;
-  wire \ctl_in$463.valid ;
-  wire [2:0] \ctl_in$469 ;
-  wire \ctl_in$469.first ;
-  wire \ctl_in$469.last ;
-  wire \ctl_in$469.valid ;
-  wire [2:0] \ctl_in$475 ;
-  wire \ctl_in$475.first ;
-  wire \ctl_in$475.last ;
-  wire \ctl_in$475.valid ;
-  wire [2:0] \ctl_in$481 ;
-  wire \ctl_in$481.first ;
-  wire \ctl_in$481.last ;
-  wire \ctl_in$481.valid ;
+  wire [2:0] \ctl_in$110 ;
+  wire \ctl_in$110.first ;
+  wire \ctl_in$110.last ;
+  wire \ctl_in$110.valid ;
+  wire [2:0] \ctl_in$116 ;
+  wire \ctl_in$116.first ;
+  wire \ctl_in$116.last ;
+  wire \ctl_in$116.valid ;
+  wire [2:0] \ctl_in$122 ;
+  wire \ctl_in$122.first ;
+  wire \ctl_in$122.last ;
+  wire \ctl_in$122.valid ;
+  wire [2:0] \ctl_in$128 ;
+  wire \ctl_in$128.first ;
+  wire \ctl_in$128.last ;
+  wire \ctl_in$128.valid ;
+  wire [2:0] \ctl_in$134 ;
+  wire \ctl_in$134.first ;
+  wire \ctl_in$134.last ;
+  wire \ctl_in$134.valid ;
+  wire [2:0] \ctl_in$140 ;
+  wire \ctl_in$140.first ;
+  wire \ctl_in$140.last ;
+  wire \ctl_in$140.valid ;
+  wire [2:0] \ctl_in$146 ;
+  wire \ctl_in$146.first ;
+  wire \ctl_in$146.last ;
+  wire \ctl_in$146.valid ;
+  reg [2:0] \ctl_in$152  = 3'h0;
+  wire \ctl_in$152.first ;
+  wire \ctl_in$152.last ;
+  wire \ctl_in$152.valid ;
+  wire [2:0] \ctl_in$158 ;
+  wire \ctl_in$158.first ;
+  wire \ctl_in$158.last ;
+  wire \ctl_in$158.valid ;
+  wire [2:0] \ctl_in$164 ;
+  wire \ctl_in$164.first ;
+  wire \ctl_in$164.last ;
+  wire \ctl_in$164.valid ;
+  wire [2:0] \ctl_in$170 ;
+  wire \ctl_in$170.first ;
+  wire \ctl_in$170.last ;
+  wire \ctl_in$170.valid ;
+  wire [2:0] \ctl_in$176 ;
+  wire \ctl_in$176.first ;
+  wire \ctl_in$176.last ;
+  wire \ctl_in$176.valid ;
+  wire [2:0] \ctl_in$182 ;
+  wire \ctl_in$182.first ;
+  wire \ctl_in$182.last ;
+  wire \ctl_in$182.valid ;
+  wire [2:0] \ctl_in$188 ;
+  wire \ctl_in$188.first ;
+  wire \ctl_in$188.last ;
+  wire \ctl_in$188.valid ;
+  wire [2:0] \ctl_in$194 ;
+  wire \ctl_in$194.first ;
+  wire \ctl_in$194.last ;
+  wire \ctl_in$194.valid ;
+  reg [2:0] \ctl_in$200  = 3'h0;
+  wire \ctl_in$200.first ;
+  wire \ctl_in$200.last ;
+  wire \ctl_in$200.valid ;
+  wire [2:0] \ctl_in$206 ;
+  wire \ctl_in$206.first ;
+  wire \ctl_in$206.last ;
+  wire \ctl_in$206.valid ;
+  wire [2:0] \ctl_in$212 ;
+  wire \ctl_in$212.first ;
+  wire \ctl_in$212.last ;
+  wire \ctl_in$212.valid ;
+  wire [2:0] \ctl_in$218 ;
+  wire \ctl_in$218.first ;
+  wire \ctl_in$218.last ;
+  wire \ctl_in$218.valid ;
+  wire [2:0] \ctl_in$224 ;
+  wire \ctl_in$224.first ;
+  wire \ctl_in$224.last ;
+  wire \ctl_in$224.valid ;
+  wire [2:0] \ctl_in$230 ;
+  wire \ctl_in$230.first ;
+  wire \ctl_in$230.last ;
+  wire \ctl_in$230.valid ;
+  wire [2:0] \ctl_in$236 ;
+  wire \ctl_in$236.first ;
+  wire \ctl_in$236.last ;
+  wire \ctl_in$236.valid ;
+  wire [2:0] \ctl_in$242 ;
+  wire \ctl_in$242.first ;
+  wire \ctl_in$242.last ;
+  wire \ctl_in$242.valid ;
+  reg [2:0] \ctl_in$248  = 3'h0;
+  wire \ctl_in$248.first ;
+  wire \ctl_in$248.last ;
+  wire \ctl_in$248.valid ;
+  wire [2:0] \ctl_in$254 ;
+  wire \ctl_in$254.first ;
+  wire \ctl_in$254.last ;
+  wire \ctl_in$254.valid ;
+  wire [2:0] \ctl_in$260 ;
+  wire \ctl_in$260.first ;
+  wire \ctl_in$260.last ;
+  wire \ctl_in$260.valid ;
+  wire [2:0] \ctl_in$266 ;
+  wire \ctl_in$266.first ;
+  wire \ctl_in$266.last ;
+  wire \ctl_in$266.valid ;
+  wire [2:0] \ctl_in$272 ;
+  wire \ctl_in$272.first ;
+  wire \ctl_in$272.last ;
+  wire \ctl_in$272.valid ;
+  wire [2:0] \ctl_in$278 ;
+  wire \ctl_in$278.first ;
+  wire \ctl_in$278.last ;
+  wire \ctl_in$278.valid ;
+  wire [2:0] \ctl_in$284 ;
+  wire \ctl_in$284.first ;
+  wire \ctl_in$284.last ;
+  wire \ctl_in$284.valid ;
+  wire [2:0] \ctl_in$290 ;
+  wire \ctl_in$290.first ;
+  wire \ctl_in$290.last ;
+  wire \ctl_in$290.valid ;
+  reg [2:0] \ctl_in$296  = 3'h0;
+  wire \ctl_in$296.first ;
+  wire \ctl_in$296.last ;
+  wire \ctl_in$296.valid ;
+  wire [2:0] \ctl_in$302 ;
+  wire \ctl_in$302.first ;
+  wire \ctl_in$302.last ;
+  wire \ctl_in$302.valid ;
+  wire [2:0] \ctl_in$308 ;
+  wire \ctl_in$308.first ;
+  wire \ctl_in$308.last ;
+  wire \ctl_in$308.valid ;
+  wire [2:0] \ctl_in$314 ;
+  wire \ctl_in$314.first ;
+  wire \ctl_in$314.last ;
+  wire \ctl_in$314.valid ;
+  wire [2:0] \ctl_in$320 ;
+  wire \ctl_in$320.first ;
+  wire \ctl_in$320.last ;
+  wire \ctl_in$320.valid ;
+  wire [2:0] \ctl_in$326 ;
+  wire \ctl_in$326.first ;
+  wire \ctl_in$326.last ;
+  wire \ctl_in$326.valid ;
+  wire [2:0] \ctl_in$332 ;
+  wire \ctl_in$332.first ;
+  wire \ctl_in$332.last ;
+  wire \ctl_in$332.valid ;
+  wire [2:0] \ctl_in$338 ;
+  wire \ctl_in$338.first ;
+  wire \ctl_in$338.last ;
+  wire \ctl_in$338.valid ;
+  reg [2:0] \ctl_in$344  = 3'h0;
+  wire \ctl_in$344.first ;
+  wire \ctl_in$344.last ;
+  wire \ctl_in$344.valid ;
+  wire [2:0] \ctl_in$350 ;
+  wire \ctl_in$350.first ;
+  wire \ctl_in$350.last ;
+  wire \ctl_in$350.valid ;
+  wire [2:0] \ctl_in$356 ;
+  wire \ctl_in$356.first ;
+  wire \ctl_in$356.last ;
+  wire \ctl_in$356.valid ;
+  wire [2:0] \ctl_in$362 ;
+  wire \ctl_in$362.first ;
+  wire \ctl_in$362.last ;
+  wire \ctl_in$362.valid ;
+  wire [2:0] \ctl_in$368 ;
+  wire \ctl_in$368.first ;
+  wire \ctl_in$368.last ;
+  wire \ctl_in$368.valid ;
+  wire [2:0] \ctl_in$374 ;
+  wire \ctl_in$374.first ;
+  wire \ctl_in$374.last ;
+  wire \ctl_in$374.valid ;
+  wire [2:0] \ctl_in$380 ;
+  wire \ctl_in$380.first ;
+  wire \ctl_in$380.last ;
+  wire \ctl_in$380.valid ;
+  wire [2:0] \ctl_in$386 ;
+  wire \ctl_in$386.first ;
+  wire \ctl_in$386.last ;
+  wire \ctl_in$386.valid ;
+  reg [2:0] \ctl_in$392  = 3'h0;
+  wire \ctl_in$392.first ;
+  wire \ctl_in$392.last ;
+  wire \ctl_in$392.valid ;
+  wire [2:0] \ctl_in$398 ;
+  wire \ctl_in$398.first ;
+  wire \ctl_in$398.last ;
+  wire \ctl_in$398.valid ;
+  wire [2:0] \ctl_in$404 ;
+  wire \ctl_in$404.first ;
+  wire \ctl_in$404.last ;
+  wire \ctl_in$404.valid ;
+  wire [2:0] \ctl_in$410 ;
+  wire \ctl_in$410.first ;
+  wire \ctl_in$410.last ;
+  wire \ctl_in$410.valid ;
+  wire [2:0] \ctl_in$416 ;
+  wire \ctl_in$416.first ;
+  wire \ctl_in$416.last ;
+  wire \ctl_in$416.valid ;
+  wire [2:0] \ctl_in$422 ;
+  wire \ctl_in$422.first ;
+  wire \ctl_in$422.last ;
+  wire \ctl_in$422.valid ;
+  wire [2:0] \ctl_in$428 ;
+  wire \ctl_in$428.first ;
+  wire \ctl_in$428.last ;
+  wire \ctl_in$428.valid ;
+  wire [2:0] \ctl_in$434 ;
+  wire \ctl_in$434.first ;
+  wire \ctl_in$434.last ;
+  wire \ctl_in$434.valid ;
+  reg [2:0] \ctl_in$440  = 3'h0;
+  wire \ctl_in$440.first ;
+  wire \ctl_in$440.last ;
+  wire \ctl_in$440.valid ;
+  wire [2:0] \ctl_in$446 ;
+  wire \ctl_in$446.first ;
+  wire \ctl_in$446.last ;
+  wire \ctl_in$446.valid ;
+  wire [2:0] \ctl_in$452 ;
+  wire \ctl_in$452.first ;
+  wire \ctl_in$452.last ;
+  wire \ctl_in$452.valid ;
+  wire [2:0] \ctl_in$458 ;
+  wire \ctl_in$458.first ;
+  wire \ctl_in$458.last ;
+  wire \ctl_in$458.valid ;
+  wire [2:0] \ctl_in$464 ;
+  wire \ctl_in$464.first ;
+  wire \ctl_in$464.last ;
+  wire \ctl_in$464.valid ;
+  wire [2:0] \ctl_in$470 ;
+  wire \ctl_in$470.first ;
+  wire \ctl_in$470.last ;
+  wire \ctl_in$470.valid ;
+  wire [2:0] \ctl_in$476 ;
+  wire \ctl_in$476.first ;
+  wire \ctl_in$476.last ;
+  wire \ctl_in$476.valid ;
+  wire [2:0] \ctl_in$482 ;
+  wire \ctl_in$482.first ;
+  wire \ctl_in$482.last ;
+  wire \ctl_in$482.valid ;
   wire \ctl_in.first ;
   wire \ctl_in.last ;
   wire \ctl_in.valid ;
   wire [2:0] ctl_out;
-  wire [2:0] \ctl_out$116 ;
-  wire \ctl_out$116.first ;
-  wire \ctl_out$116.last ;
-  wire \ctl_out$116.valid ;
-  wire [2:0] \ctl_out$122 ;
-  wire \ctl_out$122.first ;
-  wire \ctl_out$122.last ;
-  wire \ctl_out$122.valid ;
-  wire [2:0] \ctl_out$128 ;
-  wire \ctl_out$128.first ;
-  wire \ctl_out$128.last ;
-  wire \ctl_out$128.valid ;
-  wire [2:0] \ctl_out$134 ;
-  wire \ctl_out$134.first ;
-  wire \ctl_out$134.last ;
-  wire \ctl_out$134.valid ;
-  wire [2:0] \ctl_out$140 ;
-  wire \ctl_out$140.first ;
-  wire \ctl_out$140.last ;
-  wire \ctl_out$140.valid ;
-  wire [2:0] \ctl_out$146 ;
-  wire \ctl_out$146.first ;
-  wire \ctl_out$146.last ;
-  wire \ctl_out$146.valid ;
-  wire [2:0] \ctl_out$158 ;
-  wire \ctl_out$158.first ;
-  wire \ctl_out$158.last ;
-  wire \ctl_out$158.valid ;
-  wire [2:0] \ctl_out$164 ;
-  wire \ctl_out$164.first ;
-  wire \ctl_out$164.last ;
-  wire \ctl_out$164.valid ;
-  wire [2:0] \ctl_out$170 ;
-  wire \ctl_out$170.first ;
-  wire \ctl_out$170.last ;
-  wire \ctl_out$170.valid ;
-  wire [2:0] \ctl_out$176 ;
-  wire \ctl_out$176.first ;
-  wire \ctl_out$176.last ;
-  wire \ctl_out$176.valid ;
-  wire [2:0] \ctl_out$182 ;
-  wire \ctl_out$182.first ;
-  wire \ctl_out$182.last ;
-  wire \ctl_out$182.valid ;
-  wire [2:0] \ctl_out$188 ;
-  wire \ctl_out$188.first ;
-  wire \ctl_out$188.last ;
-  wire \ctl_out$188.valid ;
-  wire [2:0] \ctl_out$194 ;
-  wire \ctl_out$194.first ;
-  wire \ctl_out$194.last ;
-  wire \ctl_out$194.valid ;
-  wire [2:0] \ctl_out$206 ;
-  wire \ctl_out$206.first ;
-  wire \ctl_out$206.last ;
-  wire \ctl_out$206.valid ;
-  wire [2:0] \ctl_out$212 ;
-  wire \ctl_out$212.first ;
-  wire \ctl_out$212.last ;
-  wire \ctl_out$212.valid ;
-  wire [2:0] \ctl_out$218 ;
-  wire \ctl_out$218.first ;
-  wire \ctl_out$218.last ;
-  wire \ctl_out$218.valid ;
-  wire [2:0] \ctl_out$224 ;
-  wire \ctl_out$224.first ;
-  wire \ctl_out$224.last ;
-  wire \ctl_out$224.valid ;
-  wire [2:0] \ctl_out$230 ;
-  wire \ctl_out$230.first ;
-  wire \ctl_out$230.last ;
-  wire \ctl_out$230.valid ;
-  wire [2:0] \ctl_out$236 ;
-  wire \ctl_out$236.first ;
-  wire \ctl_out$236.last ;
-  wire \ctl_out$236.valid ;
-  wire [2:0] \ctl_out$242 ;
-  wire \ctl_out$242.first ;
-  wire \ctl_out$242.last ;
-  wire \ctl_out$242.valid ;
-  wire [2:0] \ctl_out$254 ;
-  wire \ctl_out$254.first ;
-  wire \ctl_out$254.last ;
-  wire \ctl_out$254.valid ;
-  wire [2:0] \ctl_out$260 ;
-  wire \ctl_out$260.first ;
-  wire \ctl_out$260.last ;
-  wire \ctl_out$260.valid ;
-  wire [2:0] \ctl_out$266 ;
-  wire \ctl_out$266.first ;
-  wire \ctl_out$266.last ;
-  wire \ctl_out$266.valid ;
-  wire [2:0] \ctl_out$272 ;
-  wire \ctl_out$272.first ;
-  wire \ctl_out$272.last ;
-  wire \ctl_out$272.valid ;
-  wire [2:0] \ctl_out$278 ;
-  wire \ctl_out$278.first ;
-  wire \ctl_out$278.last ;
-  wire \ctl_out$278.valid ;
-  wire [2:0] \ctl_out$284 ;
-  wire \ctl_out$284.first ;
-  wire \ctl_out$284.last ;
-  wire \ctl_out$284.valid ;
-  wire [2:0] \ctl_out$290 ;
-  wire \ctl_out$290.first ;
-  wire \ctl_out$290.last ;
-  wire \ctl_out$290.valid ;
-  wire [2:0] \ctl_out$302 ;
-  wire \ctl_out$302.first ;
-  wire \ctl_out$302.last ;
-  wire \ctl_out$302.valid ;
-  wire [2:0] \ctl_out$308 ;
-  wire \ctl_out$308.first ;
-  wire \ctl_out$308.last ;
-  wire \ctl_out$308.valid ;
-  wire [2:0] \ctl_out$314 ;
-  wire \ctl_out$314.first ;
-  wire \ctl_out$314.last ;
-  wire \ctl_out$314.valid ;
-  wire [2:0] \ctl_out$320 ;
-  wire \ctl_out$320.first ;
-  wire \ctl_out$320.last ;
-  wire \ctl_out$320.valid ;
-  wire [2:0] \ctl_out$326 ;
-  wire \ctl_out$326.first ;
-  wire \ctl_out$326.last ;
-  wire \ctl_out$326.valid ;
-  wire [2:0] \ctl_out$332 ;
-  wire \ctl_out$332.first ;
-  wire \ctl_out$332.last ;
-  wire \ctl_out$332.valid ;
-  wire [2:0] \ctl_out$338 ;
-  wire \ctl_out$338.first ;
-  wire \ctl_out$338.last ;
-  wire \ctl_out$338.valid ;
-  wire [2:0] \ctl_out$350 ;
-  wire \ctl_out$350.first ;
-  wire \ctl_out$350.last ;
-  wire \ctl_out$350.valid ;
-  wire [2:0] \ctl_out$356 ;
-  wire \ctl_out$356.first ;
-  wire \ctl_out$356.last ;
-  wire \ctl_out$356.valid ;
-  wire [2:0] \ctl_out$362 ;
-  wire \ctl_out$362.first ;
-  wire \ctl_out$362.last ;
-  wire \ctl_out$362.valid ;
-  wire [2:0] \ctl_out$368 ;
-  wire \ctl_out$368.first ;
-  wire \ctl_out$368.last ;
-  wire \ctl_out$368.valid ;
-  wire [2:0] \ctl_out$374 ;
-  wire \ctl_out$374.first ;
-  wire \ctl_out$374.last ;
-  wire \ctl_out$374.valid ;
-  wire [2:0] \ctl_out$380 ;
-  wire \ctl_out$380.first ;
-  wire \ctl_out$380.last ;
-  wire \ctl_out$380.valid ;
-  wire [2:0] \ctl_out$386 ;
-  wire \ctl_out$386.first ;
-  wire \ctl_out$386.last ;
-  wire \ctl_out$386.valid ;
-  wire [2:0] \ctl_out$398 ;
-  wire \ctl_out$398.first ;
-  wire \ctl_out$398.last ;
-  wire \ctl_out$398.valid ;
-  wire [2:0] \ctl_out$404 ;
-  wire \ctl_out$404.first ;
-  wire \ctl_out$404.last ;
-  wire \ctl_out$404.valid ;
-  wire [2:0] \ctl_out$410 ;
-  wire \ctl_out$410.first ;
-  wire \ctl_out$410.last ;
-  wire \ctl_out$410.valid ;
-  wire [2:0] \ctl_out$416 ;
-  wire \ctl_out$416.first ;
-  wire \ctl_out$416.last ;
-  wire \ctl_out$416.valid ;
-  wire [2:0] \ctl_out$422 ;
-  wire \ctl_out$422.first ;
-  wire \ctl_out$422.last ;
-  wire \ctl_out$422.valid ;
-  wire [2:0] \ctl_out$428 ;
-  wire \ctl_out$428.first ;
-  wire \ctl_out$428.last ;
-  wire \ctl_out$428.valid ;
-  wire [2:0] \ctl_out$434 ;
-  wire \ctl_out$434.first ;
-  wire \ctl_out$434.last ;
-  wire \ctl_out$434.valid ;
-  wire [2:0] \ctl_out$446 ;
-  wire \ctl_out$446.first ;
-  wire \ctl_out$446.last ;
-  wire \ctl_out$446.valid ;
-  wire [2:0] \ctl_out$452 ;
-  wire \ctl_out$452.first ;
-  wire \ctl_out$452.last ;
-  wire \ctl_out$452.valid ;
-  wire [2:0] \ctl_out$458 ;
-  wire \ctl_out$458.first ;
-  wire \ctl_out$458.last ;
-  wire \ctl_out$458.valid ;
-  wire [2:0] \ctl_out$464 ;
-  wire \ctl_out$464.first ;
-  wire \ctl_out$464.last ;
-  wire \ctl_out$464.valid ;
-  wire [2:0] \ctl_out$470 ;
-  wire \ctl_out$470.first ;
-  wire \ctl_out$470.last ;
-  wire \ctl_out$470.valid ;
-  wire [2:0] \ctl_out$476 ;
-  wire \ctl_out$476.first ;
-  wire \ctl_out$476.last ;
-  wire \ctl_out$476.valid ;
-  wire [2:0] \ctl_out$482 ;
-  wire \ctl_out$482.first ;
-  wire \ctl_out$482.last ;
-  wire \ctl_out$482.valid ;
+  wire [2:0] \ctl_out$117 ;
+  wire \ctl_out$117.first ;
+  wire \ctl_out$117.last ;
+  wire \ctl_out$117.valid ;
+  wire [2:0] \ctl_out$123 ;
+  wire \ctl_out$123.first ;
+  wire \ctl_out$123.last ;
+  wire \ctl_out$123.valid ;
+  wire [2:0] \ctl_out$129 ;
+  wire \ctl_out$129.first ;
+  wire \ctl_out$129.last ;
+  wire \ctl_out$129.valid ;
+  wire [2:0] \ctl_out$135 ;
+  wire \ctl_out$135.first ;
+  wire \ctl_out$135.last ;
+  wire \ctl_out$135.valid ;
+  wire [2:0] \ctl_out$141 ;
+  wire \ctl_out$141.first ;
+  wire \ctl_out$141.last ;
+  wire \ctl_out$141.valid ;
+  wire [2:0] \ctl_out$147 ;
+  wire \ctl_out$147.first ;
+  wire \ctl_out$147.last ;
+  wire \ctl_out$147.valid ;
+  wire [2:0] \ctl_out$159 ;
+  wire \ctl_out$159.first ;
+  wire \ctl_out$159.last ;
+  wire \ctl_out$159.valid ;
+  wire [2:0] \ctl_out$165 ;
+  wire \ctl_out$165.first ;
+  wire \ctl_out$165.last ;
+  wire \ctl_out$165.valid ;
+  wire [2:0] \ctl_out$171 ;
+  wire \ctl_out$171.first ;
+  wire \ctl_out$171.last ;
+  wire \ctl_out$171.valid ;
+  wire [2:0] \ctl_out$177 ;
+  wire \ctl_out$177.first ;
+  wire \ctl_out$177.last ;
+  wire \ctl_out$177.valid ;
+  wire [2:0] \ctl_out$183 ;
+  wire \ctl_out$183.first ;
+  wire \ctl_out$183.last ;
+  wire \ctl_out$183.valid ;
+  wire [2:0] \ctl_out$189 ;
+  wire \ctl_out$189.first ;
+  wire \ctl_out$189.last ;
+  wire \ctl_out$189.valid ;
+  wire [2:0] \ctl_out$195 ;
+  wire \ctl_out$195.first ;
+  wire \ctl_out$195.last ;
+  wire \ctl_out$195.valid ;
+  wire [2:0] \ctl_out$207 ;
+  wire \ctl_out$207.first ;
+  wire \ctl_out$207.last ;
+  wire \ctl_out$207.valid ;
+  wire [2:0] \ctl_out$213 ;
+  wire \ctl_out$213.first ;
+  wire \ctl_out$213.last ;
+  wire \ctl_out$213.valid ;
+  wire [2:0] \ctl_out$219 ;
+  wire \ctl_out$219.first ;
+  wire \ctl_out$219.last ;
+  wire \ctl_out$219.valid ;
+  wire [2:0] \ctl_out$225 ;
+  wire \ctl_out$225.first ;
+  wire \ctl_out$225.last ;
+  wire \ctl_out$225.valid ;
+  wire [2:0] \ctl_out$231 ;
+  wire \ctl_out$231.first ;
+  wire \ctl_out$231.last ;
+  wire \ctl_out$231.valid ;
+  wire [2:0] \ctl_out$237 ;
+  wire \ctl_out$237.first ;
+  wire \ctl_out$237.last ;
+  wire \ctl_out$237.valid ;
+  wire [2:0] \ctl_out$243 ;
+  wire \ctl_out$243.first ;
+  wire \ctl_out$243.last ;
+  wire \ctl_out$243.valid ;
+  wire [2:0] \ctl_out$255 ;
+  wire \ctl_out$255.first ;
+  wire \ctl_out$255.last ;
+  wire \ctl_out$255.valid ;
+  wire [2:0] \ctl_out$261 ;
+  wire \ctl_out$261.first ;
+  wire \ctl_out$261.last ;
+  wire \ctl_out$261.valid ;
+  wire [2:0] \ctl_out$267 ;
+  wire \ctl_out$267.first ;
+  wire \ctl_out$267.last ;
+  wire \ctl_out$267.valid ;
+  wire [2:0] \ctl_out$273 ;
+  wire \ctl_out$273.first ;
+  wire \ctl_out$273.last ;
+  wire \ctl_out$273.valid ;
+  wire [2:0] \ctl_out$279 ;
+  wire \ctl_out$279.first ;
+  wire \ctl_out$279.last ;
+  wire \ctl_out$279.valid ;
+  wire [2:0] \ctl_out$285 ;
+  wire \ctl_out$285.first ;
+  wire \ctl_out$285.last ;
+  wire \ctl_out$285.valid ;
+  wire [2:0] \ctl_out$291 ;
+  wire \ctl_out$291.first ;
+  wire \ctl_out$291.last ;
+  wire \ctl_out$291.valid ;
+  wire [2:0] \ctl_out$303 ;
+  wire \ctl_out$303.first ;
+  wire \ctl_out$303.last ;
+  wire \ctl_out$303.valid ;
+  wire [2:0] \ctl_out$309 ;
+  wire \ctl_out$309.first ;
+  wire \ctl_out$309.last ;
+  wire \ctl_out$309.valid ;
+  wire [2:0] \ctl_out$315 ;
+  wire \ctl_out$315.first ;
+  wire \ctl_out$315.last ;
+  wire \ctl_out$315.valid ;
+  wire [2:0] \ctl_out$321 ;
+  wire \ctl_out$321.first ;
+  wire \ctl_out$321.last ;
+  wire \ctl_out$321.valid ;
+  wire [2:0] \ctl_out$327 ;
+  wire \ctl_out$327.first ;
+  wire \ctl_out$327.last ;
+  wire \ctl_out$327.valid ;
+  wire [2:0] \ctl_out$333 ;
+  wire \ctl_out$333.first ;
+  wire \ctl_out$333.last ;
+  wire \ctl_out$333.valid ;
+  wire [2:0] \ctl_out$339 ;
+  wire \ctl_out$339.first ;
+  wire \ctl_out$339.last ;
+  wire \ctl_out$339.valid ;
+  wire [2:0] \ctl_out$351 ;
+  wire \ctl_out$351.first ;
+  wire \ctl_out$351.last ;
+  wire \ctl_out$351.valid ;
+  wire [2:0] \ctl_out$357 ;
+  wire \ctl_out$357.first ;
+  wire \ctl_out$357.last ;
+  wire \ctl_out$357.valid ;
+  wire [2:0] \ctl_out$363 ;
+  wire \ctl_out$363.first ;
+  wire \ctl_out$363.last ;
+  wire \ctl_out$363.valid ;
+  wire [2:0] \ctl_out$369 ;
+  wire \ctl_out$369.first ;
+  wire \ctl_out$369.last ;
+  wire \ctl_out$369.valid ;
+  wire [2:0] \ctl_out$375 ;
+  wire \ctl_out$375.first ;
+  wire \ctl_out$375.last ;
+  wire \ctl_out$375.valid ;
+  wire [2:0] \ctl_out$381 ;
+  wire \ctl_out$381.first ;
+  wire \ctl_out$381.last ;
+  wire \ctl_out$381.valid ;
+  wire [2:0] \ctl_out$387 ;
+  wire \ctl_out$387.first ;
+  wire \ctl_out$387.last ;
+  wire \ctl_out$387.valid ;
+  wire [2:0] \ctl_out$399 ;
+  wire \ctl_out$399.first ;
+  wire \ctl_out$399.last ;
+  wire \ctl_out$399.valid ;
+  wire [2:0] \ctl_out$405 ;
+  wire \ctl_out$405.first ;
+  wire \ctl_out$405.last ;
+  wire \ctl_out$405.valid ;
+  wire [2:0] \ctl_out$411 ;
+  wire \ctl_out$411.first ;
+  wire \ctl_out$411.last ;
+  wire \ctl_out$411.valid ;
+  wire [2:0] \ctl_out$417 ;
+  wire \ctl_out$417.first ;
+  wire \ctl_out$417.last ;
+  wire \ctl_out$417.valid ;
+  wire [2:0] \ctl_out$423 ;
+  wire \ctl_out$423.first ;
+  wire \ctl_out$423.last ;
+  wire \ctl_out$423.valid ;
+  wire [2:0] \ctl_out$429 ;
+  wire \ctl_out$429.first ;
+  wire \ctl_out$429.last ;
+  wire \ctl_out$429.valid ;
+  wire [2:0] \ctl_out$435 ;
+  wire \ctl_out$435.first ;
+  wire \ctl_out$435.last ;
+  wire \ctl_out$435.valid ;
+  wire [2:0] \ctl_out$447 ;
+  wire \ctl_out$447.first ;
+  wire \ctl_out$447.last ;
+  wire \ctl_out$447.valid ;
+  wire [2:0] \ctl_out$453 ;
+  wire \ctl_out$453.first ;
+  wire \ctl_out$453.last ;
+  wire \ctl_out$453.valid ;
+  wire [2:0] \ctl_out$459 ;
+  wire \ctl_out$459.first ;
+  wire \ctl_out$459.last ;
+  wire \ctl_out$459.valid ;
+  wire [2:0] \ctl_out$465 ;
+  wire \ctl_out$465.first ;
+  wire \ctl_out$465.last ;
+  wire \ctl_out$465.valid ;
+  wire [2:0] \ctl_out$471 ;
+  wire \ctl_out$471.first ;
+  wire \ctl_out$471.last ;
+  wire \ctl_out$471.valid ;
+  wire [2:0] \ctl_out$477 ;
+  wire \ctl_out$477.first ;
+  wire \ctl_out$477.last ;
+  wire \ctl_out$477.valid ;
+  wire [2:0] \ctl_out$483 ;
+  wire \ctl_out$483.first ;
+  wire \ctl_out$483.last ;
+  wire \ctl_out$483.valid ;
   wire \ctl_out.first ;
   wire \ctl_out.last ;
   wire \ctl_out.valid ;
   wire done;
-  wire \done$495 ;
-  wire \done$504 ;
-  wire \done$513 ;
-  wire \done$522 ;
-  wire \done$531 ;
-  wire \done$540 ;
-  wire \done$549 ;
+  wire \done$496 ;
+  wire \done$505 ;
+  wire \done$514 ;
+  wire \done$523 ;
+  wire \done$532 ;
+  wire \done$541 ;
+  wire \done$550 ;
   input [31:0] k;
   wire [31:0] k;
   wire [258:0] r_data;
   wire r_en;
   wire r_rdy;
   wire [31:0] result;
-  wire [31:0] \result$488 ;
-  wire [7:0] \result$488.exp ;
-  wire [22:0] \result$488.frac ;
-  wire \result$488.sign ;
   wire [31:0] \result$489 ;
   wire [7:0] \result$489.exp ;
   wire [22:0] \result$489.frac ;
@@ -4608,10 +6404,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$494.exp ;
   wire [22:0] \result$494.frac ;
   wire \result$494.sign ;
-  wire [31:0] \result$496 ;
-  wire [7:0] \result$496.exp ;
-  wire [22:0] \result$496.frac ;
-  wire \result$496.sign ;
+  wire [31:0] \result$495 ;
+  wire [7:0] \result$495.exp ;
+  wire [22:0] \result$495.frac ;
+  wire \result$495.sign ;
   wire [31:0] \result$497 ;
   wire [7:0] \result$497.exp ;
   wire [22:0] \result$497.frac ;
@@ -4640,10 +6436,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$503.exp ;
   wire [22:0] \result$503.frac ;
   wire \result$503.sign ;
-  wire [31:0] \result$505 ;
-  wire [7:0] \result$505.exp ;
-  wire [22:0] \result$505.frac ;
-  wire \result$505.sign ;
+  wire [31:0] \result$504 ;
+  wire [7:0] \result$504.exp ;
+  wire [22:0] \result$504.frac ;
+  wire \result$504.sign ;
   wire [31:0] \result$506 ;
   wire [7:0] \result$506.exp ;
   wire [22:0] \result$506.frac ;
@@ -4672,10 +6468,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$512.exp ;
   wire [22:0] \result$512.frac ;
   wire \result$512.sign ;
-  wire [31:0] \result$514 ;
-  wire [7:0] \result$514.exp ;
-  wire [22:0] \result$514.frac ;
-  wire \result$514.sign ;
+  wire [31:0] \result$513 ;
+  wire [7:0] \result$513.exp ;
+  wire [22:0] \result$513.frac ;
+  wire \result$513.sign ;
   wire [31:0] \result$515 ;
   wire [7:0] \result$515.exp ;
   wire [22:0] \result$515.frac ;
@@ -4704,10 +6500,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$521.exp ;
   wire [22:0] \result$521.frac ;
   wire \result$521.sign ;
-  wire [31:0] \result$523 ;
-  wire [7:0] \result$523.exp ;
-  wire [22:0] \result$523.frac ;
-  wire \result$523.sign ;
+  wire [31:0] \result$522 ;
+  wire [7:0] \result$522.exp ;
+  wire [22:0] \result$522.frac ;
+  wire \result$522.sign ;
   wire [31:0] \result$524 ;
   wire [7:0] \result$524.exp ;
   wire [22:0] \result$524.frac ;
@@ -4736,10 +6532,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$530.exp ;
   wire [22:0] \result$530.frac ;
   wire \result$530.sign ;
-  wire [31:0] \result$532 ;
-  wire [7:0] \result$532.exp ;
-  wire [22:0] \result$532.frac ;
-  wire \result$532.sign ;
+  wire [31:0] \result$531 ;
+  wire [7:0] \result$531.exp ;
+  wire [22:0] \result$531.frac ;
+  wire \result$531.sign ;
   wire [31:0] \result$533 ;
   wire [7:0] \result$533.exp ;
   wire [22:0] \result$533.frac ;
@@ -4768,10 +6564,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$539.exp ;
   wire [22:0] \result$539.frac ;
   wire \result$539.sign ;
-  wire [31:0] \result$541 ;
-  wire [7:0] \result$541.exp ;
-  wire [22:0] \result$541.frac ;
-  wire \result$541.sign ;
+  wire [31:0] \result$540 ;
+  wire [7:0] \result$540.exp ;
+  wire [22:0] \result$540.frac ;
+  wire \result$540.sign ;
   wire [31:0] \result$542 ;
   wire [7:0] \result$542.exp ;
   wire [22:0] \result$542.frac ;
@@ -4800,10 +6596,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$548.exp ;
   wire [22:0] \result$548.frac ;
   wire \result$548.sign ;
-  wire [31:0] \result$550 ;
-  wire [7:0] \result$550.exp ;
-  wire [22:0] \result$550.frac ;
-  wire \result$550.sign ;
+  wire [31:0] \result$549 ;
+  wire [7:0] \result$549.exp ;
+  wire [22:0] \result$549.frac ;
+  wire \result$549.sign ;
   wire [31:0] \result$551 ;
   wire [7:0] \result$551.exp ;
   wire [22:0] \result$551.frac ;
@@ -4832,6 +6628,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire [7:0] \result$557.exp ;
   wire [22:0] \result$557.frac ;
   wire \result$557.sign ;
+  wire [31:0] \result$558 ;
+  wire [7:0] \result$558.exp ;
+  wire [22:0] \result$558.frac ;
+  wire \result$558.sign ;
   wire [7:0] \result.exp ;
   wire [22:0] \result.frac ;
   wire \result.sign ;
@@ -4874,101 +6674,101 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   wire rst;
   reg [3:0] since_last = 4'h8;
   wire [6:0] table__addr;
-  wire [6:0] \table__addr$26 ;
-  wire [6:0] \table__addr$31 ;
-  wire [6:0] \table__addr$36 ;
-  wire [6:0] \table__addr$41 ;
-  wire [6:0] \table__addr$46 ;
-  wire [6:0] \table__addr$51 ;
-  wire [6:0] \table__addr$56 ;
-  wire [6:0] \table__addr$61 ;
-  wire [6:0] \table__addr$66 ;
-  wire [6:0] \table__addr$71 ;
-  wire [6:0] \table__addr$76 ;
-  wire [6:0] \table__addr$81 ;
-  wire [6:0] \table__addr$86 ;
-  wire [6:0] \table__addr$91 ;
-  wire [6:0] \table__addr$96 ;
+  wire [6:0] \table__addr$27 ;
+  wire [6:0] \table__addr$32 ;
+  wire [6:0] \table__addr$37 ;
+  wire [6:0] \table__addr$42 ;
+  wire [6:0] \table__addr$47 ;
+  wire [6:0] \table__addr$52 ;
+  wire [6:0] \table__addr$57 ;
+  wire [6:0] \table__addr$62 ;
+  wire [6:0] \table__addr$67 ;
+  wire [6:0] \table__addr$72 ;
+  wire [6:0] \table__addr$77 ;
+  wire [6:0] \table__addr$82 ;
+  wire [6:0] \table__addr$87 ;
+  wire [6:0] \table__addr$92 ;
+  wire [6:0] \table__addr$97 ;
   wire [31:0] table__data;
-  wire [31:0] \table__data$27 ;
-  wire [7:0] \table__data$27.exp ;
-  wire [22:0] \table__data$27.frac ;
-  wire \table__data$27.sign ;
-  wire [31:0] \table__data$32 ;
-  wire [7:0] \table__data$32.exp ;
-  wire [22:0] \table__data$32.frac ;
-  wire \table__data$32.sign ;
-  wire [31:0] \table__data$37 ;
-  wire [7:0] \table__data$37.exp ;
-  wire [22:0] \table__data$37.frac ;
-  wire \table__data$37.sign ;
-  wire [31:0] \table__data$42 ;
-  wire [7:0] \table__data$42.exp ;
-  wire [22:0] \table__data$42.frac ;
-  wire \table__data$42.sign ;
-  wire [31:0] \table__data$47 ;
-  wire [7:0] \table__data$47.exp ;
-  wire [22:0] \table__data$47.frac ;
-  wire \table__data$47.sign ;
-  wire [31:0] \table__data$52 ;
-  wire [7:0] \table__data$52.exp ;
-  wire [22:0] \table__data$52.frac ;
-  wire \table__data$52.sign ;
-  wire [31:0] \table__data$57 ;
-  wire [7:0] \table__data$57.exp ;
-  wire [22:0] \table__data$57.frac ;
-  wire \table__data$57.sign ;
-  wire [31:0] \table__data$62 ;
-  wire [7:0] \table__data$62.exp ;
-  wire [22:0] \table__data$62.frac ;
-  wire \table__data$62.sign ;
-  wire [31:0] \table__data$67 ;
-  wire [7:0] \table__data$67.exp ;
-  wire [22:0] \table__data$67.frac ;
-  wire \table__data$67.sign ;
-  wire [31:0] \table__data$72 ;
-  wire [7:0] \table__data$72.exp ;
-  wire [22:0] \table__data$72.frac ;
-  wire \table__data$72.sign ;
-  wire [31:0] \table__data$77 ;
-  wire [7:0] \table__data$77.exp ;
-  wire [22:0] \table__data$77.frac ;
-  wire \table__data$77.sign ;
-  wire [31:0] \table__data$82 ;
-  wire [7:0] \table__data$82.exp ;
-  wire [22:0] \table__data$82.frac ;
-  wire \table__data$82.sign ;
-  wire [31:0] \table__data$87 ;
-  wire [7:0] \table__data$87.exp ;
-  wire [22:0] \table__data$87.frac ;
-  wire \table__data$87.sign ;
-  wire [31:0] \table__data$92 ;
-  wire [7:0] \table__data$92.exp ;
-  wire [22:0] \table__data$92.frac ;
-  wire \table__data$92.sign ;
-  wire [31:0] \table__data$97 ;
-  wire [7:0] \table__data$97.exp ;
-  wire [22:0] \table__data$97.frac ;
-  wire \table__data$97.sign ;
+  wire [31:0] \table__data$28 ;
+  wire [7:0] \table__data$28.exp ;
+  wire [22:0] \table__data$28.frac ;
+  wire \table__data$28.sign ;
+  wire [31:0] \table__data$33 ;
+  wire [7:0] \table__data$33.exp ;
+  wire [22:0] \table__data$33.frac ;
+  wire \table__data$33.sign ;
+  wire [31:0] \table__data$38 ;
+  wire [7:0] \table__data$38.exp ;
+  wire [22:0] \table__data$38.frac ;
+  wire \table__data$38.sign ;
+  wire [31:0] \table__data$43 ;
+  wire [7:0] \table__data$43.exp ;
+  wire [22:0] \table__data$43.frac ;
+  wire \table__data$43.sign ;
+  wire [31:0] \table__data$48 ;
+  wire [7:0] \table__data$48.exp ;
+  wire [22:0] \table__data$48.frac ;
+  wire \table__data$48.sign ;
+  wire [31:0] \table__data$53 ;
+  wire [7:0] \table__data$53.exp ;
+  wire [22:0] \table__data$53.frac ;
+  wire \table__data$53.sign ;
+  wire [31:0] \table__data$58 ;
+  wire [7:0] \table__data$58.exp ;
+  wire [22:0] \table__data$58.frac ;
+  wire \table__data$58.sign ;
+  wire [31:0] \table__data$63 ;
+  wire [7:0] \table__data$63.exp ;
+  wire [22:0] \table__data$63.frac ;
+  wire \table__data$63.sign ;
+  wire [31:0] \table__data$68 ;
+  wire [7:0] \table__data$68.exp ;
+  wire [22:0] \table__data$68.frac ;
+  wire \table__data$68.sign ;
+  wire [31:0] \table__data$73 ;
+  wire [7:0] \table__data$73.exp ;
+  wire [22:0] \table__data$73.frac ;
+  wire \table__data$73.sign ;
+  wire [31:0] \table__data$78 ;
+  wire [7:0] \table__data$78.exp ;
+  wire [22:0] \table__data$78.frac ;
+  wire \table__data$78.sign ;
+  wire [31:0] \table__data$83 ;
+  wire [7:0] \table__data$83.exp ;
+  wire [22:0] \table__data$83.frac ;
+  wire \table__data$83.sign ;
+  wire [31:0] \table__data$88 ;
+  wire [7:0] \table__data$88.exp ;
+  wire [22:0] \table__data$88.frac ;
+  wire \table__data$88.sign ;
+  wire [31:0] \table__data$93 ;
+  wire [7:0] \table__data$93.exp ;
+  wire [22:0] \table__data$93.frac ;
+  wire \table__data$93.sign ;
+  wire [31:0] \table__data$98 ;
+  wire [7:0] \table__data$98.exp ;
+  wire [22:0] \table__data$98.frac ;
+  wire \table__data$98.sign ;
   wire [7:0] \table__data.exp ;
   wire [22:0] \table__data.frac ;
   wire \table__data.sign ;
   wire table__en;
-  wire \table__en$28 ;
-  wire \table__en$33 ;
-  wire \table__en$38 ;
-  wire \table__en$43 ;
-  wire \table__en$48 ;
-  wire \table__en$53 ;
-  wire \table__en$58 ;
-  wire \table__en$63 ;
-  wire \table__en$68 ;
-  wire \table__en$73 ;
-  wire \table__en$78 ;
-  wire \table__en$83 ;
-  wire \table__en$88 ;
-  wire \table__en$93 ;
-  wire \table__en$98 ;
+  wire \table__en$29 ;
+  wire \table__en$34 ;
+  wire \table__en$39 ;
+  wire \table__en$44 ;
+  wire \table__en$49 ;
+  wire \table__en$54 ;
+  wire \table__en$59 ;
+  wire \table__en$64 ;
+  wire \table__en$69 ;
+  wire \table__en$74 ;
+  wire \table__en$79 ;
+  wire \table__en$84 ;
+  wire \table__en$89 ;
+  wire \table__en$94 ;
+  wire \table__en$99 ;
   input [6:0] table_a__addr;
   wire [6:0] table_a__addr;
   input [31:0] table_a__data;
@@ -4988,533 +6788,305 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   input table_b__en;
   wire table_b__en;
   wire [31:0] value;
-  wire [31:0] \value$106 ;
-  wire [7:0] \value$106.exp ;
-  wire [22:0] \value$106.frac ;
-  wire \value$106.sign ;
-  wire [31:0] \value$563 ;
-  wire [7:0] \value$563.exp ;
-  wire [22:0] \value$563.frac ;
-  wire \value$563.sign ;
-  wire [31:0] \value$565 ;
-  wire [7:0] \value$565.exp ;
-  wire [22:0] \value$565.frac ;
-  wire \value$565.sign ;
-  wire [31:0] \value$567 ;
-  wire [7:0] \value$567.exp ;
-  wire [22:0] \value$567.frac ;
-  wire \value$567.sign ;
-  wire [31:0] \value$570 ;
-  wire [7:0] \value$570.exp ;
-  wire [22:0] \value$570.frac ;
-  wire \value$570.sign ;
-  wire [31:0] \value$574 ;
-  wire [7:0] \value$574.exp ;
-  wire [22:0] \value$574.frac ;
-  wire \value$574.sign ;
-  wire [31:0] \value$579 ;
-  wire [7:0] \value$579.exp ;
-  wire [22:0] \value$579.frac ;
-  wire \value$579.sign ;
-  wire [31:0] \value$585 ;
-  wire [7:0] \value$585.exp ;
-  wire [22:0] \value$585.frac ;
-  wire \value$585.sign ;
-  wire [31:0] \value$591 ;
-  wire [7:0] \value$591.exp ;
-  wire [22:0] \value$591.frac ;
-  wire \value$591.sign ;
-  wire [31:0] \value$593 ;
-  wire [7:0] \value$593.exp ;
-  wire [22:0] \value$593.frac ;
-  wire \value$593.sign ;
-  wire [31:0] \value$596 ;
-  wire [7:0] \value$596.exp ;
-  wire [22:0] \value$596.frac ;
-  wire \value$596.sign ;
-  wire [31:0] \value$601 ;
-  wire [7:0] \value$601.exp ;
-  wire [22:0] \value$601.frac ;
-  wire \value$601.sign ;
-  wire [31:0] \value$608 ;
-  wire [7:0] \value$608.exp ;
-  wire [22:0] \value$608.frac ;
-  wire \value$608.sign ;
-  wire [31:0] \value$617 ;
-  wire [7:0] \value$617.exp ;
-  wire [22:0] \value$617.frac ;
-  wire \value$617.sign ;
-  wire [31:0] \value$628 ;
-  wire [7:0] \value$628.exp ;
-  wire [22:0] \value$628.frac ;
-  wire \value$628.sign ;
+  wire [31:0] \value$107 ;
+  wire [7:0] \value$107.exp ;
+  wire [22:0] \value$107.frac ;
+  wire \value$107.sign ;
+  wire [31:0] \value$564 ;
+  wire [7:0] \value$564.exp ;
+  wire [22:0] \value$564.frac ;
+  wire \value$564.sign ;
+  wire [31:0] \value$566 ;
+  wire [7:0] \value$566.exp ;
+  wire [22:0] \value$566.frac ;
+  wire \value$566.sign ;
+  wire [31:0] \value$568 ;
+  wire [7:0] \value$568.exp ;
+  wire [22:0] \value$568.frac ;
+  wire \value$568.sign ;
+  wire [31:0] \value$571 ;
+  wire [7:0] \value$571.exp ;
+  wire [22:0] \value$571.frac ;
+  wire \value$571.sign ;
+  wire [31:0] \value$575 ;
+  wire [7:0] \value$575.exp ;
+  wire [22:0] \value$575.frac ;
+  wire \value$575.sign ;
+  wire [31:0] \value$580 ;
+  wire [7:0] \value$580.exp ;
+  wire [22:0] \value$580.frac ;
+  wire \value$580.sign ;
+  wire [31:0] \value$586 ;
+  wire [7:0] \value$586.exp ;
+  wire [22:0] \value$586.frac ;
+  wire \value$586.sign ;
+  wire [31:0] \value$592 ;
+  wire [7:0] \value$592.exp ;
+  wire [22:0] \value$592.frac ;
+  wire \value$592.sign ;
+  wire [31:0] \value$594 ;
+  wire [7:0] \value$594.exp ;
+  wire [22:0] \value$594.frac ;
+  wire \value$594.sign ;
+  wire [31:0] \value$597 ;
+  wire [7:0] \value$597.exp ;
+  wire [22:0] \value$597.frac ;
+  wire \value$597.sign ;
+  wire [31:0] \value$602 ;
+  wire [7:0] \value$602.exp ;
+  wire [22:0] \value$602.frac ;
+  wire \value$602.sign ;
+  wire [31:0] \value$609 ;
+  wire [7:0] \value$609.exp ;
+  wire [22:0] \value$609.frac ;
+  wire \value$609.sign ;
+  wire [31:0] \value$618 ;
+  wire [7:0] \value$618.exp ;
+  wire [22:0] \value$618.frac ;
+  wire \value$618.sign ;
+  wire [31:0] \value$629 ;
+  wire [7:0] \value$629.exp ;
+  wire [22:0] \value$629.frac ;
+  wire \value$629.sign ;
   wire [7:0] \value.exp ;
   wire [22:0] \value.frac ;
   wire \value.sign ;
   wire [258:0] w_data;
   wire w_en;
-  assign \$1  = table_a__en | table_b__en;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = k - 1'h1;
-  assign \$4  = beat == \$3 ;
-  assign \$5  = since_last < 4'h8;
-  assign \$6  = credits < 4'h8;
-  assign \$7  = \$5  | \$6 ;
-  assign \$8  = \$4  & \$7 ;
-  assign \$9  = ~ \$8 ;
-  assign \$10  = \$2  & \$9 ;
-  assign a__ready = \$10  & b__valid;
-  assign \$11  = table_a__en | table_b__en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = k - 1'h1;
-  assign \$14  = beat == \$13 ;
-  assign \$15  = since_last < 4'h8;
-  assign \$16  = credits < 4'h8;
-  assign \$17  = \$15  | \$16 ;
-  assign \$18  = \$14  & \$17 ;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = \$12  & \$19 ;
-  assign b__ready = \$20  & a__valid;
-  assign \$21  = a__valid & b__valid;
-  assign \$22  = table_a__en | table_b__en;
-  assign \$23  = ~ \$22 ;
-  assign \$24  = k - 1'h1;
-  assign \$25  = beat == \$24 ;
-  assign \$26  = since_last < 4'h8;
-  assign \$27  = credits < 4'h8;
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = \$25  & \$28 ;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$23  & \$30 ;
-  assign code_valid = \$21  & \$31 ;
-  assign \$32  = a__valid & b__valid;
-  assign \$33  = table_a__en | table_b__en;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = k - 1'h1;
-  assign \$36  = beat == \$35 ;
-  assign \$37  = since_last < 4'h8;
-  assign \$38  = credits < 4'h8;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$36  & \$39 ;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = \$34  & \$41 ;
-  assign \code_valid$30  = \$32  & \$42 ;
-  assign \$43  = a__valid & b__valid;
-  assign \$44  = table_a__en | table_b__en;
-  assign \$45  = ~ \$44 ;
-  assign \$46  = k - 1'h1;
-  assign \$47  = beat == \$46 ;
-  assign \$48  = since_last < 4'h8;
-  assign \$49  = credits < 4'h8;
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = \$45  & \$52 ;
-  assign \code_valid$35  = \$43  & \$53 ;
-  assign \$54  = a__valid & b__valid;
-  assign \$55  = table_a__en | table_b__en;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = k - 1'h1;
-  assign \$58  = beat == \$57 ;
-  assign \$59  = since_last < 4'h8;
-  assign \$60  = credits < 4'h8;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = ~ \$62 ;
-  assign \$64  = \$56  & \$63 ;
-  assign \code_valid$40  = \$54  & \$64 ;
-  assign \$65  = a__valid & b__valid;
-  assign \$66  = table_a__en | table_b__en;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = k - 1'h1;
-  assign \$69  = beat == \$68 ;
-  assign \$70  = since_last < 4'h8;
-  assign \$71  = credits < 4'h8;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$67  & \$74 ;
-  assign \code_valid$45  = \$65  & \$75 ;
-  assign \$76  = a__valid & b__valid;
-  assign \$77  = table_a__en | table_b__en;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = k - 1'h1;
-  assign \$80  = beat == \$79 ;
-  assign \$81  = since_last < 4'h8;
-  assign \$82  = credits < 4'h8;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$80  & \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$78  & \$85 ;
-  assign \code_valid$50  = \$76  & \$86 ;
-  assign \$87  = a__valid & b__valid;
-  assign \$88  = table_a__en | table_b__en;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = k - 1'h1;
-  assign \$91  = beat == \$90 ;
-  assign \$92  = since_last < 4'h8;
-  assign \$93  = credits < 4'h8;
-  assign \$94  = \$92  | \$93 ;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = ~ \$95 ;
-  assign \$97  = \$89  & \$96 ;
-  assign \code_valid$55  = \$87  & \$97 ;
-  assign \$98  = a__valid & b__valid;
-  assign \$99  = table_a__en | table_b__en;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = k - 1'h1;
-  assign \$102  = beat == \$101 ;
-  assign \$103  = since_last < 4'h8;
-  assign \$104  = credits < 4'h8;
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$100  & \$107 ;
-  assign \code_valid$60  = \$98  & \$108 ;
-  assign \$109  = a__valid & b__valid;
-  assign \$110  = table_a__en | table_b__en;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = k - 1'h1;
-  assign \$113  = beat == \$112 ;
-  assign \$114  = since_last < 4'h8;
-  assign \$115  = credits < 4'h8;
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = \$113  & \$116 ;
-  assign \$118  = ~ \$117 ;
-  assign \$119  = \$111  & \$118 ;
-  assign \code_valid$65  = \$109  & \$119 ;
-  assign \$120  = a__valid & b__valid;
-  assign \$121  = table_a__en | table_b__en;
-  assign \$122  = ~ \$121 ;
-  assign \$123  = k - 1'h1;
-  assign \$124  = beat == \$123 ;
-  assign \$125  = since_last < 4'h8;
-  assign \$126  = credits < 4'h8;
-  assign \$127  = \$125  | \$126 ;
-  assign \$128  = \$124  & \$127 ;
-  assign \$129  = ~ \$128 ;
-  assign \$130  = \$122  & \$129 ;
-  assign \code_valid$70  = \$120  & \$130 ;
-  assign \$131  = a__valid & b__valid;
-  assign \$132  = table_a__en | table_b__en;
-  assign \$133  = ~ \$132 ;
-  assign \$134  = k - 1'h1;
-  assign \$135  = beat == \$134 ;
-  assign \$136  = since_last < 4'h8;
-  assign \$137  = credits < 4'h8;
-  assign \$138  = \$136  | \$137 ;
-  assign \$139  = \$135  & \$138 ;
-  assign \$140  = ~ \$139 ;
-  assign \$141  = \$133  & \$140 ;
-  assign \code_valid$75  = \$131  & \$141 ;
-  assign \$142  = a__valid & b__valid;
-  assign \$143  = table_a__en | table_b__en;
-  assign \$144  = ~ \$143 ;
-  assign \$145  = k - 1'h1;
-  assign \$146  = beat == \$145 ;
-  assign \$147  = since_last < 4'h8;
-  assign \$148  = credits < 4'h8;
-  assign \$149  = \$147  | \$148 ;
-  assign \$150  = \$146  & \$149 ;
-  assign \$151  = ~ \$150 ;
-  assign \$152  = \$144  & \$151 ;
-  assign \code_valid$80  = \$142  & \$152 ;
-  assign \$153  = a__valid & b__valid;
-  assign \$154  = table_a__en | table_b__en;
-  assign \$155  = ~ \$154 ;
-  assign \$156  = k - 1'h1;
-  assign \$157  = beat == \$156 ;
-  assign \$158  = since_last < 4'h8;
-  assign \$159  = credits < 4'h8;
-  assign \$160  = \$158  | \$159 ;
-  assign \$161  = \$157  & \$160 ;
-  assign \$162  = ~ \$161 ;
-  assign \$163  = \$155  & \$162 ;
-  assign \code_valid$85  = \$153  & \$163 ;
-  assign \$164  = a__valid & b__valid;
-  assign \$165  = table_a__en | table_b__en;
-  assign \$166  = ~ \$165 ;
-  assign \$167  = k - 1'h1;
-  assign \$168  = beat == \$167 ;
-  assign \$169  = since_last < 4'h8;
-  assign \$170  = credits < 4'h8;
-  assign \$171  = \$169  | \$170 ;
-  assign \$172  = \$168  & \$171 ;
-  assign \$173  = ~ \$172 ;
-  assign \$174  = \$166  & \$173 ;
-  assign \code_valid$90  = \$164  & \$174 ;
-  assign \$175  = a__valid & b__valid;
-  assign \$176  = table_a__en | table_b__en;
-  assign \$177  = ~ \$176 ;
-  assign \$178  = k - 1'h1;
-  assign \$179  = beat == \$178 ;
-  assign \$180  = since_last < 4'h8;
-  assign \$181  = credits < 4'h8;
-  assign \$182  = \$180  | \$181 ;
-  assign \$183  = \$179  & \$182 ;
-  assign \$184  = ~ \$183 ;
-  assign \$185  = \$177  & \$184 ;
-  assign \code_valid$95  = \$175  & \$185 ;
-  assign \$186  = a__valid & b__valid;
-  assign \$187  = table_a__en | table_b__en;
-  assign \$188  = ~ \$187 ;
-  assign \$189  = k - 1'h1;
-  assign \$190  = beat == \$189 ;
-  assign \$191  = since_last < 4'h8;
-  assign \$192  = credits < 4'h8;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = \$190  & \$193 ;
-  assign \$195  = ~ \$194 ;
-  assign \$196  = \$188  & \$195 ;
-  assign \code_valid$100  = \$186  & \$196 ;
-  assign w_en = | { \done$549 , \done$540 , \done$531 , \done$522 , \done$513 , \done$504 , \done$495 , done };
-  assign \$197  = a__valid & b__valid;
-  assign \$198  = table_a__en | table_b__en;
-  assign \$199  = ~ \$198 ;
-  assign \$200  = k - 1'h1;
-  assign \$201  = beat == \$200 ;
-  assign \$202  = since_last < 4'h8;
-  assign \$203  = credits < 4'h8;
-  assign \$204  = \$202  | \$203 ;
-  assign \$205  = \$201  & \$204 ;
-  assign \$206  = ~ \$205 ;
-  assign \$207  = \$199  & \$206 ;
-  assign \$208  = \$197  & \$207 ;
-  assign \$209  = k - 1'h1;
-  assign \$210  = beat == \$209 ;
-  assign \$211  = beat + 1'h1;
-  assign \$212  = \$210  ? 33'h000000000 : \$211 ;
-  assign \$213  = a__valid & b__valid;
-  assign \$214  = table_a__en | table_b__en;
-  assign \$215  = ~ \$214 ;
-  assign \$216  = k - 1'h1;
-  assign \$217  = beat == \$216 ;
-  assign \$218  = since_last < 4'h8;
-  assign \$219  = credits < 4'h8;
-  assign \$220  = \$218  | \$219 ;
-  assign \$221  = \$217  & \$220 ;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$215  & \$222 ;
-  assign \$224  = \$213  & \$223 ;
-  assign \$225  = k - 1'h1;
-  assign \$226  = beat == \$225 ;
-  assign \$227  = \$224  & \$226 ;
-  assign \$228  = since_last < 4'h8;
-  assign \$229  = since_last + 1'h1;
-  assign \$230  = c__valid & c__ready;
-  assign \$231  = credits + \$230 ;
-  assign \$232  = a__valid & b__valid;
-  assign \$233  = table_a__en | table_b__en;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = k - 1'h1;
-  assign \$236  = beat == \$235 ;
-  assign \$237  = since_last < 4'h8;
-  assign \$238  = credits < 4'h8;
-  assign \$239  = \$237  | \$238 ;
-  assign \$240  = \$236  & \$239 ;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = \$234  & \$241 ;
-  assign \$243  = \$232  & \$242 ;
-  assign \$244  = k - 1'h1;
-  assign \$245  = beat == \$244 ;
-  assign \$246  = \$243  & \$245 ;
-  assign \$247  = \$246  ? 4'h8 : 4'h0;
-  assign \$248  = \$231  - \$247 ;
-  assign \$249  = a__valid & b__valid;
-  assign \$250  = table_a__en | table_b__en;
-  assign \$251  = ~ \$250 ;
-  assign \$252  = k - 1'h1;
-  assign \$253  = beat == \$252 ;
-  assign \$254  = since_last < 4'h8;
-  assign \$255  = credits < 4'h8;
-  assign \$256  = \$254  | \$255 ;
-  assign \$257  = \$253  & \$256 ;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = \$251  & \$258 ;
-  assign \$260  = \$249  & \$259 ;
-  assign \$261  = ! beat;
-  assign \$262  = k - 1'h1;
-  assign \$263  = beat == \$262 ;
-  always @(posedge clk)
-    beat <= \$264 ;
-  always @(posedge clk)
-    since_last <= \$265 ;
-  always @(posedge clk)
-    credits <= \$266 ;
-  always @(posedge clk)
-    ctl_in <= \$267 ;
-  always @(posedge clk)
-    \b_in$111  <= \$268 ;
-  always @(posedge clk)
-    b2_skew_d1 <= \$269 ;
-  always @(posedge clk)
-    \b_in$117  <= \$270 ;
-  always @(posedge clk)
-    b3_skew_d1 <= \$271 ;
-  always @(posedge clk)
-    b3_skew_d2 <= \$272 ;
-  always @(posedge clk)
-    \b_in$123  <= \$273 ;
-  always @(posedge clk)
-    b4_skew_d1 <= \$274 ;
-  always @(posedge clk)
-    b4_skew_d2 <= \$275 ;
-  always @(posedge clk)
-    b4_skew_d3 <= \$276 ;
-  always @(posedge clk)
-    \b_in$129  <= \$277 ;
-  always @(posedge clk)
-    b5_skew_d1 <= \$278 ;
-  always @(posedge clk)
-    b5_skew_d2 <= \$279 ;
-  always @(posedge clk)
-    b5_skew_d3 <= \$280 ;
-  always @(posedge clk)
-    b5_skew_d4 <= \$281 ;
-  always @(posedge clk)
-    \b_in$135  <= \$282 ;
-  always @(posedge clk)
-    b6_skew_d1 <= \$283 ;
-  always @(posedge clk)
-    b6_skew_d2 <= \$284 ;
-  always @(posedge clk)
-    b6_skew_d3 <= \$285 ;
-  always @(posedge clk)
-    b6_skew_d4 <= \$286 ;
-  always @(posedge clk)
-    b6_skew_d5 <= \$287 ;
-  always @(posedge clk)
-    \b_in$141  <= \$288 ;
-  always @(posedge clk)
-    b7_skew_d1 <= \$289 ;
-  always @(posedge clk)
-    b7_skew_d2 <= \$290 ;
-  always @(posedge clk)
-    b7_skew_d3 <= \$291 ;
-  always @(posedge clk)
-    b7_skew_d4 <= \$292 ;
-  always @(posedge clk)
-    b7_skew_d5 <= \$293 ;
-  always @(posedge clk)
-    b7_skew_d6 <= \$294 ;
-  always @(posedge clk)
-    \b_in$147  <= \$295 ;
-  always @(posedge clk)
-    \a_in$149  <= \$296 ;
-  always @(posedge clk)
-    \ctl_in$151  <= \$297 ;
-  always @(posedge clk)
-    a2_skew_d1 <= \$298 ;
-  always @(posedge clk)
-    \a_in$197  <= \$299 ;
-  always @(posedge clk)
-    ctl2_skew_d1 <= \$300 ;
-  always @(posedge clk)
-    \ctl_in$199  <= \$301 ;
-  always @(posedge clk)
-    a3_skew_d1 <= \$302 ;
-  always @(posedge clk)
-    a3_skew_d2 <= \$303 ;
-  always @(posedge clk)
-    \a_in$245  <= \$304 ;
-  always @(posedge clk)
-    ctl3_skew_d1 <= \$305 ;
-  always @(posedge clk)
-    ctl3_skew_d2 <= \$306 ;
-  always @(posedge clk)
-    \ctl_in$247  <= \$307 ;
-  always @(posedge clk)
-    a4_skew_d1 <= \$308 ;
-  always @(posedge clk)
-    a4_skew_d2 <= \$309 ;
-  always @(posedge clk)
-    a4_skew_d3 <= \$310 ;
-  always @(posedge clk)
-    \a_in$293  <= \$311 ;
-  always @(posedge clk)
-    ctl4_skew_d1 <= \$312 ;
-  always @(posedge clk)
-    ctl4_skew_d2 <= \$313 ;
-  always @(posedge clk)
-    ctl4_skew_d3 <= \$314 ;
-  always @(posedge clk)
-    \ctl_in$295  <= \$315 ;
-  always @(posedge clk)
-    a5_skew_d1 <= \$316 ;
-  always @(posedge clk)
-    a5_skew_d2 <= \$317 ;
-  always @(posedge clk)
-    a5_skew_d3 <= \$318 ;
-  always @(posedge clk)
-    a5_skew_d4 <= \$319 ;
-  always @(posedge clk)
-    \a_in$341  <= \$320 ;
-  always @(posedge clk)
-    ctl5_skew_d1 <= \$321 ;
-  always @(posedge clk)
-    ctl5_skew_d2 <= \$322 ;
-  always @(posedge clk)
-    ctl5_skew_d3 <= \$323 ;
-  always @(posedge clk)
-    ctl5_skew_d4 <= \$324 ;
-  always @(posedge clk)
-    \ctl_in$343  <= \$325 ;
-  always @(posedge clk)
-    a6_skew_d1 <= \$326 ;
-  always @(posedge clk)
-    a6_skew_d2 <= \$327 ;
-  always @(posedge clk)
-    a6_skew_d3 <= \$328 ;
-  always @(posedge clk)
-    a6_skew_d4 <= \$329 ;
-  always @(posedge clk)
-    a6_skew_d5 <= \$330 ;
-  always @(posedge clk)
-    \a_in$389  <= \$331 ;
-  always @(posedge clk)
-    ctl6_skew_d1 <= \$332 ;
-  always @(posedge clk)
-    ctl6_skew_d2 <= \$333 ;
-  always @(posedge clk)
-    ctl6_skew_d3 <= \$334 ;
-  always @(posedge clk)
-    ctl6_skew_d4 <= \$335 ;
-  always @(posedge clk)
-    ctl6_skew_d5 <= \$336 ;
-  always @(posedge clk)
-    \ctl_in$391  <= \$337 ;
-  always @(posedge clk)
-    a7_skew_d1 <= \$338 ;
-  always @(posedge clk)
-    a7_skew_d2 <= \$339 ;
-  always @(posedge clk)
-    a7_skew_d3 <= \$340 ;
-  always @(posedge clk)
-    a7_skew_d4 <= \$341 ;
-  always @(posedge clk)
-    a7_skew_d5 <= \$342 ;
-  always @(posedge clk)
-    a7_skew_d6 <= \$343 ;
-  always @(posedge clk)
-    \a_in$437  <= \$344 ;
-  always @(posedge clk)
-    ctl7_skew_d1 <= \$345 ;
-  always @(posedge clk)
-    ctl7_skew_d2 <= \$346 ;
-  always @(posedge clk)
-    ctl7_skew_d3 <= \$347 ;
-  always @(posedge clk)
-    ctl7_skew_d4 <= \$348 ;
-  always @(posedge clk)
-    ctl7_skew_d5 <= \$349 ;
-  always @(posedge clk)
-    ctl7_skew_d6 <= \$350 ;
-  always @(posedge clk)
-    \ctl_in$439  <= \$351 ;
+  assign \$1  = a__valid & b__valid;
+  assign \$2  = table_a__en | table_b__en;
+  assign \$3  = ~ \$2 ;
+  assign \$5  = k - 1'h1;
+  assign \$6  = beat == \$5 ;
+  assign \$7  = since_last < 4'h8;
+  assign \$8  = credits < 4'h8;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = \$6  & \$9 ;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$4  & \$11 ;
+  assign accept = \$1  & \$12 ;
+  assign \$13  = table_a__en | table_b__en;
+  assign \$14  = ~ \$13 ;
+  assign \$16  = k - 1'h1;
+  assign \$17  = beat == \$16 ;
+  assign \$18  = since_last < 4'h8;
+  assign \$19  = credits < 4'h8;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$17  & \$20 ;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$15  & \$22 ;
+  assign a__ready = \$23  & b__valid;
+  assign \$24  = table_a__en | table_b__en;
+  assign \$25  = ~ \$24 ;
+  assign \$27  = k - 1'h1;
+  assign \$28  = beat == \$27 ;
+  assign \$29  = since_last < 4'h8;
+  assign \$30  = credits < 4'h8;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$28  & \$31 ;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$26  & \$33 ;
+  assign b__ready = \$34  & a__valid;
+  assign w_en = | { \done$550 , \done$541 , \done$532 , \done$523 , \done$514 , \done$505 , \done$496 , done };
+  assign \$36  = k - 1'h1;
+  assign \$37  = beat == \$36 ;
+  assign \$38  = beat + 1'h1;
+  assign \$39  = \$37  ? 33'h000000000 : \$38 ;
+  assign \$40  = k - 1'h1;
+  assign \$41  = beat == \$40 ;
+  assign \$42  = accept & \$41 ;
+  assign \$43  = since_last < 4'h8;
+  assign \$44  = since_last + 1'h1;
+  assign \$45  = c__valid & c__ready;
+  assign \$46  = credits + \$45 ;
+  assign \$47  = k - 1'h1;
+  assign \$48  = beat == \$47 ;
+  assign \$49  = accept & \$48 ;
+  assign \$50  = \$49  ? 4'h8 : 4'h0;
+  assign \$51  = \$46  - \$50 ;
+  assign \$52  = ! beat;
+  assign \$53  = k - 1'h1;
+  assign \$54  = beat == \$53 ;
+  always @(posedge clk)
+    beat <= \$55 ;
+  always @(posedge clk)
+    since_last <= \$56 ;
+  always @(posedge clk)
+    credits <= \$57 ;
+  always @(posedge clk)
+    ctl_in <= \$58 ;
+  always @(posedge clk)
+    \b_in$112  <= \$59 ;
+  always @(posedge clk)
+    b2_skew_d1 <= \$60 ;
+  always @(posedge clk)
+    \b_in$118  <= \$61 ;
+  always @(posedge clk)
+    b3_skew_d1 <= \$62 ;
+  always @(posedge clk)
+    b3_skew_d2 <= \$63 ;
+  always @(posedge clk)
+    \b_in$124  <= \$64 ;
+  always @(posedge clk)
+    b4_skew_d1 <= \$65 ;
+  always @(posedge clk)
+    b4_skew_d2 <= \$66 ;
+  always @(posedge clk)
+    b4_skew_d3 <= \$67 ;
+  always @(posedge clk)
+    \b_in$130  <= \$68 ;
+  always @(posedge clk)
+    b5_skew_d1 <= \$69 ;
+  always @(posedge clk)
+    b5_skew_d2 <= \$70 ;
+  always @(posedge clk)
+    b5_skew_d3 <= \$71 ;
+  always @(posedge clk)
+    b5_skew_d4 <= \$72 ;
+  always @(posedge clk)
+    \b_in$136  <= \$73 ;
+  always @(posedge clk)
+    b6_skew_d1 <= \$74 ;
+  always @(posedge clk)
+    b6_skew_d2 <= \$75 ;
+  always @(posedge clk)
+    b6_skew_d3 <= \$76 ;
+  always @(posedge clk)
+    b6_skew_d4 <= \$77 ;
+  always @(posedge clk)
+    b6_skew_d5 <= \$78 ;
+  always @(posedge clk)
+    \b_in$142  <= \$79 ;
+  always @(posedge clk)
+    b7_skew_d1 <= \$80 ;
+  always @(posedge clk)
+    b7_skew_d2 <= \$81 ;
+  always @(posedge clk)
+    b7_skew_d3 <= \$82 ;
+  always @(posedge clk)
+    b7_skew_d4 <= \$83 ;
+  always @(posedge clk)
+    b7_skew_d5 <= \$84 ;
+  always @(posedge clk)
+    b7_skew_d6 <= \$85 ;
+  always @(posedge clk)
+    \b_in$148  <= \$86 ;
+  always @(posedge clk)
+    \a_in$150  <= \$87 ;
+  always @(posedge clk)
+    \ctl_in$152  <= \$88 ;
+  always @(posedge clk)
+    a2_skew_d1 <= \$89 ;
+  always @(posedge clk)
+    \a_in$198  <= \$90 ;
+  always @(posedge clk)
+    ctl2_skew_d1 <= \$91 ;
+  always @(posedge clk)
+    \ctl_in$200  <= \$92 ;
+  always @(posedge clk)
+    a3_skew_d1 <= \$93 ;
+  always @(posedge clk)
+    a3_skew_d2 <= \$94 ;
+  always @(posedge clk)
+    \a_in$246  <= \$95 ;
+  always @(posedge clk)
+    ctl3_skew_d1 <= \$96 ;
+  always @(posedge clk)
+    ctl3_skew_d2 <= \$97 ;
+  always @(posedge clk)
+    \ctl_in$248  <= \$98 ;
+  always @(posedge clk)
+    a4_skew_d1 <= \$99 ;
+  always @(posedge clk)
+    a4_skew_d2 <= \$100 ;
+  always @(posedge clk)
+    a4_skew_d3 <= \$101 ;
+  always @(posedge clk)
+    \a_in$294  <= \$102 ;
+  always @(posedge clk)
+    ctl4_skew_d1 <= \$103 ;
+  always @(posedge clk)
+    ctl4_skew_d2 <= \$104 ;
+  always @(posedge clk)
+    ctl4_skew_d3 <= \$105 ;
+  always @(posedge clk)
+    \ctl_in$296  <= \$106 ;
+  always @(posedge clk)
+    a5_skew_d1 <= \$107 ;
+  always @(posedge clk)
+    a5_skew_d2 <= \$108 ;
+  always @(posedge clk)
+    a5_skew_d3 <= \$109 ;
+  always @(posedge clk)
+    a5_skew_d4 <= \$110 ;
+  always @(posedge clk)
+    \a_in$342  <= \$111 ;
+  always @(posedge clk)
+    ctl5_skew_d1 <= \$112 ;
+  always @(posedge clk)
+    ctl5_skew_d2 <= \$113 ;
+  always @(posedge clk)
+    ctl5_skew_d3 <= \$114 ;
+  always @(posedge clk)
+    ctl5_skew_d4 <= \$115 ;
+  always @(posedge clk)
+    \ctl_in$344  <= \$116 ;
+  always @(posedge clk)
+    a6_skew_d1 <= \$117 ;
+  always @(posedge clk)
+    a6_skew_d2 <= \$118 ;
+  always @(posedge clk)
+    a6_skew_d3 <= \$119 ;
+  always @(posedge clk)
+    a6_skew_d4 <= \$120 ;
+  always @(posedge clk)
+    a6_skew_d5 <= \$121 ;
+  always @(posedge clk)
+    \a_in$390  <= \$122 ;
+  always @(posedge clk)
+    ctl6_skew_d1 <= \$123 ;
+  always @(posedge clk)
+    ctl6_skew_d2 <= \$124 ;
+  always @(posedge clk)
+    ctl6_skew_d3 <= \$125 ;
+  always @(posedge clk)
+    ctl6_skew_d4 <= \$126 ;
+  always @(posedge clk)
+    ctl6_skew_d5 <= \$127 ;
+  always @(posedge clk)
+    \ctl_in$392  <= \$128 ;
+  always @(posedge clk)
+    a7_skew_d1 <= \$129 ;
+  always @(posedge clk)
+    a7_skew_d2 <= \$130 ;
+  always @(posedge clk)
+    a7_skew_d3 <= \$131 ;
+  always @(posedge clk)
+    a7_skew_d4 <= \$132 ;
+  always @(posedge clk)
+    a7_skew_d5 <= \$133 ;
+  always @(posedge clk)
+    a7_skew_d6 <= \$134 ;
+  always @(posedge clk)
+    \a_in$438  <= \$135 ;
+  always @(posedge clk)
+    ctl7_skew_d1 <= \$136 ;
+  always @(posedge clk)
+    ctl7_skew_d2 <= \$137 ;
+  always @(posedge clk)
+    ctl7_skew_d3 <= \$138 ;
+  always @(posedge clk)
+    ctl7_skew_d4 <= \$139 ;
+  always @(posedge clk)
+    ctl7_skew_d5 <= \$140 ;
+  always @(posedge clk)
+    ctl7_skew_d6 <= \$141 ;
+  always @(posedge clk)
+    \ctl_in$440  <= \$142 ;
   \s2fp8_array_8x8_w24.decode_a0  decode_a0 (
     .clk(clk),
     .code(a__payload[7:0]),
-    .code_valid(code_valid),
+    .code_valid(accept),
     .rst(rst),
     .value(a_in),
     .write__addr(table_a__addr),
@@ -5524,9 +7096,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a1  decode_a1 (
     .clk(clk),
     .code(a__payload[15:8]),
-    .code_valid(\code_valid$30 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$591 ),
+    .value(\value$592 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5534,9 +7106,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a2  decode_a2 (
     .clk(clk),
     .code(a__payload[23:16]),
-    .code_valid(\code_valid$35 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$593 ),
+    .value(\value$594 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5544,9 +7116,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a3  decode_a3 (
     .clk(clk),
     .code(a__payload[31:24]),
-    .code_valid(\code_valid$40 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$596 ),
+    .value(\value$597 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5554,9 +7126,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a4  decode_a4 (
     .clk(clk),
     .code(a__payload[39:32]),
-    .code_valid(\code_valid$45 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$601 ),
+    .value(\value$602 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5564,9 +7136,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a5  decode_a5 (
     .clk(clk),
     .code(a__payload[47:40]),
-    .code_valid(\code_valid$50 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$608 ),
+    .value(\value$609 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5574,9 +7146,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a6  decode_a6 (
     .clk(clk),
     .code(a__payload[55:48]),
-    .code_valid(\code_valid$55 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$617 ),
+    .value(\value$618 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5584,9 +7156,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_a7  decode_a7 (
     .clk(clk),
     .code(a__payload[63:56]),
-    .code_valid(\code_valid$60 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$628 ),
+    .value(\value$629 ),
     .write__addr(table_a__addr),
     .write__data(table_a__data),
     .write__en(table_a__en)
@@ -5594,7 +7166,7 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b0  decode_b0 (
     .clk(clk),
     .code(b__payload[7:0]),
-    .code_valid(\code_valid$65 ),
+    .code_valid(accept),
     .rst(rst),
     .value(b_in),
     .write__addr(table_b__addr),
@@ -5604,9 +7176,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b1  decode_b1 (
     .clk(clk),
     .code(b__payload[15:8]),
-    .code_valid(\code_valid$70 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$563 ),
+    .value(\value$564 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5614,9 +7186,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b2  decode_b2 (
     .clk(clk),
     .code(b__payload[23:16]),
-    .code_valid(\code_valid$75 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$565 ),
+    .value(\value$566 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5624,9 +7196,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b3  decode_b3 (
     .clk(clk),
     .code(b__payload[31:24]),
-    .code_valid(\code_valid$80 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$567 ),
+    .value(\value$568 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5634,9 +7206,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b4  decode_b4 (
     .clk(clk),
     .code(b__payload[39:32]),
-    .code_valid(\code_valid$85 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$570 ),
+    .value(\value$571 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5644,9 +7216,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b5  decode_b5 (
     .clk(clk),
     .code(b__payload[47:40]),
-    .code_valid(\code_valid$90 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$574 ),
+    .value(\value$575 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5654,9 +7226,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b6  decode_b6 (
     .clk(clk),
     .code(b__payload[55:48]),
-    .code_valid(\code_valid$95 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$579 ),
+    .value(\value$580 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
@@ -5664,699 +7236,699 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   \s2fp8_array_8x8_w24.decode_b7  decode_b7 (
     .clk(clk),
     .code(b__payload[63:56]),
-    .code_valid(\code_valid$100 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$585 ),
+    .value(\value$586 ),
     .write__addr(table_b__addr),
     .write__data(table_b__data),
     .write__en(table_b__en)
   );
   \s2fp8_array_8x8_w24.pe_0_0  pe_0_0 (
     .a_in(a_in),
-    .a_out(\a_in$107 ),
+    .a_out(\a_in$108 ),
     .b_in(b_in),
-    .b_out(\b_in$153 ),
+    .b_out(\b_in$154 ),
     .clk(clk),
     .ctl_in(ctl_in),
-    .ctl_out(\ctl_in$109 ),
+    .ctl_out(\ctl_in$110 ),
     .result(result),
     .rst(rst)
   );
   \s2fp8_array_8x8_w24.pe_0_1  pe_0_1 (
-    .a_in(\a_in$107 ),
-    .a_out(\a_in$113 ),
-    .b_in(\b_in$111 ),
-    .b_out(\b_in$159 ),
+    .a_in(\a_in$108 ),
+    .a_out(\a_in$114 ),
+    .b_in(\b_in$112 ),
+    .b_out(\b_in$160 ),
     .clk(clk),
-    .ctl_in(\ctl_in$109 ),
-    .ctl_out(\ctl_in$115 ),
-    .result(\result$488 ),
-    .rst(rst)
-  );
-  \s2fp8_array_8x8_w24.pe_0_2  pe_0_2 (
-    .a_in(\a_in$113 ),
-    .a_out(\a_in$119 ),
-    .b_in(\b_in$117 ),
-    .b_out(\b_in$165 ),
-    .clk(clk),
-    .ctl_in(\ctl_in$115 ),
-    .ctl_out(\ctl_in$121 ),
+    .ctl_in(\ctl_in$110 ),
+    .ctl_out(\ctl_in$116 ),
     .result(\result$489 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_0_3  pe_0_3 (
-    .a_in(\a_in$119 ),
-    .a_out(\a_in$125 ),
-    .b_in(\b_in$123 ),
-    .b_out(\b_in$171 ),
+  \s2fp8_array_8x8_w24.pe_0_2  pe_0_2 (
+    .a_in(\a_in$114 ),
+    .a_out(\a_in$120 ),
+    .b_in(\b_in$118 ),
+    .b_out(\b_in$166 ),
     .clk(clk),
-    .ctl_in(\ctl_in$121 ),
-    .ctl_out(\ctl_in$127 ),
+    .ctl_in(\ctl_in$116 ),
+    .ctl_out(\ctl_in$122 ),
     .result(\result$490 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_0_4  pe_0_4 (
-    .a_in(\a_in$125 ),
-    .a_out(\a_in$131 ),
-    .b_in(\b_in$129 ),
-    .b_out(\b_in$177 ),
+  \s2fp8_array_8x8_w24.pe_0_3  pe_0_3 (
+    .a_in(\a_in$120 ),
+    .a_out(\a_in$126 ),
+    .b_in(\b_in$124 ),
+    .b_out(\b_in$172 ),
     .clk(clk),
-    .ctl_in(\ctl_in$127 ),
-    .ctl_out(\ctl_in$133 ),
+    .ctl_in(\ctl_in$122 ),
+    .ctl_out(\ctl_in$128 ),
     .result(\result$491 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_0_5  pe_0_5 (
-    .a_in(\a_in$131 ),
-    .a_out(\a_in$137 ),
-    .b_in(\b_in$135 ),
-    .b_out(\b_in$183 ),
+  \s2fp8_array_8x8_w24.pe_0_4  pe_0_4 (
+    .a_in(\a_in$126 ),
+    .a_out(\a_in$132 ),
+    .b_in(\b_in$130 ),
+    .b_out(\b_in$178 ),
     .clk(clk),
-    .ctl_in(\ctl_in$133 ),
-    .ctl_out(\ctl_in$139 ),
+    .ctl_in(\ctl_in$128 ),
+    .ctl_out(\ctl_in$134 ),
     .result(\result$492 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_0_6  pe_0_6 (
-    .a_in(\a_in$137 ),
-    .a_out(\a_in$143 ),
-    .b_in(\b_in$141 ),
-    .b_out(\b_in$189 ),
+  \s2fp8_array_8x8_w24.pe_0_5  pe_0_5 (
+    .a_in(\a_in$132 ),
+    .a_out(\a_in$138 ),
+    .b_in(\b_in$136 ),
+    .b_out(\b_in$184 ),
     .clk(clk),
-    .ctl_in(\ctl_in$139 ),
-    .ctl_out(\ctl_in$145 ),
+    .ctl_in(\ctl_in$134 ),
+    .ctl_out(\ctl_in$140 ),
     .result(\result$493 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_0_7  pe_0_7 (
-    .a_in(\a_in$143 ),
-    .b_in(\b_in$147 ),
-    .b_out(\b_in$195 ),
+  \s2fp8_array_8x8_w24.pe_0_6  pe_0_6 (
+    .a_in(\a_in$138 ),
+    .a_out(\a_in$144 ),
+    .b_in(\b_in$142 ),
+    .b_out(\b_in$190 ),
     .clk(clk),
-    .ctl_in(\ctl_in$145 ),
-    .done(done),
+    .ctl_in(\ctl_in$140 ),
+    .ctl_out(\ctl_in$146 ),
     .result(\result$494 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_0  pe_1_0 (
-    .a_in(\a_in$149 ),
-    .a_out(\a_in$155 ),
-    .b_in(\b_in$153 ),
-    .b_out(\b_in$201 ),
+  \s2fp8_array_8x8_w24.pe_0_7  pe_0_7 (
+    .a_in(\a_in$144 ),
+    .b_in(\b_in$148 ),
+    .b_out(\b_in$196 ),
     .clk(clk),
-    .ctl_in(\ctl_in$151 ),
-    .ctl_out(\ctl_in$157 ),
-    .result(\result$496 ),
+    .ctl_in(\ctl_in$146 ),
+    .done(done),
+    .result(\result$495 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_1  pe_1_1 (
-    .a_in(\a_in$155 ),
-    .a_out(\a_in$161 ),
-    .b_in(\b_in$159 ),
-    .b_out(\b_in$207 ),
+  \s2fp8_array_8x8_w24.pe_1_0  pe_1_0 (
+    .a_in(\a_in$150 ),
+    .a_out(\a_in$156 ),
+    .b_in(\b_in$154 ),
+    .b_out(\b_in$202 ),
     .clk(clk),
-    .ctl_in(\ctl_in$157 ),
-    .ctl_out(\ctl_in$163 ),
+    .ctl_in(\ctl_in$152 ),
+    .ctl_out(\ctl_in$158 ),
     .result(\result$497 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_2  pe_1_2 (
-    .a_in(\a_in$161 ),
-    .a_out(\a_in$167 ),
-    .b_in(\b_in$165 ),
-    .b_out(\b_in$213 ),
+  \s2fp8_array_8x8_w24.pe_1_1  pe_1_1 (
+    .a_in(\a_in$156 ),
+    .a_out(\a_in$162 ),
+    .b_in(\b_in$160 ),
+    .b_out(\b_in$208 ),
     .clk(clk),
-    .ctl_in(\ctl_in$163 ),
-    .ctl_out(\ctl_in$169 ),
+    .ctl_in(\ctl_in$158 ),
+    .ctl_out(\ctl_in$164 ),
     .result(\result$498 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_3  pe_1_3 (
-    .a_in(\a_in$167 ),
-    .a_out(\a_in$173 ),
-    .b_in(\b_in$171 ),
-    .b_out(\b_in$219 ),
+  \s2fp8_array_8x8_w24.pe_1_2  pe_1_2 (
+    .a_in(\a_in$162 ),
+    .a_out(\a_in$168 ),
+    .b_in(\b_in$166 ),
+    .b_out(\b_in$214 ),
     .clk(clk),
-    .ctl_in(\ctl_in$169 ),
-    .ctl_out(\ctl_in$175 ),
+    .ctl_in(\ctl_in$164 ),
+    .ctl_out(\ctl_in$170 ),
     .result(\result$499 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_4  pe_1_4 (
-    .a_in(\a_in$173 ),
-    .a_out(\a_in$179 ),
-    .b_in(\b_in$177 ),
-    .b_out(\b_in$225 ),
+  \s2fp8_array_8x8_w24.pe_1_3  pe_1_3 (
+    .a_in(\a_in$168 ),
+    .a_out(\a_in$174 ),
+    .b_in(\b_in$172 ),
+    .b_out(\b_in$220 ),
     .clk(clk),
-    .ctl_in(\ctl_in$175 ),
-    .ctl_out(\ctl_in$181 ),
+    .ctl_in(\ctl_in$170 ),
+    .ctl_out(\ctl_in$176 ),
     .result(\result$500 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_5  pe_1_5 (
-    .a_in(\a_in$179 ),
-    .a_out(\a_in$185 ),
-    .b_in(\b_in$183 ),
-    .b_out(\b_in$231 ),
+  \s2fp8_array_8x8_w24.pe_1_4  pe_1_4 (
+    .a_in(\a_in$174 ),
+    .a_out(\a_in$180 ),
+    .b_in(\b_in$178 ),
+    .b_out(\b_in$226 ),
     .clk(clk),
-    .ctl_in(\ctl_in$181 ),
-    .ctl_out(\ctl_in$187 ),
+    .ctl_in(\ctl_in$176 ),
+    .ctl_out(\ctl_in$182 ),
     .result(\result$501 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_6  pe_1_6 (
-    .a_in(\a_in$185 ),
-    .a_out(\a_in$191 ),
-    .b_in(\b_in$189 ),
-    .b_out(\b_in$237 ),
+  \s2fp8_array_8x8_w24.pe_1_5  pe_1_5 (
+    .a_in(\a_in$180 ),
+    .a_out(\a_in$186 ),
+    .b_in(\b_in$184 ),
+    .b_out(\b_in$232 ),
     .clk(clk),
-    .ctl_in(\ctl_in$187 ),
-    .ctl_out(\ctl_in$193 ),
+    .ctl_in(\ctl_in$182 ),
+    .ctl_out(\ctl_in$188 ),
     .result(\result$502 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_1_7  pe_1_7 (
-    .a_in(\a_in$191 ),
-    .b_in(\b_in$195 ),
-    .b_out(\b_in$243 ),
+  \s2fp8_array_8x8_w24.pe_1_6  pe_1_6 (
+    .a_in(\a_in$186 ),
+    .a_out(\a_in$192 ),
+    .b_in(\b_in$190 ),
+    .b_out(\b_in$238 ),
     .clk(clk),
-    .ctl_in(\ctl_in$193 ),
-    .done(\done$495 ),
+    .ctl_in(\ctl_in$188 ),
+    .ctl_out(\ctl_in$194 ),
     .result(\result$503 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_0  pe_2_0 (
-    .a_in(\a_in$197 ),
-    .a_out(\a_in$203 ),
-    .b_in(\b_in$201 ),
-    .b_out(\b_in$249 ),
+  \s2fp8_array_8x8_w24.pe_1_7  pe_1_7 (
+    .a_in(\a_in$192 ),
+    .b_in(\b_in$196 ),
+    .b_out(\b_in$244 ),
     .clk(clk),
-    .ctl_in(\ctl_in$199 ),
-    .ctl_out(\ctl_in$205 ),
-    .result(\result$505 ),
+    .ctl_in(\ctl_in$194 ),
+    .done(\done$496 ),
+    .result(\result$504 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_1  pe_2_1 (
-    .a_in(\a_in$203 ),
-    .a_out(\a_in$209 ),
-    .b_in(\b_in$207 ),
-    .b_out(\b_in$255 ),
+  \s2fp8_array_8x8_w24.pe_2_0  pe_2_0 (
+    .a_in(\a_in$198 ),
+    .a_out(\a_in$204 ),
+    .b_in(\b_in$202 ),
+    .b_out(\b_in$250 ),
     .clk(clk),
-    .ctl_in(\ctl_in$205 ),
-    .ctl_out(\ctl_in$211 ),
+    .ctl_in(\ctl_in$200 ),
+    .ctl_out(\ctl_in$206 ),
     .result(\result$506 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_2  pe_2_2 (
-    .a_in(\a_in$209 ),
-    .a_out(\a_in$215 ),
-    .b_in(\b_in$213 ),
-    .b_out(\b_in$261 ),
+  \s2fp8_array_8x8_w24.pe_2_1  pe_2_1 (
+    .a_in(\a_in$204 ),
+    .a_out(\a_in$210 ),
+    .b_in(\b_in$208 ),
+    .b_out(\b_in$256 ),
     .clk(clk),
-    .ctl_in(\ctl_in$211 ),
-    .ctl_out(\ctl_in$217 ),
+    .ctl_in(\ctl_in$206 ),
+    .ctl_out(\ctl_in$212 ),
     .result(\result$507 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_3  pe_2_3 (
-    .a_in(\a_in$215 ),
-    .a_out(\a_in$221 ),
-    .b_in(\b_in$219 ),
-    .b_out(\b_in$267 ),
+  \s2fp8_array_8x8_w24.pe_2_2  pe_2_2 (
+    .a_in(\a_in$210 ),
+    .a_out(\a_in$216 ),
+    .b_in(\b_in$214 ),
+    .b_out(\b_in$262 ),
     .clk(clk),
-    .ctl_in(\ctl_in$217 ),
-    .ctl_out(\ctl_in$223 ),
+    .ctl_in(\ctl_in$212 ),
+    .ctl_out(\ctl_in$218 ),
     .result(\result$508 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_4  pe_2_4 (
-    .a_in(\a_in$221 ),
-    .a_out(\a_in$227 ),
-    .b_in(\b_in$225 ),
-    .b_out(\b_in$273 ),
+  \s2fp8_array_8x8_w24.pe_2_3  pe_2_3 (
+    .a_in(\a_in$216 ),
+    .a_out(\a_in$222 ),
+    .b_in(\b_in$220 ),
+    .b_out(\b_in$268 ),
     .clk(clk),
-    .ctl_in(\ctl_in$223 ),
-    .ctl_out(\ctl_in$229 ),
+    .ctl_in(\ctl_in$218 ),
+    .ctl_out(\ctl_in$224 ),
     .result(\result$509 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_5  pe_2_5 (
-    .a_in(\a_in$227 ),
-    .a_out(\a_in$233 ),
-    .b_in(\b_in$231 ),
-    .b_out(\b_in$279 ),
+  \s2fp8_array_8x8_w24.pe_2_4  pe_2_4 (
+    .a_in(\a_in$222 ),
+    .a_out(\a_in$228 ),
+    .b_in(\b_in$226 ),
+    .b_out(\b_in$274 ),
     .clk(clk),
-    .ctl_in(\ctl_in$229 ),
-    .ctl_out(\ctl_in$235 ),
+    .ctl_in(\ctl_in$224 ),
+    .ctl_out(\ctl_in$230 ),
     .result(\result$510 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_6  pe_2_6 (
-    .a_in(\a_in$233 ),
-    .a_out(\a_in$239 ),
-    .b_in(\b_in$237 ),
-    .b_out(\b_in$285 ),
+  \s2fp8_array_8x8_w24.pe_2_5  pe_2_5 (
+    .a_in(\a_in$228 ),
+    .a_out(\a_in$234 ),
+    .b_in(\b_in$232 ),
+    .b_out(\b_in$280 ),
     .clk(clk),
-    .ctl_in(\ctl_in$235 ),
-    .ctl_out(\ctl_in$241 ),
+    .ctl_in(\ctl_in$230 ),
+    .ctl_out(\ctl_in$236 ),
     .result(\result$511 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_2_7  pe_2_7 (
-    .a_in(\a_in$239 ),
-    .b_in(\b_in$243 ),
-    .b_out(\b_in$291 ),
+  \s2fp8_array_8x8_w24.pe_2_6  pe_2_6 (
+    .a_in(\a_in$234 ),
+    .a_out(\a_in$240 ),
+    .b_in(\b_in$238 ),
+    .b_out(\b_in$286 ),
     .clk(clk),
-    .ctl_in(\ctl_in$241 ),
-    .done(\done$504 ),
+    .ctl_in(\ctl_in$236 ),
+    .ctl_out(\ctl_in$242 ),
     .result(\result$512 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_0  pe_3_0 (
-    .a_in(\a_in$245 ),
-    .a_out(\a_in$251 ),
-    .b_in(\b_in$249 ),
-    .b_out(\b_in$297 ),
+  \s2fp8_array_8x8_w24.pe_2_7  pe_2_7 (
+    .a_in(\a_in$240 ),
+    .b_in(\b_in$244 ),
+    .b_out(\b_in$292 ),
     .clk(clk),
-    .ctl_in(\ctl_in$247 ),
-    .ctl_out(\ctl_in$253 ),
-    .result(\result$514 ),
+    .ctl_in(\ctl_in$242 ),
+    .done(\done$505 ),
+    .result(\result$513 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_1  pe_3_1 (
-    .a_in(\a_in$251 ),
-    .a_out(\a_in$257 ),
-    .b_in(\b_in$255 ),
-    .b_out(\b_in$303 ),
+  \s2fp8_array_8x8_w24.pe_3_0  pe_3_0 (
+    .a_in(\a_in$246 ),
+    .a_out(\a_in$252 ),
+    .b_in(\b_in$250 ),
+    .b_out(\b_in$298 ),
     .clk(clk),
-    .ctl_in(\ctl_in$253 ),
-    .ctl_out(\ctl_in$259 ),
+    .ctl_in(\ctl_in$248 ),
+    .ctl_out(\ctl_in$254 ),
     .result(\result$515 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_2  pe_3_2 (
-    .a_in(\a_in$257 ),
-    .a_out(\a_in$263 ),
-    .b_in(\b_in$261 ),
-    .b_out(\b_in$309 ),
+  \s2fp8_array_8x8_w24.pe_3_1  pe_3_1 (
+    .a_in(\a_in$252 ),
+    .a_out(\a_in$258 ),
+    .b_in(\b_in$256 ),
+    .b_out(\b_in$304 ),
     .clk(clk),
-    .ctl_in(\ctl_in$259 ),
-    .ctl_out(\ctl_in$265 ),
+    .ctl_in(\ctl_in$254 ),
+    .ctl_out(\ctl_in$260 ),
     .result(\result$516 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_3  pe_3_3 (
-    .a_in(\a_in$263 ),
-    .a_out(\a_in$269 ),
-    .b_in(\b_in$267 ),
-    .b_out(\b_in$315 ),
+  \s2fp8_array_8x8_w24.pe_3_2  pe_3_2 (
+    .a_in(\a_in$258 ),
+    .a_out(\a_in$264 ),
+    .b_in(\b_in$262 ),
+    .b_out(\b_in$310 ),
     .clk(clk),
-    .ctl_in(\ctl_in$265 ),
-    .ctl_out(\ctl_in$271 ),
+    .ctl_in(\ctl_in$260 ),
+    .ctl_out(\ctl_in$266 ),
     .result(\result$517 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_4  pe_3_4 (
-    .a_in(\a_in$269 ),
-    .a_out(\a_in$275 ),
-    .b_in(\b_in$273 ),
-    .b_out(\b_in$321 ),
+  \s2fp8_array_8x8_w24.pe_3_3  pe_3_3 (
+    .a_in(\a_in$264 ),
+    .a_out(\a_in$270 ),
+    .b_in(\b_in$268 ),
+    .b_out(\b_in$316 ),
     .clk(clk),
-    .ctl_in(\ctl_in$271 ),
-    .ctl_out(\ctl_in$277 ),
+    .ctl_in(\ctl_in$266 ),
+    .ctl_out(\ctl_in$272 ),
     .result(\result$518 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_5  pe_3_5 (
-    .a_in(\a_in$275 ),
-    .a_out(\a_in$281 ),
-    .b_in(\b_in$279 ),
-    .b_out(\b_in$327 ),
+  \s2fp8_array_8x8_w24.pe_3_4  pe_3_4 (
+    .a_in(\a_in$270 ),
+    .a_out(\a_in$276 ),
+    .b_in(\b_in$274 ),
+    .b_out(\b_in$322 ),
     .clk(clk),
-    .ctl_in(\ctl_in$277 ),
-    .ctl_out(\ctl_in$283 ),
+    .ctl_in(\ctl_in$272 ),
+    .ctl_out(\ctl_in$278 ),
     .result(\result$519 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_6  pe_3_6 (
-    .a_in(\a_in$281 ),
-    .a_out(\a_in$287 ),
-    .b_in(\b_in$285 ),
-    .b_out(\b_in$333 ),
+  \s2fp8_array_8x8_w24.pe_3_5  pe_3_5 (
+    .a_in(\a_in$276 ),
+    .a_out(\a_in$282 ),
+    .b_in(\b_in$280 ),
+    .b_out(\b_in$328 ),
     .clk(clk),
-    .ctl_in(\ctl_in$283 ),
-    .ctl_out(\ctl_in$289 ),
+    .ctl_in(\ctl_in$278 ),
+    .ctl_out(\ctl_in$284 ),
     .result(\result$520 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_3_7  pe_3_7 (
-    .a_in(\a_in$287 ),
-    .b_in(\b_in$291 ),
-    .b_out(\b_in$339 ),
+  \s2fp8_array_8x8_w24.pe_3_6  pe_3_6 (
+    .a_in(\a_in$282 ),
+    .a_out(\a_in$288 ),
+    .b_in(\b_in$286 ),
+    .b_out(\b_in$334 ),
     .clk(clk),
-    .ctl_in(\ctl_in$289 ),
-    .done(\done$513 ),
+    .ctl_in(\ctl_in$284 ),
+    .ctl_out(\ctl_in$290 ),
     .result(\result$521 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_0  pe_4_0 (
-    .a_in(\a_in$293 ),
-    .a_out(\a_in$299 ),
-    .b_in(\b_in$297 ),
-    .b_out(\b_in$345 ),
+  \s2fp8_array_8x8_w24.pe_3_7  pe_3_7 (
+    .a_in(\a_in$288 ),
+    .b_in(\b_in$292 ),
+    .b_out(\b_in$340 ),
     .clk(clk),
-    .ctl_in(\ctl_in$295 ),
-    .ctl_out(\ctl_in$301 ),
-    .result(\result$523 ),
+    .ctl_in(\ctl_in$290 ),
+    .done(\done$514 ),
+    .result(\result$522 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_1  pe_4_1 (
-    .a_in(\a_in$299 ),
-    .a_out(\a_in$305 ),
-    .b_in(\b_in$303 ),
-    .b_out(\b_in$351 ),
+  \s2fp8_array_8x8_w24.pe_4_0  pe_4_0 (
+    .a_in(\a_in$294 ),
+    .a_out(\a_in$300 ),
+    .b_in(\b_in$298 ),
+    .b_out(\b_in$346 ),
     .clk(clk),
-    .ctl_in(\ctl_in$301 ),
-    .ctl_out(\ctl_in$307 ),
+    .ctl_in(\ctl_in$296 ),
+    .ctl_out(\ctl_in$302 ),
     .result(\result$524 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_2  pe_4_2 (
-    .a_in(\a_in$305 ),
-    .a_out(\a_in$311 ),
-    .b_in(\b_in$309 ),
-    .b_out(\b_in$357 ),
+  \s2fp8_array_8x8_w24.pe_4_1  pe_4_1 (
+    .a_in(\a_in$300 ),
+    .a_out(\a_in$306 ),
+    .b_in(\b_in$304 ),
+    .b_out(\b_in$352 ),
     .clk(clk),
-    .ctl_in(\ctl_in$307 ),
-    .ctl_out(\ctl_in$313 ),
+    .ctl_in(\ctl_in$302 ),
+    .ctl_out(\ctl_in$308 ),
     .result(\result$525 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_3  pe_4_3 (
-    .a_in(\a_in$311 ),
-    .a_out(\a_in$317 ),
-    .b_in(\b_in$315 ),
-    .b_out(\b_in$363 ),
+  \s2fp8_array_8x8_w24.pe_4_2  pe_4_2 (
+    .a_in(\a_in$306 ),
+    .a_out(\a_in$312 ),
+    .b_in(\b_in$310 ),
+    .b_out(\b_in$358 ),
     .clk(clk),
-    .ctl_in(\ctl_in$313 ),
-    .ctl_out(\ctl_in$319 ),
+    .ctl_in(\ctl_in$308 ),
+    .ctl_out(\ctl_in$314 ),
     .result(\result$526 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_4  pe_4_4 (
-    .a_in(\a_in$317 ),
-    .a_out(\a_in$323 ),
-    .b_in(\b_in$321 ),
-    .b_out(\b_in$369 ),
+  \s2fp8_array_8x8_w24.pe_4_3  pe_4_3 (
+    .a_in(\a_in$312 ),
+    .a_out(\a_in$318 ),
+    .b_in(\b_in$316 ),
+    .b_out(\b_in$364 ),
     .clk(clk),
-    .ctl_in(\ctl_in$319 ),
-    .ctl_out(\ctl_in$325 ),
+    .ctl_in(\ctl_in$314 ),
+    .ctl_out(\ctl_in$320 ),
     .result(\result$527 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_5  pe_4_5 (
-    .a_in(\a_in$323 ),
-    .a_out(\a_in$329 ),
-    .b_in(\b_in$327 ),
-    .b_out(\b_in$375 ),
+  \s2fp8_array_8x8_w24.pe_4_4  pe_4_4 (
+    .a_in(\a_in$318 ),
+    .a_out(\a_in$324 ),
+    .b_in(\b_in$322 ),
+    .b_out(\b_in$370 ),
     .clk(clk),
-    .ctl_in(\ctl_in$325 ),
-    .ctl_out(\ctl_in$331 ),
+    .ctl_in(\ctl_in$320 ),
+    .ctl_out(\ctl_in$326 ),
     .result(\result$528 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_6  pe_4_6 (
-    .a_in(\a_in$329 ),
-    .a_out(\a_in$335 ),
-    .b_in(\b_in$333 ),
-    .b_out(\b_in$381 ),
+  \s2fp8_array_8x8_w24.pe_4_5  pe_4_5 (
+    .a_in(\a_in$324 ),
+    .a_out(\a_in$330 ),
+    .b_in(\b_in$328 ),
+    .b_out(\b_in$376 ),
     .clk(clk),
-    .ctl_in(\ctl_in$331 ),
-    .ctl_out(\ctl_in$337 ),
+    .ctl_in(\ctl_in$326 ),
+    .ctl_out(\ctl_in$332 ),
     .result(\result$529 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_4_7  pe_4_7 (
-    .a_in(\a_in$335 ),
-    .b_in(\b_in$339 ),
-    .b_out(\b_in$387 ),
+  \s2fp8_array_8x8_w24.pe_4_6  pe_4_6 (
+    .a_in(\a_in$330 ),
+    .a_out(\a_in$336 ),
+    .b_in(\b_in$334 ),
+    .b_out(\b_in$382 ),
     .clk(clk),
-    .ctl_in(\ctl_in$337 ),
-    .done(\done$522 ),
+    .ctl_in(\ctl_in$332 ),
+    .ctl_out(\ctl_in$338 ),
     .result(\result$530 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_0  pe_5_0 (
-    .a_in(\a_in$341 ),
-    .a_out(\a_in$347 ),
-    .b_in(\b_in$345 ),
-    .b_out(\b_in$393 ),
+  \s2fp8_array_8x8_w24.pe_4_7  pe_4_7 (
+    .a_in(\a_in$336 ),
+    .b_in(\b_in$340 ),
+    .b_out(\b_in$388 ),
     .clk(clk),
-    .ctl_in(\ctl_in$343 ),
-    .ctl_out(\ctl_in$349 ),
-    .result(\result$532 ),
+    .ctl_in(\ctl_in$338 ),
+    .done(\done$523 ),
+    .result(\result$531 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_1  pe_5_1 (
-    .a_in(\a_in$347 ),
-    .a_out(\a_in$353 ),
-    .b_in(\b_in$351 ),
-    .b_out(\b_in$399 ),
+  \s2fp8_array_8x8_w24.pe_5_0  pe_5_0 (
+    .a_in(\a_in$342 ),
+    .a_out(\a_in$348 ),
+    .b_in(\b_in$346 ),
+    .b_out(\b_in$394 ),
     .clk(clk),
-    .ctl_in(\ctl_in$349 ),
-    .ctl_out(\ctl_in$355 ),
+    .ctl_in(\ctl_in$344 ),
+    .ctl_out(\ctl_in$350 ),
     .result(\result$533 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_2  pe_5_2 (
-    .a_in(\a_in$353 ),
-    .a_out(\a_in$359 ),
-    .b_in(\b_in$357 ),
-    .b_out(\b_in$405 ),
+  \s2fp8_array_8x8_w24.pe_5_1  pe_5_1 (
+    .a_in(\a_in$348 ),
+    .a_out(\a_in$354 ),
+    .b_in(\b_in$352 ),
+    .b_out(\b_in$400 ),
     .clk(clk),
-    .ctl_in(\ctl_in$355 ),
-    .ctl_out(\ctl_in$361 ),
+    .ctl_in(\ctl_in$350 ),
+    .ctl_out(\ctl_in$356 ),
     .result(\result$534 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_3  pe_5_3 (
-    .a_in(\a_in$359 ),
-    .a_out(\a_in$365 ),
-    .b_in(\b_in$363 ),
-    .b_out(\b_in$411 ),
+  \s2fp8_array_8x8_w24.pe_5_2  pe_5_2 (
+    .a_in(\a_in$354 ),
+    .a_out(\a_in$360 ),
+    .b_in(\b_in$358 ),
+    .b_out(\b_in$406 ),
     .clk(clk),
-    .ctl_in(\ctl_in$361 ),
-    .ctl_out(\ctl_in$367 ),
+    .ctl_in(\ctl_in$356 ),
+    .ctl_out(\ctl_in$362 ),
     .result(\result$535 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_4  pe_5_4 (
-    .a_in(\a_in$365 ),
-    .a_out(\a_in$371 ),
-    .b_in(\b_in$369 ),
-    .b_out(\b_in$417 ),
+  \s2fp8_array_8x8_w24.pe_5_3  pe_5_3 (
+    .a_in(\a_in$360 ),
+    .a_out(\a_in$366 ),
+    .b_in(\b_in$364 ),
+    .b_out(\b_in$412 ),
     .clk(clk),
-    .ctl_in(\ctl_in$367 ),
-    .ctl_out(\ctl_in$373 ),
+    .ctl_in(\ctl_in$362 ),
+    .ctl_out(\ctl_in$368 ),
     .result(\result$536 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_5  pe_5_5 (
-    .a_in(\a_in$371 ),
-    .a_out(\a_in$377 ),
-    .b_in(\b_in$375 ),
-    .b_out(\b_in$423 ),
+  \s2fp8_array_8x8_w24.pe_5_4  pe_5_4 (
+    .a_in(\a_in$366 ),
+    .a_out(\a_in$372 ),
+    .b_in(\b_in$370 ),
+    .b_out(\b_in$418 ),
     .clk(clk),
-    .ctl_in(\ctl_in$373 ),
-    .ctl_out(\ctl_in$379 ),
+    .ctl_in(\ctl_in$368 ),
+    .ctl_out(\ctl_in$374 ),
     .result(\result$537 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_6  pe_5_6 (
-    .a_in(\a_in$377 ),
-    .a_out(\a_in$383 ),
-    .b_in(\b_in$381 ),
-    .b_out(\b_in$429 ),
+  \s2fp8_array_8x8_w24.pe_5_5  pe_5_5 (
+    .a_in(\a_in$372 ),
+    .a_out(\a_in$378 ),
+    .b_in(\b_in$376 ),
+    .b_out(\b_in$424 ),
     .clk(clk),
-    .ctl_in(\ctl_in$379 ),
-    .ctl_out(\ctl_in$385 ),
+    .ctl_in(\ctl_in$374 ),
+    .ctl_out(\ctl_in$380 ),
     .result(\result$538 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_5_7  pe_5_7 (
-    .a_in(\a_in$383 ),
-    .b_in(\b_in$387 ),
-    .b_out(\b_in$435 ),
+  \s2fp8_array_8x8_w24.pe_5_6  pe_5_6 (
+    .a_in(\a_in$378 ),
+    .a_out(\a_in$384 ),
+    .b_in(\b_in$382 ),
+    .b_out(\b_in$430 ),
     .clk(clk),
-    .ctl_in(\ctl_in$385 ),
-    .done(\done$531 ),
+    .ctl_in(\ctl_in$380 ),
+    .ctl_out(\ctl_in$386 ),
     .result(\result$539 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_0  pe_6_0 (
-    .a_in(\a_in$389 ),
-    .a_out(\a_in$395 ),
-    .b_in(\b_in$393 ),
-    .b_out(\b_in$441 ),
+  \s2fp8_array_8x8_w24.pe_5_7  pe_5_7 (
+    .a_in(\a_in$384 ),
+    .b_in(\b_in$388 ),
+    .b_out(\b_in$436 ),
     .clk(clk),
-    .ctl_in(\ctl_in$391 ),
-    .ctl_out(\ctl_in$397 ),
-    .result(\result$541 ),
+    .ctl_in(\ctl_in$386 ),
+    .done(\done$532 ),
+    .result(\result$540 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_1  pe_6_1 (
-    .a_in(\a_in$395 ),
-    .a_out(\a_in$401 ),
-    .b_in(\b_in$399 ),
-    .b_out(\b_in$447 ),
+  \s2fp8_array_8x8_w24.pe_6_0  pe_6_0 (
+    .a_in(\a_in$390 ),
+    .a_out(\a_in$396 ),
+    .b_in(\b_in$394 ),
+    .b_out(\b_in$442 ),
     .clk(clk),
-    .ctl_in(\ctl_in$397 ),
-    .ctl_out(\ctl_in$403 ),
+    .ctl_in(\ctl_in$392 ),
+    .ctl_out(\ctl_in$398 ),
     .result(\result$542 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_2  pe_6_2 (
-    .a_in(\a_in$401 ),
-    .a_out(\a_in$407 ),
-    .b_in(\b_in$405 ),
-    .b_out(\b_in$453 ),
+  \s2fp8_array_8x8_w24.pe_6_1  pe_6_1 (
+    .a_in(\a_in$396 ),
+    .a_out(\a_in$402 ),
+    .b_in(\b_in$400 ),
+    .b_out(\b_in$448 ),
     .clk(clk),
-    .ctl_in(\ctl_in$403 ),
-    .ctl_out(\ctl_in$409 ),
+    .ctl_in(\ctl_in$398 ),
+    .ctl_out(\ctl_in$404 ),
     .result(\result$543 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_3  pe_6_3 (
-    .a_in(\a_in$407 ),
-    .a_out(\a_in$413 ),
-    .b_in(\b_in$411 ),
-    .b_out(\b_in$459 ),
+  \s2fp8_array_8x8_w24.pe_6_2  pe_6_2 (
+    .a_in(\a_in$402 ),
+    .a_out(\a_in$408 ),
+    .b_in(\b_in$406 ),
+    .b_out(\b_in$454 ),
     .clk(clk),
-    .ctl_in(\ctl_in$409 ),
-    .ctl_out(\ctl_in$415 ),
+    .ctl_in(\ctl_in$404 ),
+    .ctl_out(\ctl_in$410 ),
     .result(\result$544 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_4  pe_6_4 (
-    .a_in(\a_in$413 ),
-    .a_out(\a_in$419 ),
-    .b_in(\b_in$417 ),
-    .b_out(\b_in$465 ),
+  \s2fp8_array_8x8_w24.pe_6_3  pe_6_3 (
+    .a_in(\a_in$408 ),
+    .a_out(\a_in$414 ),
+    .b_in(\b_in$412 ),
+    .b_out(\b_in$460 ),
     .clk(clk),
-    .ctl_in(\ctl_in$415 ),
-    .ctl_out(\ctl_in$421 ),
+    .ctl_in(\ctl_in$410 ),
+    .ctl_out(\ctl_in$416 ),
     .result(\result$545 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_5  pe_6_5 (
-    .a_in(\a_in$419 ),
-    .a_out(\a_in$425 ),
-    .b_in(\b_in$423 ),
-    .b_out(\b_in$471 ),
+  \s2fp8_array_8x8_w24.pe_6_4  pe_6_4 (
+    .a_in(\a_in$414 ),
+    .a_out(\a_in$420 ),
+    .b_in(\b_in$418 ),
+    .b_out(\b_in$466 ),
     .clk(clk),
-    .ctl_in(\ctl_in$421 ),
-    .ctl_out(\ctl_in$427 ),
+    .ctl_in(\ctl_in$416 ),
+    .ctl_out(\ctl_in$422 ),
     .result(\result$546 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_6  pe_6_6 (
-    .a_in(\a_in$425 ),
-    .a_out(\a_in$431 ),
-    .b_in(\b_in$429 ),
-    .b_out(\b_in$477 ),
+  \s2fp8_array_8x8_w24.pe_6_5  pe_6_5 (
+    .a_in(\a_in$420 ),
+    .a_out(\a_in$426 ),
+    .b_in(\b_in$424 ),
+    .b_out(\b_in$472 ),
     .clk(clk),
-    .ctl_in(\ctl_in$427 ),
-    .ctl_out(\ctl_in$433 ),
+    .ctl_in(\ctl_in$422 ),
+    .ctl_out(\ctl_in$428 ),
     .result(\result$547 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_6_7  pe_6_7 (
-    .a_in(\a_in$431 ),
-    .b_in(\b_in$435 ),
-    .b_out(\b_in$483 ),
+  \s2fp8_array_8x8_w24.pe_6_6  pe_6_6 (
+    .a_in(\a_in$426 ),
+    .a_out(\a_in$432 ),
+    .b_in(\b_in$430 ),
+    .b_out(\b_in$478 ),
     .clk(clk),
-    .ctl_in(\ctl_in$433 ),
-    .done(\done$540 ),
+    .ctl_in(\ctl_in$428 ),
+    .ctl_out(\ctl_in$434 ),
     .result(\result$548 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_0  pe_7_0 (
-    .a_in(\a_in$437 ),
-    .a_out(\a_in$443 ),
-    .b_in(\b_in$441 ),
+  \s2fp8_array_8x8_w24.pe_6_7  pe_6_7 (
+    .a_in(\a_in$432 ),
+    .b_in(\b_in$436 ),
+    .b_out(\b_in$484 ),
     .clk(clk),
-    .ctl_in(\ctl_in$439 ),
-    .ctl_out(\ctl_in$445 ),
-    .result(\result$550 ),
+    .ctl_in(\ctl_in$434 ),
+    .done(\done$541 ),
+    .result(\result$549 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_1  pe_7_1 (
-    .a_in(\a_in$443 ),
-    .a_out(\a_in$449 ),
-    .b_in(\b_in$447 ),
+  \s2fp8_array_8x8_w24.pe_7_0  pe_7_0 (
+    .a_in(\a_in$438 ),
+    .a_out(\a_in$444 ),
+    .b_in(\b_in$442 ),
     .clk(clk),
-    .ctl_in(\ctl_in$445 ),
-    .ctl_out(\ctl_in$451 ),
+    .ctl_in(\ctl_in$440 ),
+    .ctl_out(\ctl_in$446 ),
     .result(\result$551 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_2  pe_7_2 (
-    .a_in(\a_in$449 ),
-    .a_out(\a_in$455 ),
-    .b_in(\b_in$453 ),
+  \s2fp8_array_8x8_w24.pe_7_1  pe_7_1 (
+    .a_in(\a_in$444 ),
+    .a_out(\a_in$450 ),
+    .b_in(\b_in$448 ),
     .clk(clk),
-    .ctl_in(\ctl_in$451 ),
-    .ctl_out(\ctl_in$457 ),
+    .ctl_in(\ctl_in$446 ),
+    .ctl_out(\ctl_in$452 ),
     .result(\result$552 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_3  pe_7_3 (
-    .a_in(\a_in$455 ),
-    .a_out(\a_in$461 ),
-    .b_in(\b_in$459 ),
+  \s2fp8_array_8x8_w24.pe_7_2  pe_7_2 (
+    .a_in(\a_in$450 ),
+    .a_out(\a_in$456 ),
+    .b_in(\b_in$454 ),
     .clk(clk),
-    .ctl_in(\ctl_in$457 ),
-    .ctl_out(\ctl_in$463 ),
+    .ctl_in(\ctl_in$452 ),
+    .ctl_out(\ctl_in$458 ),
     .result(\result$553 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_4  pe_7_4 (
-    .a_in(\a_in$461 ),
-    .a_out(\a_in$467 ),
-    .b_in(\b_in$465 ),
+  \s2fp8_array_8x8_w24.pe_7_3  pe_7_3 (
+    .a_in(\a_in$456 ),
+    .a_out(\a_in$462 ),
+    .b_in(\b_in$460 ),
     .clk(clk),
-    .ctl_in(\ctl_in$463 ),
-    .ctl_out(\ctl_in$469 ),
+    .ctl_in(\ctl_in$458 ),
+    .ctl_out(\ctl_in$464 ),
     .result(\result$554 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_5  pe_7_5 (
-    .a_in(\a_in$467 ),
-    .a_out(\a_in$473 ),
-    .b_in(\b_in$471 ),
+  \s2fp8_array_8x8_w24.pe_7_4  pe_7_4 (
+    .a_in(\a_in$462 ),
+    .a_out(\a_in$468 ),
+    .b_in(\b_in$466 ),
     .clk(clk),
-    .ctl_in(\ctl_in$469 ),
-    .ctl_out(\ctl_in$475 ),
+    .ctl_in(\ctl_in$464 ),
+    .ctl_out(\ctl_in$470 ),
     .result(\result$555 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_6  pe_7_6 (
-    .a_in(\a_in$473 ),
-    .a_out(\a_in$479 ),
-    .b_in(\b_in$477 ),
+  \s2fp8_array_8x8_w24.pe_7_5  pe_7_5 (
+    .a_in(\a_in$468 ),
+    .a_out(\a_in$474 ),
+    .b_in(\b_in$472 ),
     .clk(clk),
-    .ctl_in(\ctl_in$475 ),
-    .ctl_out(\ctl_in$481 ),
+    .ctl_in(\ctl_in$470 ),
+    .ctl_out(\ctl_in$476 ),
     .result(\result$556 ),
     .rst(rst)
   );
-  \s2fp8_array_8x8_w24.pe_7_7  pe_7_7 (
-    .a_in(\a_in$479 ),
-    .b_in(\b_in$483 ),
+  \s2fp8_array_8x8_w24.pe_7_6  pe_7_6 (
+    .a_in(\a_in$474 ),
+    .a_out(\a_in$480 ),
+    .b_in(\b_in$478 ),
     .clk(clk),
-    .ctl_in(\ctl_in$481 ),
-    .done(\done$549 ),
+    .ctl_in(\ctl_in$476 ),
+    .ctl_out(\ctl_in$482 ),
     .result(\result$557 ),
+    .rst(rst)
+  );
+  \s2fp8_array_8x8_w24.pe_7_7  pe_7_7 (
+    .a_in(\a_in$480 ),
+    .b_in(\b_in$484 ),
+    .clk(clk),
+    .ctl_in(\ctl_in$482 ),
+    .done(\done$550 ),
+    .result(\result$558 ),
     .rst(rst)
   );
   \s2fp8_array_8x8_w24.results  results (
@@ -6373,919 +7945,935 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
     row_out = 259'h00000000000000000000000000000000000000000000000000000000000000000;
     if (done) begin
       row_out[2:0] = 3'h0;
-      row_out[258:3] = { \result$494 , \result$493 , \result$492 , \result$491 , \result$490 , \result$489 , \result$488 , result };
+      row_out[258:3] = { \result$495 , \result$494 , \result$493 , \result$492 , \result$491 , \result$490 , \result$489 , result };
     end
-    if (\done$495 ) begin
+    if (\done$496 ) begin
       row_out[2:0] = 3'h1;
-      row_out[258:3] = { \result$503 , \result$502 , \result$501 , \result$500 , \result$499 , \result$498 , \result$497 , \result$496  };
+      row_out[258:3] = { \result$504 , \result$503 , \result$502 , \result$501 , \result$500 , \result$499 , \result$498 , \result$497  };
     end
-    if (\done$504 ) begin
+    if (\done$505 ) begin
       row_out[2:0] = 3'h2;
-      row_out[258:3] = { \result$512 , \result$511 , \result$510 , \result$509 , \result$508 , \result$507 , \result$506 , \result$505  };
+      row_out[258:3] = { \result$513 , \result$512 , \result$511 , \result$510 , \result$509 , \result$508 , \result$507 , \result$506  };
     end
-    if (\done$513 ) begin
+    if (\done$514 ) begin
       row_out[2:0] = 3'h3;
-      row_out[258:3] = { \result$521 , \result$520 , \result$519 , \result$518 , \result$517 , \result$516 , \result$515 , \result$514  };
+      row_out[258:3] = { \result$522 , \result$521 , \result$520 , \result$519 , \result$518 , \result$517 , \result$516 , \result$515  };
     end
-    if (\done$522 ) begin
+    if (\done$523 ) begin
       row_out[2:0] = 3'h4;
-      row_out[258:3] = { \result$530 , \result$529 , \result$528 , \result$527 , \result$526 , \result$525 , \result$524 , \result$523  };
+      row_out[258:3] = { \result$531 , \result$530 , \result$529 , \result$528 , \result$527 , \result$526 , \result$525 , \result$524  };
     end
-    if (\done$531 ) begin
+    if (\done$532 ) begin
       row_out[2:0] = 3'h5;
-      row_out[258:3] = { \result$539 , \result$538 , \result$537 , \result$536 , \result$535 , \result$534 , \result$533 , \result$532  };
+      row_out[258:3] = { \result$540 , \result$539 , \result$538 , \result$537 , \result$536 , \result$535 , \result$534 , \result$533  };
     end
-    if (\done$540 ) begin
+    if (\done$541 ) begin
       row_out[2:0] = 3'h6;
-      row_out[258:3] = { \result$548 , \result$547 , \result$546 , \result$545 , \result$544 , \result$543 , \result$542 , \result$541  };
+      row_out[258:3] = { \result$549 , \result$548 , \result$547 , \result$546 , \result$545 , \result$544 , \result$543 , \result$542  };
     end
-    if (\done$549 ) begin
+    if (\done$550 ) begin
       row_out[2:0] = 3'h7;
-      row_out[258:3] = { \result$557 , \result$556 , \result$555 , \result$554 , \result$553 , \result$552 , \result$551 , \result$550  };
+      row_out[258:3] = { \result$558 , \result$557 , \result$556 , \result$555 , \result$554 , \result$553 , \result$552 , \result$551  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = beat;
-    if (\$208 ) begin
-      \$264  = \$212 [31:0];
+    \$55  = beat;
+    if (\$35 ) begin
+      \$55  = \$39 [31:0];
     end
     if (rst) begin
-      \$264  = 32'd0;
+      \$55  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = since_last;
-    if (\$227 ) begin
-      \$265  = 4'h1;
-    end else if (\$228 ) begin
-      \$265  = \$229 [3:0];
+    \$56  = since_last;
+    if (\$42 ) begin
+      \$56  = 4'h1;
+    end else if (\$43 ) begin
+      \$56  = \$44 [3:0];
     end
     if (rst) begin
-      \$265  = 4'h8;
+      \$56  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = \$248 [5:0];
+    \$57  = \$51 [5:0];
     if (rst) begin
-      \$266  = 6'h20;
+      \$57  = 6'h20;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267 [0] = \$260 ;
-    \$267 [1] = \$261 ;
-    \$267 [2] = \$263 ;
+    \$58 [0] = accept;
+    \$58 [1] = \$52 ;
+    \$58 [2] = \$54 ;
     if (rst) begin
-      \$267  = 3'h0;
+      \$58  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = \value$563 ;
+    \$59  = \value$564 ;
     if (rst) begin
-      \$268  = 32'd0;
+      \$59  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = \value$565 ;
+    \$60  = \value$566 ;
     if (rst) begin
-      \$269  = 32'd0;
+      \$60  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = b2_skew_d1;
+    \$61  = b2_skew_d1;
     if (rst) begin
-      \$270  = 32'd0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = \value$567 ;
+    \$62  = \value$568 ;
     if (rst) begin
-      \$271  = 32'd0;
+      \$62  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = b3_skew_d1;
+    \$63  = b3_skew_d1;
     if (rst) begin
-      \$272  = 32'd0;
+      \$63  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = b3_skew_d2;
+    \$64  = b3_skew_d2;
     if (rst) begin
-      \$273  = 32'd0;
+      \$64  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = \value$570 ;
+    \$65  = \value$571 ;
     if (rst) begin
-      \$274  = 32'd0;
+      \$65  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = b4_skew_d1;
+    \$66  = b4_skew_d1;
     if (rst) begin
-      \$275  = 32'd0;
+      \$66  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = b4_skew_d2;
+    \$67  = b4_skew_d2;
     if (rst) begin
-      \$276  = 32'd0;
+      \$67  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = b4_skew_d3;
+    \$68  = b4_skew_d3;
     if (rst) begin
-      \$277  = 32'd0;
+      \$68  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = \value$574 ;
+    \$69  = \value$575 ;
     if (rst) begin
-      \$278  = 32'd0;
+      \$69  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = b5_skew_d1;
+    \$70  = b5_skew_d1;
     if (rst) begin
-      \$279  = 32'd0;
+      \$70  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = b5_skew_d2;
+    \$71  = b5_skew_d2;
     if (rst) begin
-      \$280  = 32'd0;
+      \$71  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = b5_skew_d3;
+    \$72  = b5_skew_d3;
     if (rst) begin
-      \$281  = 32'd0;
+      \$72  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = b5_skew_d4;
+    \$73  = b5_skew_d4;
     if (rst) begin
-      \$282  = 32'd0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = \value$579 ;
+    \$74  = \value$580 ;
     if (rst) begin
-      \$283  = 32'd0;
+      \$74  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = b6_skew_d1;
+    \$75  = b6_skew_d1;
     if (rst) begin
-      \$284  = 32'd0;
+      \$75  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = b6_skew_d2;
+    \$76  = b6_skew_d2;
     if (rst) begin
-      \$285  = 32'd0;
+      \$76  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = b6_skew_d3;
+    \$77  = b6_skew_d3;
     if (rst) begin
-      \$286  = 32'd0;
+      \$77  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = b6_skew_d4;
+    \$78  = b6_skew_d4;
     if (rst) begin
-      \$287  = 32'd0;
+      \$78  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = b6_skew_d5;
+    \$79  = b6_skew_d5;
     if (rst) begin
-      \$288  = 32'd0;
+      \$79  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = \value$585 ;
+    \$80  = \value$586 ;
     if (rst) begin
-      \$289  = 32'd0;
+      \$80  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = b7_skew_d1;
+    \$81  = b7_skew_d1;
     if (rst) begin
-      \$290  = 32'd0;
+      \$81  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = b7_skew_d2;
+    \$82  = b7_skew_d2;
     if (rst) begin
-      \$291  = 32'd0;
+      \$82  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = b7_skew_d3;
+    \$83  = b7_skew_d3;
     if (rst) begin
-      \$292  = 32'd0;
+      \$83  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = b7_skew_d4;
+    \$84  = b7_skew_d4;
     if (rst) begin
-      \$293  = 32'd0;
+      \$84  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = b7_skew_d5;
+    \$85  = b7_skew_d5;
     if (rst) begin
-      \$294  = 32'd0;
+      \$85  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = b7_skew_d6;
+    \$86  = b7_skew_d6;
     if (rst) begin
-      \$295  = 32'd0;
+      \$86  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = \value$591 ;
+    \$87  = \value$592 ;
     if (rst) begin
-      \$296  = 32'd0;
+      \$87  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = ctl_in;
+    \$88  = ctl_in;
     if (rst) begin
-      \$297  = 3'h0;
+      \$88  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = \value$593 ;
+    \$89  = \value$594 ;
     if (rst) begin
-      \$298  = 32'd0;
+      \$89  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = a2_skew_d1;
+    \$90  = a2_skew_d1;
     if (rst) begin
-      \$299  = 32'd0;
+      \$90  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = ctl_in;
+    \$91  = ctl_in;
     if (rst) begin
-      \$300  = 3'h0;
+      \$91  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = ctl2_skew_d1;
+    \$92  = ctl2_skew_d1;
     if (rst) begin
-      \$301  = 3'h0;
+      \$92  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = \value$596 ;
+    \$93  = \value$597 ;
     if (rst) begin
-      \$302  = 32'd0;
+      \$93  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = a3_skew_d1;
+    \$94  = a3_skew_d1;
     if (rst) begin
-      \$303  = 32'd0;
+      \$94  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = a3_skew_d2;
+    \$95  = a3_skew_d2;
     if (rst) begin
-      \$304  = 32'd0;
+      \$95  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = ctl_in;
+    \$96  = ctl_in;
     if (rst) begin
-      \$305  = 3'h0;
+      \$96  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = ctl3_skew_d1;
+    \$97  = ctl3_skew_d1;
     if (rst) begin
-      \$306  = 3'h0;
+      \$97  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = ctl3_skew_d2;
+    \$98  = ctl3_skew_d2;
     if (rst) begin
-      \$307  = 3'h0;
+      \$98  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = \value$601 ;
+    \$99  = \value$602 ;
     if (rst) begin
-      \$308  = 32'd0;
+      \$99  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = a4_skew_d1;
+    \$100  = a4_skew_d1;
     if (rst) begin
-      \$309  = 32'd0;
+      \$100  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = a4_skew_d2;
+    \$101  = a4_skew_d2;
     if (rst) begin
-      \$310  = 32'd0;
+      \$101  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = a4_skew_d3;
+    \$102  = a4_skew_d3;
     if (rst) begin
-      \$311  = 32'd0;
+      \$102  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = ctl_in;
+    \$103  = ctl_in;
     if (rst) begin
-      \$312  = 3'h0;
+      \$103  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = ctl4_skew_d1;
+    \$104  = ctl4_skew_d1;
     if (rst) begin
-      \$313  = 3'h0;
+      \$104  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = ctl4_skew_d2;
+    \$105  = ctl4_skew_d2;
     if (rst) begin
-      \$314  = 3'h0;
+      \$105  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = ctl4_skew_d3;
+    \$106  = ctl4_skew_d3;
     if (rst) begin
-      \$315  = 3'h0;
+      \$106  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = \value$608 ;
+    \$107  = \value$609 ;
     if (rst) begin
-      \$316  = 32'd0;
+      \$107  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = a5_skew_d1;
+    \$108  = a5_skew_d1;
     if (rst) begin
-      \$317  = 32'd0;
+      \$108  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = a5_skew_d2;
+    \$109  = a5_skew_d2;
     if (rst) begin
-      \$318  = 32'd0;
+      \$109  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = a5_skew_d3;
+    \$110  = a5_skew_d3;
     if (rst) begin
-      \$319  = 32'd0;
+      \$110  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = a5_skew_d4;
+    \$111  = a5_skew_d4;
     if (rst) begin
-      \$320  = 32'd0;
+      \$111  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = ctl_in;
+    \$112  = ctl_in;
     if (rst) begin
-      \$321  = 3'h0;
+      \$112  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = ctl5_skew_d1;
+    \$113  = ctl5_skew_d1;
     if (rst) begin
-      \$322  = 3'h0;
+      \$113  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = ctl5_skew_d2;
+    \$114  = ctl5_skew_d2;
     if (rst) begin
-      \$323  = 3'h0;
+      \$114  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = ctl5_skew_d3;
+    \$115  = ctl5_skew_d3;
     if (rst) begin
-      \$324  = 3'h0;
+      \$115  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = ctl5_skew_d4;
+    \$116  = ctl5_skew_d4;
     if (rst) begin
-      \$325  = 3'h0;
+      \$116  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = \value$617 ;
+    \$117  = \value$618 ;
     if (rst) begin
-      \$326  = 32'd0;
+      \$117  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = a6_skew_d1;
+    \$118  = a6_skew_d1;
     if (rst) begin
-      \$327  = 32'd0;
+      \$118  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = a6_skew_d2;
+    \$119  = a6_skew_d2;
     if (rst) begin
-      \$328  = 32'd0;
+      \$119  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = a6_skew_d3;
+    \$120  = a6_skew_d3;
     if (rst) begin
-      \$329  = 32'd0;
+      \$120  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = a6_skew_d4;
+    \$121  = a6_skew_d4;
     if (rst) begin
-      \$330  = 32'd0;
+      \$121  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = a6_skew_d5;
+    \$122  = a6_skew_d5;
     if (rst) begin
-      \$331  = 32'd0;
+      \$122  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = ctl_in;
+    \$123  = ctl_in;
     if (rst) begin
-      \$332  = 3'h0;
+      \$123  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = ctl6_skew_d1;
+    \$124  = ctl6_skew_d1;
     if (rst) begin
-      \$333  = 3'h0;
+      \$124  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = ctl6_skew_d2;
+    \$125  = ctl6_skew_d2;
     if (rst) begin
-      \$334  = 3'h0;
+      \$125  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = ctl6_skew_d3;
+    \$126  = ctl6_skew_d3;
     if (rst) begin
-      \$335  = 3'h0;
+      \$126  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = ctl6_skew_d4;
+    \$127  = ctl6_skew_d4;
     if (rst) begin
-      \$336  = 3'h0;
+      \$127  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = ctl6_skew_d5;
+    \$128  = ctl6_skew_d5;
     if (rst) begin
-      \$337  = 3'h0;
+      \$128  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = \value$628 ;
+    \$129  = \value$629 ;
     if (rst) begin
-      \$338  = 32'd0;
+      \$129  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = a7_skew_d1;
+    \$130  = a7_skew_d1;
     if (rst) begin
-      \$339  = 32'd0;
+      \$130  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = a7_skew_d2;
+    \$131  = a7_skew_d2;
     if (rst) begin
-      \$340  = 32'd0;
+      \$131  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = a7_skew_d3;
+    \$132  = a7_skew_d3;
     if (rst) begin
-      \$341  = 32'd0;
+      \$132  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = a7_skew_d4;
+    \$133  = a7_skew_d4;
     if (rst) begin
-      \$342  = 32'd0;
+      \$133  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = a7_skew_d5;
+    \$134  = a7_skew_d5;
     if (rst) begin
-      \$343  = 32'd0;
+      \$134  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = a7_skew_d6;
+    \$135  = a7_skew_d6;
     if (rst) begin
-      \$344  = 32'd0;
+      \$135  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = ctl_in;
+    \$136  = ctl_in;
     if (rst) begin
-      \$345  = 3'h0;
+      \$136  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = ctl7_skew_d1;
+    \$137  = ctl7_skew_d1;
     if (rst) begin
-      \$346  = 3'h0;
+      \$137  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = ctl7_skew_d2;
+    \$138  = ctl7_skew_d2;
     if (rst) begin
-      \$347  = 3'h0;
+      \$138  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = ctl7_skew_d3;
+    \$139  = ctl7_skew_d3;
     if (rst) begin
-      \$348  = 3'h0;
+      \$139  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = ctl7_skew_d4;
+    \$140  = ctl7_skew_d4;
     if (rst) begin
-      \$349  = 3'h0;
+      \$140  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = ctl7_skew_d5;
+    \$141  = ctl7_skew_d5;
     if (rst) begin
-      \$350  = 3'h0;
+      \$141  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = ctl7_skew_d6;
+    \$142  = ctl7_skew_d6;
     if (rst) begin
-      \$351  = 3'h0;
+      \$142  = 3'h0;
     end
   end
   assign table__addr = table_a__addr;
   assign table__data = table_a__data;
   assign table__en = table_a__en;
   assign code = a__payload[7:0];
-  assign \table__addr$26  = table_a__addr;
-  assign \table__data$27  = table_a__data;
-  assign \table__en$28  = table_a__en;
-  assign \code$29  = a__payload[15:8];
-  assign \table__addr$31  = table_a__addr;
-  assign \table__data$32  = table_a__data;
-  assign \table__en$33  = table_a__en;
-  assign \code$34  = a__payload[23:16];
-  assign \table__addr$36  = table_a__addr;
-  assign \table__data$37  = table_a__data;
-  assign \table__en$38  = table_a__en;
-  assign \code$39  = a__payload[31:24];
-  assign \table__addr$41  = table_a__addr;
-  assign \table__data$42  = table_a__data;
-  assign \table__en$43  = table_a__en;
-  assign \code$44  = a__payload[39:32];
-  assign \table__addr$46  = table_a__addr;
-  assign \table__data$47  = table_a__data;
-  assign \table__en$48  = table_a__en;
-  assign \code$49  = a__payload[47:40];
-  assign \table__addr$51  = table_a__addr;
-  assign \table__data$52  = table_a__data;
-  assign \table__en$53  = table_a__en;
-  assign \code$54  = a__payload[55:48];
-  assign \table__addr$56  = table_a__addr;
-  assign \table__data$57  = table_a__data;
-  assign \table__en$58  = table_a__en;
-  assign \code$59  = a__payload[63:56];
-  assign \table__addr$61  = table_b__addr;
-  assign \table__data$62  = table_b__data;
-  assign \table__en$63  = table_b__en;
-  assign \code$64  = b__payload[7:0];
-  assign \table__addr$66  = table_b__addr;
-  assign \table__data$67  = table_b__data;
-  assign \table__en$68  = table_b__en;
-  assign \code$69  = b__payload[15:8];
-  assign \table__addr$71  = table_b__addr;
-  assign \table__data$72  = table_b__data;
-  assign \table__en$73  = table_b__en;
-  assign \code$74  = b__payload[23:16];
-  assign \table__addr$76  = table_b__addr;
-  assign \table__data$77  = table_b__data;
-  assign \table__en$78  = table_b__en;
-  assign \code$79  = b__payload[31:24];
-  assign \table__addr$81  = table_b__addr;
-  assign \table__data$82  = table_b__data;
-  assign \table__en$83  = table_b__en;
-  assign \code$84  = b__payload[39:32];
-  assign \table__addr$86  = table_b__addr;
-  assign \table__data$87  = table_b__data;
-  assign \table__en$88  = table_b__en;
-  assign \code$89  = b__payload[47:40];
-  assign \table__addr$91  = table_b__addr;
-  assign \table__data$92  = table_b__data;
-  assign \table__en$93  = table_b__en;
-  assign \code$94  = b__payload[55:48];
-  assign \table__addr$96  = table_b__addr;
-  assign \table__data$97  = table_b__data;
-  assign \table__en$98  = table_b__en;
-  assign \code$99  = b__payload[63:56];
+  assign code_valid = accept;
+  assign \table__addr$27  = table_a__addr;
+  assign \table__data$28  = table_a__data;
+  assign \table__en$29  = table_a__en;
+  assign \code$30  = a__payload[15:8];
+  assign \code_valid$31  = accept;
+  assign \table__addr$32  = table_a__addr;
+  assign \table__data$33  = table_a__data;
+  assign \table__en$34  = table_a__en;
+  assign \code$35  = a__payload[23:16];
+  assign \code_valid$36  = accept;
+  assign \table__addr$37  = table_a__addr;
+  assign \table__data$38  = table_a__data;
+  assign \table__en$39  = table_a__en;
+  assign \code$40  = a__payload[31:24];
+  assign \code_valid$41  = accept;
+  assign \table__addr$42  = table_a__addr;
+  assign \table__data$43  = table_a__data;
+  assign \table__en$44  = table_a__en;
+  assign \code$45  = a__payload[39:32];
+  assign \code_valid$46  = accept;
+  assign \table__addr$47  = table_a__addr;
+  assign \table__data$48  = table_a__data;
+  assign \table__en$49  = table_a__en;
+  assign \code$50  = a__payload[47:40];
+  assign \code_valid$51  = accept;
+  assign \table__addr$52  = table_a__addr;
+  assign \table__data$53  = table_a__data;
+  assign \table__en$54  = table_a__en;
+  assign \code$55  = a__payload[55:48];
+  assign \code_valid$56  = accept;
+  assign \table__addr$57  = table_a__addr;
+  assign \table__data$58  = table_a__data;
+  assign \table__en$59  = table_a__en;
+  assign \code$60  = a__payload[63:56];
+  assign \code_valid$61  = accept;
+  assign \table__addr$62  = table_b__addr;
+  assign \table__data$63  = table_b__data;
+  assign \table__en$64  = table_b__en;
+  assign \code$65  = b__payload[7:0];
+  assign \code_valid$66  = accept;
+  assign \table__addr$67  = table_b__addr;
+  assign \table__data$68  = table_b__data;
+  assign \table__en$69  = table_b__en;
+  assign \code$70  = b__payload[15:8];
+  assign \code_valid$71  = accept;
+  assign \table__addr$72  = table_b__addr;
+  assign \table__data$73  = table_b__data;
+  assign \table__en$74  = table_b__en;
+  assign \code$75  = b__payload[23:16];
+  assign \code_valid$76  = accept;
+  assign \table__addr$77  = table_b__addr;
+  assign \table__data$78  = table_b__data;
+  assign \table__en$79  = table_b__en;
+  assign \code$80  = b__payload[31:24];
+  assign \code_valid$81  = accept;
+  assign \table__addr$82  = table_b__addr;
+  assign \table__data$83  = table_b__data;
+  assign \table__en$84  = table_b__en;
+  assign \code$85  = b__payload[39:32];
+  assign \code_valid$86  = accept;
+  assign \table__addr$87  = table_b__addr;
+  assign \table__data$88  = table_b__data;
+  assign \table__en$89  = table_b__en;
+  assign \code$90  = b__payload[47:40];
+  assign \code_valid$91  = accept;
+  assign \table__addr$92  = table_b__addr;
+  assign \table__data$93  = table_b__data;
+  assign \table__en$94  = table_b__en;
+  assign \code$95  = b__payload[55:48];
+  assign \code_valid$96  = accept;
+  assign \table__addr$97  = table_b__addr;
+  assign \table__data$98  = table_b__data;
+  assign \table__en$99  = table_b__en;
+  assign \code$100  = b__payload[63:56];
+  assign \code_valid$101  = accept;
   assign value = a_in;
   assign control = ctl_in;
-  assign \value$106  = b_in;
-  assign a_out = \a_in$107 ;
-  assign ctl_out = \ctl_in$109 ;
-  assign b1_skew_d1 = \b_in$111 ;
-  assign \a_out$114  = \a_in$113 ;
-  assign \ctl_out$116  = \ctl_in$115 ;
-  assign b2_skew_d2 = \b_in$117 ;
-  assign \a_out$120  = \a_in$119 ;
-  assign \ctl_out$122  = \ctl_in$121 ;
-  assign b3_skew_d3 = \b_in$123 ;
-  assign \a_out$126  = \a_in$125 ;
-  assign \ctl_out$128  = \ctl_in$127 ;
-  assign b4_skew_d4 = \b_in$129 ;
-  assign \a_out$132  = \a_in$131 ;
-  assign \ctl_out$134  = \ctl_in$133 ;
-  assign b5_skew_d5 = \b_in$135 ;
-  assign \a_out$138  = \a_in$137 ;
-  assign \ctl_out$140  = \ctl_in$139 ;
-  assign b6_skew_d6 = \b_in$141 ;
-  assign \a_out$144  = \a_in$143 ;
-  assign \ctl_out$146  = \ctl_in$145 ;
-  assign b7_skew_d7 = \b_in$147 ;
-  assign a1_skew_d1 = \a_in$149 ;
-  assign ctl1_skew_d1 = \ctl_in$151 ;
-  assign b_out = \b_in$153 ;
-  assign \a_out$156  = \a_in$155 ;
-  assign \ctl_out$158  = \ctl_in$157 ;
-  assign \b_out$160  = \b_in$159 ;
-  assign \a_out$162  = \a_in$161 ;
-  assign \ctl_out$164  = \ctl_in$163 ;
-  assign \b_out$166  = \b_in$165 ;
-  assign \a_out$168  = \a_in$167 ;
-  assign \ctl_out$170  = \ctl_in$169 ;
-  assign \b_out$172  = \b_in$171 ;
-  assign \a_out$174  = \a_in$173 ;
-  assign \ctl_out$176  = \ctl_in$175 ;
-  assign \b_out$178  = \b_in$177 ;
-  assign \a_out$180  = \a_in$179 ;
-  assign \ctl_out$182  = \ctl_in$181 ;
-  assign \b_out$184  = \b_in$183 ;
-  assign \a_out$186  = \a_in$185 ;
-  assign \ctl_out$188  = \ctl_in$187 ;
-  assign \b_out$190  = \b_in$189 ;
-  assign \a_out$192  = \a_in$191 ;
-  assign \ctl_out$194  = \ctl_in$193 ;
-  assign \b_out$196  = \b_in$195 ;
-  assign a2_skew_d2 = \a_in$197 ;
-  assign ctl2_skew_d2 = \ctl_in$199 ;
-  assign \b_out$202  = \b_in$201 ;
-  assign \a_out$204  = \a_in$203 ;
-  assign \ctl_out$206  = \ctl_in$205 ;
-  assign \b_out$208  = \b_in$207 ;
-  assign \a_out$210  = \a_in$209 ;
-  assign \ctl_out$212  = \ctl_in$211 ;
-  assign \b_out$214  = \b_in$213 ;
-  assign \a_out$216  = \a_in$215 ;
-  assign \ctl_out$218  = \ctl_in$217 ;
-  assign \b_out$220  = \b_in$219 ;
-  assign \a_out$222  = \a_in$221 ;
-  assign \ctl_out$224  = \ctl_in$223 ;
-  assign \b_out$226  = \b_in$225 ;
-  assign \a_out$228  = \a_in$227 ;
-  assign \ctl_out$230  = \ctl_in$229 ;
-  assign \b_out$232  = \b_in$231 ;
-  assign \a_out$234  = \a_in$233 ;
-  assign \ctl_out$236  = \ctl_in$235 ;
-  assign \b_out$238  = \b_in$237 ;
-  assign \a_out$240  = \a_in$239 ;
-  assign \ctl_out$242  = \ctl_in$241 ;
-  assign \b_out$244  = \b_in$243 ;
-  assign a3_skew_d3 = \a_in$245 ;
-  assign ctl3_skew_d3 = \ctl_in$247 ;
-  assign \b_out$250  = \b_in$249 ;
-  assign \a_out$252  = \a_in$251 ;
-  assign \ctl_out$254  = \ctl_in$253 ;
-  assign \b_out$256  = \b_in$255 ;
-  assign \a_out$258  = \a_in$257 ;
-  assign \ctl_out$260  = \ctl_in$259 ;
-  assign \b_out$262  = \b_in$261 ;
-  assign \a_out$264  = \a_in$263 ;
-  assign \ctl_out$266  = \ctl_in$265 ;
-  assign \b_out$268  = \b_in$267 ;
-  assign \a_out$270  = \a_in$269 ;
-  assign \ctl_out$272  = \ctl_in$271 ;
-  assign \b_out$274  = \b_in$273 ;
-  assign \a_out$276  = \a_in$275 ;
-  assign \ctl_out$278  = \ctl_in$277 ;
-  assign \b_out$280  = \b_in$279 ;
-  assign \a_out$282  = \a_in$281 ;
-  assign \ctl_out$284  = \ctl_in$283 ;
-  assign \b_out$286  = \b_in$285 ;
-  assign \a_out$288  = \a_in$287 ;
-  assign \ctl_out$290  = \ctl_in$289 ;
-  assign \b_out$292  = \b_in$291 ;
-  assign a4_skew_d4 = \a_in$293 ;
-  assign ctl4_skew_d4 = \ctl_in$295 ;
-  assign \b_out$298  = \b_in$297 ;
-  assign \a_out$300  = \a_in$299 ;
-  assign \ctl_out$302  = \ctl_in$301 ;
-  assign \b_out$304  = \b_in$303 ;
-  assign \a_out$306  = \a_in$305 ;
-  assign \ctl_out$308  = \ctl_in$307 ;
-  assign \b_out$310  = \b_in$309 ;
-  assign \a_out$312  = \a_in$311 ;
-  assign \ctl_out$314  = \ctl_in$313 ;
-  assign \b_out$316  = \b_in$315 ;
-  assign \a_out$318  = \a_in$317 ;
-  assign \ctl_out$320  = \ctl_in$319 ;
-  assign \b_out$322  = \b_in$321 ;
-  assign \a_out$324  = \a_in$323 ;
-  assign \ctl_out$326  = \ctl_in$325 ;
-  assign \b_out$328  = \b_in$327 ;
-  assign \a_out$330  = \a_in$329 ;
-  assign \ctl_out$332  = \ctl_in$331 ;
-  assign \b_out$334  = \b_in$333 ;
-  assign \a_out$336  = \a_in$335 ;
-  assign \ctl_out$338  = \ctl_in$337 ;
-  assign \b_out$340  = \b_in$339 ;
-  assign a5_skew_d5 = \a_in$341 ;
-  assign ctl5_skew_d5 = \ctl_in$343 ;
-  assign \b_out$346  = \b_in$345 ;
-  assign \a_out$348  = \a_in$347 ;
-  assign \ctl_out$350  = \ctl_in$349 ;
-  assign \b_out$352  = \b_in$351 ;
-  assign \a_out$354  = \a_in$353 ;
-  assign \ctl_out$356  = \ctl_in$355 ;
-  assign \b_out$358  = \b_in$357 ;
-  assign \a_out$360  = \a_in$359 ;
-  assign \ctl_out$362  = \ctl_in$361 ;
-  assign \b_out$364  = \b_in$363 ;
-  assign \a_out$366  = \a_in$365 ;
-  assign \ctl_out$368  = \ctl_in$367 ;
-  assign \b_out$370  = \b_in$369 ;
-  assign \a_out$372  = \a_in$371 ;
-  assign \ctl_out$374  = \ctl_in$373 ;
-  assign \b_out$376  = \b_in$375 ;
-  assign \a_out$378  = \a_in$377 ;
-  assign \ctl_out$380  = \ctl_in$379 ;
-  assign \b_out$382  = \b_in$381 ;
-  assign \a_out$384  = \a_in$383 ;
-  assign \ctl_out$386  = \ctl_in$385 ;
-  assign \b_out$388  = \b_in$387 ;
-  assign a6_skew_d6 = \a_in$389 ;
-  assign ctl6_skew_d6 = \ctl_in$391 ;
-  assign \b_out$394  = \b_in$393 ;
-  assign \a_out$396  = \a_in$395 ;
-  assign \ctl_out$398  = \ctl_in$397 ;
-  assign \b_out$400  = \b_in$399 ;
-  assign \a_out$402  = \a_in$401 ;
-  assign \ctl_out$404  = \ctl_in$403 ;
-  assign \b_out$406  = \b_in$405 ;
-  assign \a_out$408  = \a_in$407 ;
-  assign \ctl_out$410  = \ctl_in$409 ;
-  assign \b_out$412  = \b_in$411 ;
-  assign \a_out$414  = \a_in$413 ;
-  assign \ctl_out$416  = \ctl_in$415 ;
-  assign \b_out$418  = \b_in$417 ;
-  assign \a_out$420  = \a_in$419 ;
-  assign \ctl_out$422  = \ctl_in$421 ;
-  assign \b_out$424  = \b_in$423 ;
-  assign \a_out$426  = \a_in$425 ;
-  assign \ctl_out$428  = \ctl_in$427 ;
-  assign \b_out$430  = \b_in$429 ;
-  assign \a_out$432  = \a_in$431 ;
-  assign \ctl_out$434  = \ctl_in$433 ;
-  assign \b_out$436  = \b_in$435 ;
-  assign a7_skew_d7 = \a_in$437 ;
-  assign ctl7_skew_d7 = \ctl_in$439 ;
-  assign \b_out$442  = \b_in$441 ;
-  assign \a_out$444  = \a_in$443 ;
-  assign \ctl_out$446  = \ctl_in$445 ;
-  assign \b_out$448  = \b_in$447 ;
-  assign \a_out$450  = \a_in$449 ;
-  assign \ctl_out$452  = \ctl_in$451 ;
-  assign \b_out$454  = \b_in$453 ;
-  assign \a_out$456  = \a_in$455 ;
-  assign \ctl_out$458  = \ctl_in$457 ;
-  assign \b_out$460  = \b_in$459 ;
-  assign \a_out$462  = \a_in$461 ;
-  assign \ctl_out$464  = \ctl_in$463 ;
-  assign \b_out$466  = \b_in$465 ;
-  assign \a_out$468  = \a_in$467 ;
-  assign \ctl_out$470  = \ctl_in$469 ;
-  assign \b_out$472  = \b_in$471 ;
-  assign \a_out$474  = \a_in$473 ;
-  assign \ctl_out$476  = \ctl_in$475 ;
-  assign \b_out$478  = \b_in$477 ;
-  assign \a_out$480  = \a_in$479 ;
-  assign \ctl_out$482  = \ctl_in$481 ;
-  assign \b_out$484  = \b_in$483 ;
+  assign \value$107  = b_in;
+  assign a_out = \a_in$108 ;
+  assign ctl_out = \ctl_in$110 ;
+  assign b1_skew_d1 = \b_in$112 ;
+  assign \a_out$115  = \a_in$114 ;
+  assign \ctl_out$117  = \ctl_in$116 ;
+  assign b2_skew_d2 = \b_in$118 ;
+  assign \a_out$121  = \a_in$120 ;
+  assign \ctl_out$123  = \ctl_in$122 ;
+  assign b3_skew_d3 = \b_in$124 ;
+  assign \a_out$127  = \a_in$126 ;
+  assign \ctl_out$129  = \ctl_in$128 ;
+  assign b4_skew_d4 = \b_in$130 ;
+  assign \a_out$133  = \a_in$132 ;
+  assign \ctl_out$135  = \ctl_in$134 ;
+  assign b5_skew_d5 = \b_in$136 ;
+  assign \a_out$139  = \a_in$138 ;
+  assign \ctl_out$141  = \ctl_in$140 ;
+  assign b6_skew_d6 = \b_in$142 ;
+  assign \a_out$145  = \a_in$144 ;
+  assign \ctl_out$147  = \ctl_in$146 ;
+  assign b7_skew_d7 = \b_in$148 ;
+  assign a1_skew_d1 = \a_in$150 ;
+  assign ctl1_skew_d1 = \ctl_in$152 ;
+  assign b_out = \b_in$154 ;
+  assign \a_out$157  = \a_in$156 ;
+  assign \ctl_out$159  = \ctl_in$158 ;
+  assign \b_out$161  = \b_in$160 ;
+  assign \a_out$163  = \a_in$162 ;
+  assign \ctl_out$165  = \ctl_in$164 ;
+  assign \b_out$167  = \b_in$166 ;
+  assign \a_out$169  = \a_in$168 ;
+  assign \ctl_out$171  = \ctl_in$170 ;
+  assign \b_out$173  = \b_in$172 ;
+  assign \a_out$175  = \a_in$174 ;
+  assign \ctl_out$177  = \ctl_in$176 ;
+  assign \b_out$179  = \b_in$178 ;
+  assign \a_out$181  = \a_in$180 ;
+  assign \ctl_out$183  = \ctl_in$182 ;
+  assign \b_out$185  = \b_in$184 ;
+  assign \a_out$187  = \a_in$186 ;
+  assign \ctl_out$189  = \ctl_in$188 ;
+  assign \b_out$191  = \b_in$190 ;
+  assign \a_out$193  = \a_in$192 ;
+  assign \ctl_out$195  = \ctl_in$194 ;
+  assign \b_out$197  = \b_in$196 ;
+  assign a2_skew_d2 = \a_in$198 ;
+  assign ctl2_skew_d2 = \ctl_in$200 ;
+  assign \b_out$203  = \b_in$202 ;
+  assign \a_out$205  = \a_in$204 ;
+  assign \ctl_out$207  = \ctl_in$206 ;
+  assign \b_out$209  = \b_in$208 ;
+  assign \a_out$211  = \a_in$210 ;
+  assign \ctl_out$213  = \ctl_in$212 ;
+  assign \b_out$215  = \b_in$214 ;
+  assign \a_out$217  = \a_in$216 ;
+  assign \ctl_out$219  = \ctl_in$218 ;
+  assign \b_out$221  = \b_in$220 ;
+  assign \a_out$223  = \a_in$222 ;
+  assign \ctl_out$225  = \ctl_in$224 ;
+  assign \b_out$227  = \b_in$226 ;
+  assign \a_out$229  = \a_in$228 ;
+  assign \ctl_out$231  = \ctl_in$230 ;
+  assign \b_out$233  = \b_in$232 ;
+  assign \a_out$235  = \a_in$234 ;
+  assign \ctl_out$237  = \ctl_in$236 ;
+  assign \b_out$239  = \b_in$238 ;
+  assign \a_out$241  = \a_in$240 ;
+  assign \ctl_out$243  = \ctl_in$242 ;
+  assign \b_out$245  = \b_in$244 ;
+  assign a3_skew_d3 = \a_in$246 ;
+  assign ctl3_skew_d3 = \ctl_in$248 ;
+  assign \b_out$251  = \b_in$250 ;
+  assign \a_out$253  = \a_in$252 ;
+  assign \ctl_out$255  = \ctl_in$254 ;
+  assign \b_out$257  = \b_in$256 ;
+  assign \a_out$259  = \a_in$258 ;
+  assign \ctl_out$261  = \ctl_in$260 ;
+  assign \b_out$263  = \b_in$262 ;
+  assign \a_out$265  = \a_in$264 ;
+  assign \ctl_out$267  = \ctl_in$266 ;
+  assign \b_out$269  = \b_in$268 ;
+  assign \a_out$271  = \a_in$270 ;
+  assign \ctl_out$273  = \ctl_in$272 ;
+  assign \b_out$275  = \b_in$274 ;
+  assign \a_out$277  = \a_in$276 ;
+  assign \ctl_out$279  = \ctl_in$278 ;
+  assign \b_out$281  = \b_in$280 ;
+  assign \a_out$283  = \a_in$282 ;
+  assign \ctl_out$285  = \ctl_in$284 ;
+  assign \b_out$287  = \b_in$286 ;
+  assign \a_out$289  = \a_in$288 ;
+  assign \ctl_out$291  = \ctl_in$290 ;
+  assign \b_out$293  = \b_in$292 ;
+  assign a4_skew_d4 = \a_in$294 ;
+  assign ctl4_skew_d4 = \ctl_in$296 ;
+  assign \b_out$299  = \b_in$298 ;
+  assign \a_out$301  = \a_in$300 ;
+  assign \ctl_out$303  = \ctl_in$302 ;
+  assign \b_out$305  = \b_in$304 ;
+  assign \a_out$307  = \a_in$306 ;
+  assign \ctl_out$309  = \ctl_in$308 ;
+  assign \b_out$311  = \b_in$310 ;
+  assign \a_out$313  = \a_in$312 ;
+  assign \ctl_out$315  = \ctl_in$314 ;
+  assign \b_out$317  = \b_in$316 ;
+  assign \a_out$319  = \a_in$318 ;
+  assign \ctl_out$321  = \ctl_in$320 ;
+  assign \b_out$323  = \b_in$322 ;
+  assign \a_out$325  = \a_in$324 ;
+  assign \ctl_out$327  = \ctl_in$326 ;
+  assign \b_out$329  = \b_in$328 ;
+  assign \a_out$331  = \a_in$330 ;
+  assign \ctl_out$333  = \ctl_in$332 ;
+  assign \b_out$335  = \b_in$334 ;
+  assign \a_out$337  = \a_in$336 ;
+  assign \ctl_out$339  = \ctl_in$338 ;
+  assign \b_out$341  = \b_in$340 ;
+  assign a5_skew_d5 = \a_in$342 ;
+  assign ctl5_skew_d5 = \ctl_in$344 ;
+  assign \b_out$347  = \b_in$346 ;
+  assign \a_out$349  = \a_in$348 ;
+  assign \ctl_out$351  = \ctl_in$350 ;
+  assign \b_out$353  = \b_in$352 ;
+  assign \a_out$355  = \a_in$354 ;
+  assign \ctl_out$357  = \ctl_in$356 ;
+  assign \b_out$359  = \b_in$358 ;
+  assign \a_out$361  = \a_in$360 ;
+  assign \ctl_out$363  = \ctl_in$362 ;
+  assign \b_out$365  = \b_in$364 ;
+  assign \a_out$367  = \a_in$366 ;
+  assign \ctl_out$369  = \ctl_in$368 ;
+  assign \b_out$371  = \b_in$370 ;
+  assign \a_out$373  = \a_in$372 ;
+  assign \ctl_out$375  = \ctl_in$374 ;
+  assign \b_out$377  = \b_in$376 ;
+  assign \a_out$379  = \a_in$378 ;
+  assign \ctl_out$381  = \ctl_in$380 ;
+  assign \b_out$383  = \b_in$382 ;
+  assign \a_out$385  = \a_in$384 ;
+  assign \ctl_out$387  = \ctl_in$386 ;
+  assign \b_out$389  = \b_in$388 ;
+  assign a6_skew_d6 = \a_in$390 ;
+  assign ctl6_skew_d6 = \ctl_in$392 ;
+  assign \b_out$395  = \b_in$394 ;
+  assign \a_out$397  = \a_in$396 ;
+  assign \ctl_out$399  = \ctl_in$398 ;
+  assign \b_out$401  = \b_in$400 ;
+  assign \a_out$403  = \a_in$402 ;
+  assign \ctl_out$405  = \ctl_in$404 ;
+  assign \b_out$407  = \b_in$406 ;
+  assign \a_out$409  = \a_in$408 ;
+  assign \ctl_out$411  = \ctl_in$410 ;
+  assign \b_out$413  = \b_in$412 ;
+  assign \a_out$415  = \a_in$414 ;
+  assign \ctl_out$417  = \ctl_in$416 ;
+  assign \b_out$419  = \b_in$418 ;
+  assign \a_out$421  = \a_in$420 ;
+  assign \ctl_out$423  = \ctl_in$422 ;
+  assign \b_out$425  = \b_in$424 ;
+  assign \a_out$427  = \a_in$426 ;
+  assign \ctl_out$429  = \ctl_in$428 ;
+  assign \b_out$431  = \b_in$430 ;
+  assign \a_out$433  = \a_in$432 ;
+  assign \ctl_out$435  = \ctl_in$434 ;
+  assign \b_out$437  = \b_in$436 ;
+  assign a7_skew_d7 = \a_in$438 ;
+  assign ctl7_skew_d7 = \ctl_in$440 ;
+  assign \b_out$443  = \b_in$442 ;
+  assign \a_out$445  = \a_in$444 ;
+  assign \ctl_out$447  = \ctl_in$446 ;
+  assign \b_out$449  = \b_in$448 ;
+  assign \a_out$451  = \a_in$450 ;
+  assign \ctl_out$453  = \ctl_in$452 ;
+  assign \b_out$455  = \b_in$454 ;
+  assign \a_out$457  = \a_in$456 ;
+  assign \ctl_out$459  = \ctl_in$458 ;
+  assign \b_out$461  = \b_in$460 ;
+  assign \a_out$463  = \a_in$462 ;
+  assign \ctl_out$465  = \ctl_in$464 ;
+  assign \b_out$467  = \b_in$466 ;
+  assign \a_out$469  = \a_in$468 ;
+  assign \ctl_out$471  = \ctl_in$470 ;
+  assign \b_out$473  = \b_in$472 ;
+  assign \a_out$475  = \a_in$474 ;
+  assign \ctl_out$477  = \ctl_in$476 ;
+  assign \b_out$479  = \b_in$478 ;
+  assign \a_out$481  = \a_in$480 ;
+  assign \ctl_out$483  = \ctl_in$482 ;
+  assign \b_out$485  = \b_in$484 ;
   assign w_data = row_out;
   assign r_rdy = c__valid;
   assign r_data = c__payload;
@@ -7383,81 +8971,81 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \table__data.sign  = table_a__data[31];
   assign \code.magnitude  = a__payload[6:0];
   assign \code.sign  = a__payload[7];
-  assign \table__data$27.frac  = table_a__data[22:0];
-  assign \table__data$27.exp  = table_a__data[30:23];
-  assign \table__data$27.sign  = table_a__data[31];
-  assign \code$29.magnitude  = a__payload[14:8];
-  assign \code$29.sign  = a__payload[15];
-  assign \table__data$32.frac  = table_a__data[22:0];
-  assign \table__data$32.exp  = table_a__data[30:23];
-  assign \table__data$32.sign  = table_a__data[31];
-  assign \code$34.magnitude  = a__payload[22:16];
-  assign \code$34.sign  = a__payload[23];
-  assign \table__data$37.frac  = table_a__data[22:0];
-  assign \table__data$37.exp  = table_a__data[30:23];
-  assign \table__data$37.sign  = table_a__data[31];
-  assign \code$39.magnitude  = a__payload[30:24];
-  assign \code$39.sign  = a__payload[31];
-  assign \table__data$42.frac  = table_a__data[22:0];
-  assign \table__data$42.exp  = table_a__data[30:23];
-  assign \table__data$42.sign  = table_a__data[31];
-  assign \code$44.magnitude  = a__payload[38:32];
-  assign \code$44.sign  = a__payload[39];
-  assign \table__data$47.frac  = table_a__data[22:0];
-  assign \table__data$47.exp  = table_a__data[30:23];
-  assign \table__data$47.sign  = table_a__data[31];
-  assign \code$49.magnitude  = a__payload[46:40];
-  assign \code$49.sign  = a__payload[47];
-  assign \table__data$52.frac  = table_a__data[22:0];
-  assign \table__data$52.exp  = table_a__data[30:23];
-  assign \table__data$52.sign  = table_a__data[31];
-  assign \code$54.magnitude  = a__payload[54:48];
-  assign \code$54.sign  = a__payload[55];
-  assign \table__data$57.frac  = table_a__data[22:0];
-  assign \table__data$57.exp  = table_a__data[30:23];
-  assign \table__data$57.sign  = table_a__data[31];
-  assign \code$59.magnitude  = a__payload[62:56];
-  assign \code$59.sign  = a__payload[63];
-  assign \table__data$62.frac  = table_b__data[22:0];
-  assign \table__data$62.exp  = table_b__data[30:23];
-  assign \table__data$62.sign  = table_b__data[31];
-  assign \code$64.magnitude  = b__payload[6:0];
-  assign \code$64.sign  = b__payload[7];
-  assign \table__data$67.frac  = table_b__data[22:0];
-  assign \table__data$67.exp  = table_b__data[30:23];
-  assign \table__data$67.sign  = table_b__data[31];
-  assign \code$69.magnitude  = b__payload[14:8];
-  assign \code$69.sign  = b__payload[15];
-  assign \table__data$72.frac  = table_b__data[22:0];
-  assign \table__data$72.exp  = table_b__data[30:23];
-  assign \table__data$72.sign  = table_b__data[31];
-  assign \code$74.magnitude  = b__payload[22:16];
-  assign \code$74.sign  = b__payload[23];
-  assign \table__data$77.frac  = table_b__data[22:0];
-  assign \table__data$77.exp  = table_b__data[30:23];
-  assign \table__data$77.sign  = table_b__data[31];
-  assign \code$79.magnitude  = b__payload[30:24];
-  assign \code$79.sign  = b__payload[31];
-  assign \table__data$82.frac  = table_b__data[22:0];
-  assign \table__data$82.exp  = table_b__data[30:23];
-  assign \table__data$82.sign  = table_b__data[31];
-  assign \code$84.magnitude  = b__payload[38:32];
-  assign \code$84.sign  = b__payload[39];
-  assign \table__data$87.frac  = table_b__data[22:0];
-  assign \table__data$87.exp  = table_b__data[30:23];
-  assign \table__data$87.sign  = table_b__data[31];
-  assign \code$89.magnitude  = b__payload[46:40];
-  assign \code$89.sign  = b__payload[47];
-  assign \table__data$92.frac  = table_b__data[22:0];
-  assign \table__data$92.exp  = table_b__data[30:23];
-  assign \table__data$92.sign  = table_b__data[31];
-  assign \code$94.magnitude  = b__payload[54:48];
-  assign \code$94.sign  = b__payload[55];
-  assign \table__data$97.frac  = table_b__data[22:0];
-  assign \table__data$97.exp  = table_b__data[30:23];
-  assign \table__data$97.sign  = table_b__data[31];
-  assign \code$99.magnitude  = b__payload[62:56];
-  assign \code$99.sign  = b__payload[63];
+  assign \table__data$28.frac  = table_a__data[22:0];
+  assign \table__data$28.exp  = table_a__data[30:23];
+  assign \table__data$28.sign  = table_a__data[31];
+  assign \code$30.magnitude  = a__payload[14:8];
+  assign \code$30.sign  = a__payload[15];
+  assign \table__data$33.frac  = table_a__data[22:0];
+  assign \table__data$33.exp  = table_a__data[30:23];
+  assign \table__data$33.sign  = table_a__data[31];
+  assign \code$35.magnitude  = a__payload[22:16];
+  assign \code$35.sign  = a__payload[23];
+  assign \table__data$38.frac  = table_a__data[22:0];
+  assign \table__data$38.exp  = table_a__data[30:23];
+  assign \table__data$38.sign  = table_a__data[31];
+  assign \code$40.magnitude  = a__payload[30:24];
+  assign \code$40.sign  = a__payload[31];
+  assign \table__data$43.frac  = table_a__data[22:0];
+  assign \table__data$43.exp  = table_a__data[30:23];
+  assign \table__data$43.sign  = table_a__data[31];
+  assign \code$45.magnitude  = a__payload[38:32];
+  assign \code$45.sign  = a__payload[39];
+  assign \table__data$48.frac  = table_a__data[22:0];
+  assign \table__data$48.exp  = table_a__data[30:23];
+  assign \table__data$48.sign  = table_a__data[31];
+  assign \code$50.magnitude  = a__payload[46:40];
+  assign \code$50.sign  = a__payload[47];
+  assign \table__data$53.frac  = table_a__data[22:0];
+  assign \table__data$53.exp  = table_a__data[30:23];
+  assign \table__data$53.sign  = table_a__data[31];
+  assign \code$55.magnitude  = a__payload[54:48];
+  assign \code$55.sign  = a__payload[55];
+  assign \table__data$58.frac  = table_a__data[22:0];
+  assign \table__data$58.exp  = table_a__data[30:23];
+  assign \table__data$58.sign  = table_a__data[31];
+  assign \code$60.magnitude  = a__payload[62:56];
+  assign \code$60.sign  = a__payload[63];
+  assign \table__data$63.frac  = table_b__data[22:0];
+  assign \table__data$63.exp  = table_b__data[30:23];
+  assign \table__data$63.sign  = table_b__data[31];
+  assign \code$65.magnitude  = b__payload[6:0];
+  assign \code$65.sign  = b__payload[7];
+  assign \table__data$68.frac  = table_b__data[22:0];
+  assign \table__data$68.exp  = table_b__data[30:23];
+  assign \table__data$68.sign  = table_b__data[31];
+  assign \code$70.magnitude  = b__payload[14:8];
+  assign \code$70.sign  = b__payload[15];
+  assign \table__data$73.frac  = table_b__data[22:0];
+  assign \table__data$73.exp  = table_b__data[30:23];
+  assign \table__data$73.sign  = table_b__data[31];
+  assign \code$75.magnitude  = b__payload[22:16];
+  assign \code$75.sign  = b__payload[23];
+  assign \table__data$78.frac  = table_b__data[22:0];
+  assign \table__data$78.exp  = table_b__data[30:23];
+  assign \table__data$78.sign  = table_b__data[31];
+  assign \code$80.magnitude  = b__payload[30:24];
+  assign \code$80.sign  = b__payload[31];
+  assign \table__data$83.frac  = table_b__data[22:0];
+  assign \table__data$83.exp  = table_b__data[30:23];
+  assign \table__data$83.sign  = table_b__data[31];
+  assign \code$85.magnitude  = b__payload[38:32];
+  assign \code$85.sign  = b__payload[39];
+  assign \table__data$88.frac  = table_b__data[22:0];
+  assign \table__data$88.exp  = table_b__data[30:23];
+  assign \table__data$88.sign  = table_b__data[31];
+  assign \code$90.magnitude  = b__payload[46:40];
+  assign \code$90.sign  = b__payload[47];
+  assign \table__data$93.frac  = table_b__data[22:0];
+  assign \table__data$93.exp  = table_b__data[30:23];
+  assign \table__data$93.sign  = table_b__data[31];
+  assign \code$95.magnitude  = b__payload[54:48];
+  assign \code$95.sign  = b__payload[55];
+  assign \table__data$98.frac  = table_b__data[22:0];
+  assign \table__data$98.exp  = table_b__data[30:23];
+  assign \table__data$98.sign  = table_b__data[31];
+  assign \code$100.magnitude  = b__payload[62:56];
+  assign \code$100.sign  = b__payload[63];
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -7473,1143 +9061,1143 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \b_in.frac  = b_in[22:0];
   assign \b_in.exp  = b_in[30:23];
   assign \b_in.sign  = b_in[31];
-  assign \value$106.frac  = b_in[22:0];
-  assign \value$106.exp  = b_in[30:23];
-  assign \value$106.sign  = b_in[31];
-  assign \a_in$107.frac  = \a_in$107 [22:0];
-  assign \a_in$107.exp  = \a_in$107 [30:23];
-  assign \a_in$107.sign  = \a_in$107 [31];
-  assign \a_out.frac  = \a_in$107 [22:0];
-  assign \a_out.exp  = \a_in$107 [30:23];
-  assign \a_out.sign  = \a_in$107 [31];
-  assign \ctl_in$109.valid  = \ctl_in$109 [0];
-  assign \ctl_in$109.first  = \ctl_in$109 [1];
-  assign \ctl_in$109.last  = \ctl_in$109 [2];
-  assign \ctl_out.valid  = \ctl_in$109 [0];
-  assign \ctl_out.first  = \ctl_in$109 [1];
-  assign \ctl_out.last  = \ctl_in$109 [2];
-  assign \b_in$111.frac  = \b_in$111 [22:0];
-  assign \b_in$111.exp  = \b_in$111 [30:23];
-  assign \b_in$111.sign  = \b_in$111 [31];
-  assign \b1_skew_d1.frac  = \b_in$111 [22:0];
-  assign \b1_skew_d1.exp  = \b_in$111 [30:23];
-  assign \b1_skew_d1.sign  = \b_in$111 [31];
-  assign \a_in$113.frac  = \a_in$113 [22:0];
-  assign \a_in$113.exp  = \a_in$113 [30:23];
-  assign \a_in$113.sign  = \a_in$113 [31];
-  assign \a_out$114.frac  = \a_in$113 [22:0];
-  assign \a_out$114.exp  = \a_in$113 [30:23];
-  assign \a_out$114.sign  = \a_in$113 [31];
-  assign \ctl_in$115.valid  = \ctl_in$115 [0];
-  assign \ctl_in$115.first  = \ctl_in$115 [1];
-  assign \ctl_in$115.last  = \ctl_in$115 [2];
-  assign \ctl_out$116.valid  = \ctl_in$115 [0];
-  assign \ctl_out$116.first  = \ctl_in$115 [1];
-  assign \ctl_out$116.last  = \ctl_in$115 [2];
-  assign \b_in$117.frac  = \b_in$117 [22:0];
-  assign \b_in$117.exp  = \b_in$117 [30:23];
-  assign \b_in$117.sign  = \b_in$117 [31];
-  assign \b2_skew_d2.frac  = \b_in$117 [22:0];
-  assign \b2_skew_d2.exp  = \b_in$117 [30:23];
-  assign \b2_skew_d2.sign  = \b_in$117 [31];
-  assign \a_in$119.frac  = \a_in$119 [22:0];
-  assign \a_in$119.exp  = \a_in$119 [30:23];
-  assign \a_in$119.sign  = \a_in$119 [31];
-  assign \a_out$120.frac  = \a_in$119 [22:0];
-  assign \a_out$120.exp  = \a_in$119 [30:23];
-  assign \a_out$120.sign  = \a_in$119 [31];
-  assign \ctl_in$121.valid  = \ctl_in$121 [0];
-  assign \ctl_in$121.first  = \ctl_in$121 [1];
-  assign \ctl_in$121.last  = \ctl_in$121 [2];
-  assign \ctl_out$122.valid  = \ctl_in$121 [0];
-  assign \ctl_out$122.first  = \ctl_in$121 [1];
-  assign \ctl_out$122.last  = \ctl_in$121 [2];
-  assign \b_in$123.frac  = \b_in$123 [22:0];
-  assign \b_in$123.exp  = \b_in$123 [30:23];
-  assign \b_in$123.sign  = \b_in$123 [31];
-  assign \b3_skew_d3.frac  = \b_in$123 [22:0];
-  assign \b3_skew_d3.exp  = \b_in$123 [30:23];
-  assign \b3_skew_d3.sign  = \b_in$123 [31];
-  assign \a_in$125.frac  = \a_in$125 [22:0];
-  assign \a_in$125.exp  = \a_in$125 [30:23];
-  assign \a_in$125.sign  = \a_in$125 [31];
-  assign \a_out$126.frac  = \a_in$125 [22:0];
-  assign \a_out$126.exp  = \a_in$125 [30:23];
-  assign \a_out$126.sign  = \a_in$125 [31];
-  assign \ctl_in$127.valid  = \ctl_in$127 [0];
-  assign \ctl_in$127.first  = \ctl_in$127 [1];
-  assign \ctl_in$127.last  = \ctl_in$127 [2];
-  assign \ctl_out$128.valid  = \ctl_in$127 [0];
-  assign \ctl_out$128.first  = \ctl_in$127 [1];
-  assign \ctl_out$128.last  = \ctl_in$127 [2];
-  assign \b_in$129.frac  = \b_in$129 [22:0];
-  assign \b_in$129.exp  = \b_in$129 [30:23];
-  assign \b_in$129.sign  = \b_in$129 [31];
-  assign \b4_skew_d4.frac  = \b_in$129 [22:0];
-  assign \b4_skew_d4.exp  = \b_in$129 [30:23];
-  assign \b4_skew_d4.sign  = \b_in$129 [31];
-  assign \a_in$131.frac  = \a_in$131 [22:0];
-  assign \a_in$131.exp  = \a_in$131 [30:23];
-  assign \a_in$131.sign  = \a_in$131 [31];
-  assign \a_out$132.frac  = \a_in$131 [22:0];
-  assign \a_out$132.exp  = \a_in$131 [30:23];
-  assign \a_out$132.sign  = \a_in$131 [31];
-  assign \ctl_in$133.valid  = \ctl_in$133 [0];
-  assign \ctl_in$133.first  = \ctl_in$133 [1];
-  assign \ctl_in$133.last  = \ctl_in$133 [2];
-  assign \ctl_out$134.valid  = \ctl_in$133 [0];
-  assign \ctl_out$134.first  = \ctl_in$133 [1];
-  assign \ctl_out$134.last  = \ctl_in$133 [2];
-  assign \b_in$135.frac  = \b_in$135 [22:0];
-  assign \b_in$135.exp  = \b_in$135 [30:23];
-  assign \b_in$135.sign  = \b_in$135 [31];
-  assign \b5_skew_d5.frac  = \b_in$135 [22:0];
-  assign \b5_skew_d5.exp  = \b_in$135 [30:23];
-  assign \b5_skew_d5.sign  = \b_in$135 [31];
-  assign \a_in$137.frac  = \a_in$137 [22:0];
-  assign \a_in$137.exp  = \a_in$137 [30:23];
-  assign \a_in$137.sign  = \a_in$137 [31];
-  assign \a_out$138.frac  = \a_in$137 [22:0];
-  assign \a_out$138.exp  = \a_in$137 [30:23];
-  assign \a_out$138.sign  = \a_in$137 [31];
-  assign \ctl_in$139.valid  = \ctl_in$139 [0];
-  assign \ctl_in$139.first  = \ctl_in$139 [1];
-  assign \ctl_in$139.last  = \ctl_in$139 [2];
-  assign \ctl_out$140.valid  = \ctl_in$139 [0];
-  assign \ctl_out$140.first  = \ctl_in$139 [1];
-  assign \ctl_out$140.last  = \ctl_in$139 [2];
-  assign \b_in$141.frac  = \b_in$141 [22:0];
-  assign \b_in$141.exp  = \b_in$141 [30:23];
-  assign \b_in$141.sign  = \b_in$141 [31];
-  assign \b6_skew_d6.frac  = \b_in$141 [22:0];
-  assign \b6_skew_d6.exp  = \b_in$141 [30:23];
-  assign \b6_skew_d6.sign  = \b_in$141 [31];
-  assign \a_in$143.frac  = \a_in$143 [22:0];
-  assign \a_in$143.exp  = \a_in$143 [30:23];
-  assign \a_in$143.sign  = \a_in$143 [31];
-  assign \a_out$144.frac  = \a_in$143 [22:0];
-  assign \a_out$144.exp  = \a_in$143 [30:23];
-  assign \a_out$144.sign  = \a_in$143 [31];
-  assign \ctl_in$145.valid  = \ctl_in$145 [0];
-  assign \ctl_in$145.first  = \ctl_in$145 [1];
-  assign \ctl_in$145.last  = \ctl_in$145 [2];
-  assign \ctl_out$146.valid  = \ctl_in$145 [0];
-  assign \ctl_out$146.first  = \ctl_in$145 [1];
-  assign \ctl_out$146.last  = \ctl_in$145 [2];
-  assign \b_in$147.frac  = \b_in$147 [22:0];
-  assign \b_in$147.exp  = \b_in$147 [30:23];
-  assign \b_in$147.sign  = \b_in$147 [31];
-  assign \b7_skew_d7.frac  = \b_in$147 [22:0];
-  assign \b7_skew_d7.exp  = \b_in$147 [30:23];
-  assign \b7_skew_d7.sign  = \b_in$147 [31];
-  assign \a_in$149.frac  = \a_in$149 [22:0];
-  assign \a_in$149.exp  = \a_in$149 [30:23];
-  assign \a_in$149.sign  = \a_in$149 [31];
-  assign \a1_skew_d1.frac  = \a_in$149 [22:0];
-  assign \a1_skew_d1.exp  = \a_in$149 [30:23];
-  assign \a1_skew_d1.sign  = \a_in$149 [31];
-  assign \ctl_in$151.valid  = \ctl_in$151 [0];
-  assign \ctl_in$151.first  = \ctl_in$151 [1];
-  assign \ctl_in$151.last  = \ctl_in$151 [2];
-  assign \ctl1_skew_d1.valid  = \ctl_in$151 [0];
-  assign \ctl1_skew_d1.first  = \ctl_in$151 [1];
-  assign \ctl1_skew_d1.last  = \ctl_in$151 [2];
-  assign \b_in$153.frac  = \b_in$153 [22:0];
-  assign \b_in$153.exp  = \b_in$153 [30:23];
-  assign \b_in$153.sign  = \b_in$153 [31];
-  assign \b_out.frac  = \b_in$153 [22:0];
-  assign \b_out.exp  = \b_in$153 [30:23];
-  assign \b_out.sign  = \b_in$153 [31];
-  assign \a_in$155.frac  = \a_in$155 [22:0];
-  assign \a_in$155.exp  = \a_in$155 [30:23];
-  assign \a_in$155.sign  = \a_in$155 [31];
-  assign \a_out$156.frac  = \a_in$155 [22:0];
-  assign \a_out$156.exp  = \a_in$155 [30:23];
-  assign \a_out$156.sign  = \a_in$155 [31];
-  assign \ctl_in$157.valid  = \ctl_in$157 [0];
-  assign \ctl_in$157.first  = \ctl_in$157 [1];
-  assign \ctl_in$157.last  = \ctl_in$157 [2];
-  assign \ctl_out$158.valid  = \ctl_in$157 [0];
-  assign \ctl_out$158.first  = \ctl_in$157 [1];
-  assign \ctl_out$158.last  = \ctl_in$157 [2];
-  assign \b_in$159.frac  = \b_in$159 [22:0];
-  assign \b_in$159.exp  = \b_in$159 [30:23];
-  assign \b_in$159.sign  = \b_in$159 [31];
-  assign \b_out$160.frac  = \b_in$159 [22:0];
-  assign \b_out$160.exp  = \b_in$159 [30:23];
-  assign \b_out$160.sign  = \b_in$159 [31];
-  assign \a_in$161.frac  = \a_in$161 [22:0];
-  assign \a_in$161.exp  = \a_in$161 [30:23];
-  assign \a_in$161.sign  = \a_in$161 [31];
-  assign \a_out$162.frac  = \a_in$161 [22:0];
-  assign \a_out$162.exp  = \a_in$161 [30:23];
-  assign \a_out$162.sign  = \a_in$161 [31];
-  assign \ctl_in$163.valid  = \ctl_in$163 [0];
-  assign \ctl_in$163.first  = \ctl_in$163 [1];
-  assign \ctl_in$163.last  = \ctl_in$163 [2];
-  assign \ctl_out$164.valid  = \ctl_in$163 [0];
-  assign \ctl_out$164.first  = \ctl_in$163 [1];
-  assign \ctl_out$164.last  = \ctl_in$163 [2];
-  assign \b_in$165.frac  = \b_in$165 [22:0];
-  assign \b_in$165.exp  = \b_in$165 [30:23];
-  assign \b_in$165.sign  = \b_in$165 [31];
-  assign \b_out$166.frac  = \b_in$165 [22:0];
-  assign \b_out$166.exp  = \b_in$165 [30:23];
-  assign \b_out$166.sign  = \b_in$165 [31];
-  assign \a_in$167.frac  = \a_in$167 [22:0];
-  assign \a_in$167.exp  = \a_in$167 [30:23];
-  assign \a_in$167.sign  = \a_in$167 [31];
-  assign \a_out$168.frac  = \a_in$167 [22:0];
-  assign \a_out$168.exp  = \a_in$167 [30:23];
-  assign \a_out$168.sign  = \a_in$167 [31];
-  assign \ctl_in$169.valid  = \ctl_in$169 [0];
-  assign \ctl_in$169.first  = \ctl_in$169 [1];
-  assign \ctl_in$169.last  = \ctl_in$169 [2];
-  assign \ctl_out$170.valid  = \ctl_in$169 [0];
-  assign \ctl_out$170.first  = \ctl_in$169 [1];
-  assign \ctl_out$170.last  = \ctl_in$169 [2];
-  assign \b_in$171.frac  = \b_in$171 [22:0];
-  assign \b_in$171.exp  = \b_in$171 [30:23];
-  assign \b_in$171.sign  = \b_in$171 [31];
-  assign \b_out$172.frac  = \b_in$171 [22:0];
-  assign \b_out$172.exp  = \b_in$171 [30:23];
-  assign \b_out$172.sign  = \b_in$171 [31];
-  assign \a_in$173.frac  = \a_in$173 [22:0];
-  assign \a_in$173.exp  = \a_in$173 [30:23];
-  assign \a_in$173.sign  = \a_in$173 [31];
-  assign \a_out$174.frac  = \a_in$173 [22:0];
-  assign \a_out$174.exp  = \a_in$173 [30:23];
-  assign \a_out$174.sign  = \a_in$173 [31];
-  assign \ctl_in$175.valid  = \ctl_in$175 [0];
-  assign \ctl_in$175.first  = \ctl_in$175 [1];
-  assign \ctl_in$175.last  = \ctl_in$175 [2];
-  assign \ctl_out$176.valid  = \ctl_in$175 [0];
-  assign \ctl_out$176.first  = \ctl_in$175 [1];
-  assign \ctl_out$176.last  = \ctl_in$175 [2];
-  assign \b_in$177.frac  = \b_in$177 [22:0];
-  assign \b_in$177.exp  = \b_in$177 [30:23];
-  assign \b_in$177.sign  = \b_in$177 [31];
-  assign \b_out$178.frac  = \b_in$177 [22:0];
-  assign \b_out$178.exp  = \b_in$177 [30:23];
-  assign \b_out$178.sign  = \b_in$177 [31];
-  assign \a_in$179.frac  = \a_in$179 [22:0];
-  assign \a_in$179.exp  = \a_in$179 [30:23];
-  assign \a_in$179.sign  = \a_in$179 [31];
-  assign \a_out$180.frac  = \a_in$179 [22:0];
-  assign \a_out$180.exp  = \a_in$179 [30:23];
-  assign \a_out$180.sign  = \a_in$179 [31];
-  assign \ctl_in$181.valid  = \ctl_in$181 [0];
-  assign \ctl_in$181.first  = \ctl_in$181 [1];
-  assign \ctl_in$181.last  = \ctl_in$181 [2];
-  assign \ctl_out$182.valid  = \ctl_in$181 [0];
-  assign \ctl_out$182.first  = \ctl_in$181 [1];
-  assign \ctl_out$182.last  = \ctl_in$181 [2];
-  assign \b_in$183.frac  = \b_in$183 [22:0];
-  assign \b_in$183.exp  = \b_in$183 [30:23];
-  assign \b_in$183.sign  = \b_in$183 [31];
-  assign \b_out$184.frac  = \b_in$183 [22:0];
-  assign \b_out$184.exp  = \b_in$183 [30:23];
-  assign \b_out$184.sign  = \b_in$183 [31];
-  assign \a_in$185.frac  = \a_in$185 [22:0];
-  assign \a_in$185.exp  = \a_in$185 [30:23];
-  assign \a_in$185.sign  = \a_in$185 [31];
-  assign \a_out$186.frac  = \a_in$185 [22:0];
-  assign \a_out$186.exp  = \a_in$185 [30:23];
-  assign \a_out$186.sign  = \a_in$185 [31];
-  assign \ctl_in$187.valid  = \ctl_in$187 [0];
-  assign \ctl_in$187.first  = \ctl_in$187 [1];
-  assign \ctl_in$187.last  = \ctl_in$187 [2];
-  assign \ctl_out$188.valid  = \ctl_in$187 [0];
-  assign \ctl_out$188.first  = \ctl_in$187 [1];
-  assign \ctl_out$188.last  = \ctl_in$187 [2];
-  assign \b_in$189.frac  = \b_in$189 [22:0];
-  assign \b_in$189.exp  = \b_in$189 [30:23];
-  assign \b_in$189.sign  = \b_in$189 [31];
-  assign \b_out$190.frac  = \b_in$189 [22:0];
-  assign \b_out$190.exp  = \b_in$189 [30:23];
-  assign \b_out$190.sign  = \b_in$189 [31];
-  assign \a_in$191.frac  = \a_in$191 [22:0];
-  assign \a_in$191.exp  = \a_in$191 [30:23];
-  assign \a_in$191.sign  = \a_in$191 [31];
-  assign \a_out$192.frac  = \a_in$191 [22:0];
-  assign \a_out$192.exp  = \a_in$191 [30:23];
-  assign \a_out$192.sign  = \a_in$191 [31];
-  assign \ctl_in$193.valid  = \ctl_in$193 [0];
-  assign \ctl_in$193.first  = \ctl_in$193 [1];
-  assign \ctl_in$193.last  = \ctl_in$193 [2];
-  assign \ctl_out$194.valid  = \ctl_in$193 [0];
-  assign \ctl_out$194.first  = \ctl_in$193 [1];
-  assign \ctl_out$194.last  = \ctl_in$193 [2];
-  assign \b_in$195.frac  = \b_in$195 [22:0];
-  assign \b_in$195.exp  = \b_in$195 [30:23];
-  assign \b_in$195.sign  = \b_in$195 [31];
-  assign \b_out$196.frac  = \b_in$195 [22:0];
-  assign \b_out$196.exp  = \b_in$195 [30:23];
-  assign \b_out$196.sign  = \b_in$195 [31];
-  assign \a_in$197.frac  = \a_in$197 [22:0];
-  assign \a_in$197.exp  = \a_in$197 [30:23];
-  assign \a_in$197.sign  = \a_in$197 [31];
-  assign \a2_skew_d2.frac  = \a_in$197 [22:0];
-  assign \a2_skew_d2.exp  = \a_in$197 [30:23];
-  assign \a2_skew_d2.sign  = \a_in$197 [31];
-  assign \ctl_in$199.valid  = \ctl_in$199 [0];
-  assign \ctl_in$199.first  = \ctl_in$199 [1];
-  assign \ctl_in$199.last  = \ctl_in$199 [2];
-  assign \ctl2_skew_d2.valid  = \ctl_in$199 [0];
-  assign \ctl2_skew_d2.first  = \ctl_in$199 [1];
-  assign \ctl2_skew_d2.last  = \ctl_in$199 [2];
-  assign \b_in$201.frac  = \b_in$201 [22:0];
-  assign \b_in$201.exp  = \b_in$201 [30:23];
-  assign \b_in$201.sign  = \b_in$201 [31];
-  assign \b_out$202.frac  = \b_in$201 [22:0];
-  assign \b_out$202.exp  = \b_in$201 [30:23];
-  assign \b_out$202.sign  = \b_in$201 [31];
-  assign \a_in$203.frac  = \a_in$203 [22:0];
-  assign \a_in$203.exp  = \a_in$203 [30:23];
-  assign \a_in$203.sign  = \a_in$203 [31];
-  assign \a_out$204.frac  = \a_in$203 [22:0];
-  assign \a_out$204.exp  = \a_in$203 [30:23];
-  assign \a_out$204.sign  = \a_in$203 [31];
-  assign \ctl_in$205.valid  = \ctl_in$205 [0];
-  assign \ctl_in$205.first  = \ctl_in$205 [1];
-  assign \ctl_in$205.last  = \ctl_in$205 [2];
-  assign \ctl_out$206.valid  = \ctl_in$205 [0];
-  assign \ctl_out$206.first  = \ctl_in$205 [1];
-  assign \ctl_out$206.last  = \ctl_in$205 [2];
-  assign \b_in$207.frac  = \b_in$207 [22:0];
-  assign \b_in$207.exp  = \b_in$207 [30:23];
-  assign \b_in$207.sign  = \b_in$207 [31];
-  assign \b_out$208.frac  = \b_in$207 [22:0];
-  assign \b_out$208.exp  = \b_in$207 [30:23];
-  assign \b_out$208.sign  = \b_in$207 [31];
-  assign \a_in$209.frac  = \a_in$209 [22:0];
-  assign \a_in$209.exp  = \a_in$209 [30:23];
-  assign \a_in$209.sign  = \a_in$209 [31];
-  assign \a_out$210.frac  = \a_in$209 [22:0];
-  assign \a_out$210.exp  = \a_in$209 [30:23];
-  assign \a_out$210.sign  = \a_in$209 [31];
-  assign \ctl_in$211.valid  = \ctl_in$211 [0];
-  assign \ctl_in$211.first  = \ctl_in$211 [1];
-  assign \ctl_in$211.last  = \ctl_in$211 [2];
-  assign \ctl_out$212.valid  = \ctl_in$211 [0];
-  assign \ctl_out$212.first  = \ctl_in$211 [1];
-  assign \ctl_out$212.last  = \ctl_in$211 [2];
-  assign \b_in$213.frac  = \b_in$213 [22:0];
-  assign \b_in$213.exp  = \b_in$213 [30:23];
-  assign \b_in$213.sign  = \b_in$213 [31];
-  assign \b_out$214.frac  = \b_in$213 [22:0];
-  assign \b_out$214.exp  = \b_in$213 [30:23];
-  assign \b_out$214.sign  = \b_in$213 [31];
-  assign \a_in$215.frac  = \a_in$215 [22:0];
-  assign \a_in$215.exp  = \a_in$215 [30:23];
-  assign \a_in$215.sign  = \a_in$215 [31];
-  assign \a_out$216.frac  = \a_in$215 [22:0];
-  assign \a_out$216.exp  = \a_in$215 [30:23];
-  assign \a_out$216.sign  = \a_in$215 [31];
-  assign \ctl_in$217.valid  = \ctl_in$217 [0];
-  assign \ctl_in$217.first  = \ctl_in$217 [1];
-  assign \ctl_in$217.last  = \ctl_in$217 [2];
-  assign \ctl_out$218.valid  = \ctl_in$217 [0];
-  assign \ctl_out$218.first  = \ctl_in$217 [1];
-  assign \ctl_out$218.last  = \ctl_in$217 [2];
-  assign \b_in$219.frac  = \b_in$219 [22:0];
-  assign \b_in$219.exp  = \b_in$219 [30:23];
-  assign \b_in$219.sign  = \b_in$219 [31];
-  assign \b_out$220.frac  = \b_in$219 [22:0];
-  assign \b_out$220.exp  = \b_in$219 [30:23];
-  assign \b_out$220.sign  = \b_in$219 [31];
-  assign \a_in$221.frac  = \a_in$221 [22:0];
-  assign \a_in$221.exp  = \a_in$221 [30:23];
-  assign \a_in$221.sign  = \a_in$221 [31];
-  assign \a_out$222.frac  = \a_in$221 [22:0];
-  assign \a_out$222.exp  = \a_in$221 [30:23];
-  assign \a_out$222.sign  = \a_in$221 [31];
-  assign \ctl_in$223.valid  = \ctl_in$223 [0];
-  assign \ctl_in$223.first  = \ctl_in$223 [1];
-  assign \ctl_in$223.last  = \ctl_in$223 [2];
-  assign \ctl_out$224.valid  = \ctl_in$223 [0];
-  assign \ctl_out$224.first  = \ctl_in$223 [1];
-  assign \ctl_out$224.last  = \ctl_in$223 [2];
-  assign \b_in$225.frac  = \b_in$225 [22:0];
-  assign \b_in$225.exp  = \b_in$225 [30:23];
-  assign \b_in$225.sign  = \b_in$225 [31];
-  assign \b_out$226.frac  = \b_in$225 [22:0];
-  assign \b_out$226.exp  = \b_in$225 [30:23];
-  assign \b_out$226.sign  = \b_in$225 [31];
-  assign \a_in$227.frac  = \a_in$227 [22:0];
-  assign \a_in$227.exp  = \a_in$227 [30:23];
-  assign \a_in$227.sign  = \a_in$227 [31];
-  assign \a_out$228.frac  = \a_in$227 [22:0];
-  assign \a_out$228.exp  = \a_in$227 [30:23];
-  assign \a_out$228.sign  = \a_in$227 [31];
-  assign \ctl_in$229.valid  = \ctl_in$229 [0];
-  assign \ctl_in$229.first  = \ctl_in$229 [1];
-  assign \ctl_in$229.last  = \ctl_in$229 [2];
-  assign \ctl_out$230.valid  = \ctl_in$229 [0];
-  assign \ctl_out$230.first  = \ctl_in$229 [1];
-  assign \ctl_out$230.last  = \ctl_in$229 [2];
-  assign \b_in$231.frac  = \b_in$231 [22:0];
-  assign \b_in$231.exp  = \b_in$231 [30:23];
-  assign \b_in$231.sign  = \b_in$231 [31];
-  assign \b_out$232.frac  = \b_in$231 [22:0];
-  assign \b_out$232.exp  = \b_in$231 [30:23];
-  assign \b_out$232.sign  = \b_in$231 [31];
-  assign \a_in$233.frac  = \a_in$233 [22:0];
-  assign \a_in$233.exp  = \a_in$233 [30:23];
-  assign \a_in$233.sign  = \a_in$233 [31];
-  assign \a_out$234.frac  = \a_in$233 [22:0];
-  assign \a_out$234.exp  = \a_in$233 [30:23];
-  assign \a_out$234.sign  = \a_in$233 [31];
-  assign \ctl_in$235.valid  = \ctl_in$235 [0];
-  assign \ctl_in$235.first  = \ctl_in$235 [1];
-  assign \ctl_in$235.last  = \ctl_in$235 [2];
-  assign \ctl_out$236.valid  = \ctl_in$235 [0];
-  assign \ctl_out$236.first  = \ctl_in$235 [1];
-  assign \ctl_out$236.last  = \ctl_in$235 [2];
-  assign \b_in$237.frac  = \b_in$237 [22:0];
-  assign \b_in$237.exp  = \b_in$237 [30:23];
-  assign \b_in$237.sign  = \b_in$237 [31];
-  assign \b_out$238.frac  = \b_in$237 [22:0];
-  assign \b_out$238.exp  = \b_in$237 [30:23];
-  assign \b_out$238.sign  = \b_in$237 [31];
-  assign \a_in$239.frac  = \a_in$239 [22:0];
-  assign \a_in$239.exp  = \a_in$239 [30:23];
-  assign \a_in$239.sign  = \a_in$239 [31];
-  assign \a_out$240.frac  = \a_in$239 [22:0];
-  assign \a_out$240.exp  = \a_in$239 [30:23];
-  assign \a_out$240.sign  = \a_in$239 [31];
-  assign \ctl_in$241.valid  = \ctl_in$241 [0];
-  assign \ctl_in$241.first  = \ctl_in$241 [1];
-  assign \ctl_in$241.last  = \ctl_in$241 [2];
-  assign \ctl_out$242.valid  = \ctl_in$241 [0];
-  assign \ctl_out$242.first  = \ctl_in$241 [1];
-  assign \ctl_out$242.last  = \ctl_in$241 [2];
-  assign \b_in$243.frac  = \b_in$243 [22:0];
-  assign \b_in$243.exp  = \b_in$243 [30:23];
-  assign \b_in$243.sign  = \b_in$243 [31];
-  assign \b_out$244.frac  = \b_in$243 [22:0];
-  assign \b_out$244.exp  = \b_in$243 [30:23];
-  assign \b_out$244.sign  = \b_in$243 [31];
-  assign \a_in$245.frac  = \a_in$245 [22:0];
-  assign \a_in$245.exp  = \a_in$245 [30:23];
-  assign \a_in$245.sign  = \a_in$245 [31];
-  assign \a3_skew_d3.frac  = \a_in$245 [22:0];
-  assign \a3_skew_d3.exp  = \a_in$245 [30:23];
-  assign \a3_skew_d3.sign  = \a_in$245 [31];
-  assign \ctl_in$247.valid  = \ctl_in$247 [0];
-  assign \ctl_in$247.first  = \ctl_in$247 [1];
-  assign \ctl_in$247.last  = \ctl_in$247 [2];
-  assign \ctl3_skew_d3.valid  = \ctl_in$247 [0];
-  assign \ctl3_skew_d3.first  = \ctl_in$247 [1];
-  assign \ctl3_skew_d3.last  = \ctl_in$247 [2];
-  assign \b_in$249.frac  = \b_in$249 [22:0];
-  assign \b_in$249.exp  = \b_in$249 [30:23];
-  assign \b_in$249.sign  = \b_in$249 [31];
-  assign \b_out$250.frac  = \b_in$249 [22:0];
-  assign \b_out$250.exp  = \b_in$249 [30:23];
-  assign \b_out$250.sign  = \b_in$249 [31];
-  assign \a_in$251.frac  = \a_in$251 [22:0];
-  assign \a_in$251.exp  = \a_in$251 [30:23];
-  assign \a_in$251.sign  = \a_in$251 [31];
-  assign \a_out$252.frac  = \a_in$251 [22:0];
-  assign \a_out$252.exp  = \a_in$251 [30:23];
-  assign \a_out$252.sign  = \a_in$251 [31];
-  assign \ctl_in$253.valid  = \ctl_in$253 [0];
-  assign \ctl_in$253.first  = \ctl_in$253 [1];
-  assign \ctl_in$253.last  = \ctl_in$253 [2];
-  assign \ctl_out$254.valid  = \ctl_in$253 [0];
-  assign \ctl_out$254.first  = \ctl_in$253 [1];
-  assign \ctl_out$254.last  = \ctl_in$253 [2];
-  assign \b_in$255.frac  = \b_in$255 [22:0];
-  assign \b_in$255.exp  = \b_in$255 [30:23];
-  assign \b_in$255.sign  = \b_in$255 [31];
-  assign \b_out$256.frac  = \b_in$255 [22:0];
-  assign \b_out$256.exp  = \b_in$255 [30:23];
-  assign \b_out$256.sign  = \b_in$255 [31];
-  assign \a_in$257.frac  = \a_in$257 [22:0];
-  assign \a_in$257.exp  = \a_in$257 [30:23];
-  assign \a_in$257.sign  = \a_in$257 [31];
-  assign \a_out$258.frac  = \a_in$257 [22:0];
-  assign \a_out$258.exp  = \a_in$257 [30:23];
-  assign \a_out$258.sign  = \a_in$257 [31];
-  assign \ctl_in$259.valid  = \ctl_in$259 [0];
-  assign \ctl_in$259.first  = \ctl_in$259 [1];
-  assign \ctl_in$259.last  = \ctl_in$259 [2];
-  assign \ctl_out$260.valid  = \ctl_in$259 [0];
-  assign \ctl_out$260.first  = \ctl_in$259 [1];
-  assign \ctl_out$260.last  = \ctl_in$259 [2];
-  assign \b_in$261.frac  = \b_in$261 [22:0];
-  assign \b_in$261.exp  = \b_in$261 [30:23];
-  assign \b_in$261.sign  = \b_in$261 [31];
-  assign \b_out$262.frac  = \b_in$261 [22:0];
-  assign \b_out$262.exp  = \b_in$261 [30:23];
-  assign \b_out$262.sign  = \b_in$261 [31];
-  assign \a_in$263.frac  = \a_in$263 [22:0];
-  assign \a_in$263.exp  = \a_in$263 [30:23];
-  assign \a_in$263.sign  = \a_in$263 [31];
-  assign \a_out$264.frac  = \a_in$263 [22:0];
-  assign \a_out$264.exp  = \a_in$263 [30:23];
-  assign \a_out$264.sign  = \a_in$263 [31];
-  assign \ctl_in$265.valid  = \ctl_in$265 [0];
-  assign \ctl_in$265.first  = \ctl_in$265 [1];
-  assign \ctl_in$265.last  = \ctl_in$265 [2];
-  assign \ctl_out$266.valid  = \ctl_in$265 [0];
-  assign \ctl_out$266.first  = \ctl_in$265 [1];
-  assign \ctl_out$266.last  = \ctl_in$265 [2];
-  assign \b_in$267.frac  = \b_in$267 [22:0];
-  assign \b_in$267.exp  = \b_in$267 [30:23];
-  assign \b_in$267.sign  = \b_in$267 [31];
-  assign \b_out$268.frac  = \b_in$267 [22:0];
-  assign \b_out$268.exp  = \b_in$267 [30:23];
-  assign \b_out$268.sign  = \b_in$267 [31];
-  assign \a_in$269.frac  = \a_in$269 [22:0];
-  assign \a_in$269.exp  = \a_in$269 [30:23];
-  assign \a_in$269.sign  = \a_in$269 [31];
-  assign \a_out$270.frac  = \a_in$269 [22:0];
-  assign \a_out$270.exp  = \a_in$269 [30:23];
-  assign \a_out$270.sign  = \a_in$269 [31];
-  assign \ctl_in$271.valid  = \ctl_in$271 [0];
-  assign \ctl_in$271.first  = \ctl_in$271 [1];
-  assign \ctl_in$271.last  = \ctl_in$271 [2];
-  assign \ctl_out$272.valid  = \ctl_in$271 [0];
-  assign \ctl_out$272.first  = \ctl_in$271 [1];
-  assign \ctl_out$272.last  = \ctl_in$271 [2];
-  assign \b_in$273.frac  = \b_in$273 [22:0];
-  assign \b_in$273.exp  = \b_in$273 [30:23];
-  assign \b_in$273.sign  = \b_in$273 [31];
-  assign \b_out$274.frac  = \b_in$273 [22:0];
-  assign \b_out$274.exp  = \b_in$273 [30:23];
-  assign \b_out$274.sign  = \b_in$273 [31];
-  assign \a_in$275.frac  = \a_in$275 [22:0];
-  assign \a_in$275.exp  = \a_in$275 [30:23];
-  assign \a_in$275.sign  = \a_in$275 [31];
-  assign \a_out$276.frac  = \a_in$275 [22:0];
-  assign \a_out$276.exp  = \a_in$275 [30:23];
-  assign \a_out$276.sign  = \a_in$275 [31];
-  assign \ctl_in$277.valid  = \ctl_in$277 [0];
-  assign \ctl_in$277.first  = \ctl_in$277 [1];
-  assign \ctl_in$277.last  = \ctl_in$277 [2];
-  assign \ctl_out$278.valid  = \ctl_in$277 [0];
-  assign \ctl_out$278.first  = \ctl_in$277 [1];
-  assign \ctl_out$278.last  = \ctl_in$277 [2];
-  assign \b_in$279.frac  = \b_in$279 [22:0];
-  assign \b_in$279.exp  = \b_in$279 [30:23];
-  assign \b_in$279.sign  = \b_in$279 [31];
-  assign \b_out$280.frac  = \b_in$279 [22:0];
-  assign \b_out$280.exp  = \b_in$279 [30:23];
-  assign \b_out$280.sign  = \b_in$279 [31];
-  assign \a_in$281.frac  = \a_in$281 [22:0];
-  assign \a_in$281.exp  = \a_in$281 [30:23];
-  assign \a_in$281.sign  = \a_in$281 [31];
-  assign \a_out$282.frac  = \a_in$281 [22:0];
-  assign \a_out$282.exp  = \a_in$281 [30:23];
-  assign \a_out$282.sign  = \a_in$281 [31];
-  assign \ctl_in$283.valid  = \ctl_in$283 [0];
-  assign \ctl_in$283.first  = \ctl_in$283 [1];
-  assign \ctl_in$283.last  = \ctl_in$283 [2];
-  assign \ctl_out$284.valid  = \ctl_in$283 [0];
-  assign \ctl_out$284.first  = \ctl_in$283 [1];
-  assign \ctl_out$284.last  = \ctl_in$283 [2];
-  assign \b_in$285.frac  = \b_in$285 [22:0];
-  assign \b_in$285.exp  = \b_in$285 [30:23];
-  assign \b_in$285.sign  = \b_in$285 [31];
-  assign \b_out$286.frac  = \b_in$285 [22:0];
-  assign \b_out$286.exp  = \b_in$285 [30:23];
-  assign \b_out$286.sign  = \b_in$285 [31];
-  assign \a_in$287.frac  = \a_in$287 [22:0];
-  assign \a_in$287.exp  = \a_in$287 [30:23];
-  assign \a_in$287.sign  = \a_in$287 [31];
-  assign \a_out$288.frac  = \a_in$287 [22:0];
-  assign \a_out$288.exp  = \a_in$287 [30:23];
-  assign \a_out$288.sign  = \a_in$287 [31];
-  assign \ctl_in$289.valid  = \ctl_in$289 [0];
-  assign \ctl_in$289.first  = \ctl_in$289 [1];
-  assign \ctl_in$289.last  = \ctl_in$289 [2];
-  assign \ctl_out$290.valid  = \ctl_in$289 [0];
-  assign \ctl_out$290.first  = \ctl_in$289 [1];
-  assign \ctl_out$290.last  = \ctl_in$289 [2];
-  assign \b_in$291.frac  = \b_in$291 [22:0];
-  assign \b_in$291.exp  = \b_in$291 [30:23];
-  assign \b_in$291.sign  = \b_in$291 [31];
-  assign \b_out$292.frac  = \b_in$291 [22:0];
-  assign \b_out$292.exp  = \b_in$291 [30:23];
-  assign \b_out$292.sign  = \b_in$291 [31];
-  assign \a_in$293.frac  = \a_in$293 [22:0];
-  assign \a_in$293.exp  = \a_in$293 [30:23];
-  assign \a_in$293.sign  = \a_in$293 [31];
-  assign \a4_skew_d4.frac  = \a_in$293 [22:0];
-  assign \a4_skew_d4.exp  = \a_in$293 [30:23];
-  assign \a4_skew_d4.sign  = \a_in$293 [31];
-  assign \ctl_in$295.valid  = \ctl_in$295 [0];
-  assign \ctl_in$295.first  = \ctl_in$295 [1];
-  assign \ctl_in$295.last  = \ctl_in$295 [2];
-  assign \ctl4_skew_d4.valid  = \ctl_in$295 [0];
-  assign \ctl4_skew_d4.first  = \ctl_in$295 [1];
-  assign \ctl4_skew_d4.last  = \ctl_in$295 [2];
-  assign \b_in$297.frac  = \b_in$297 [22:0];
-  assign \b_in$297.exp  = \b_in$297 [30:23];
-  assign \b_in$297.sign  = \b_in$297 [31];
-  assign \b_out$298.frac  = \b_in$297 [22:0];
-  assign \b_out$298.exp  = \b_in$297 [30:23];
-  assign \b_out$298.sign  = \b_in$297 [31];
-  assign \a_in$299.frac  = \a_in$299 [22:0];
-  assign \a_in$299.exp  = \a_in$299 [30:23];
-  assign \a_in$299.sign  = \a_in$299 [31];
-  assign \a_out$300.frac  = \a_in$299 [22:0];
-  assign \a_out$300.exp  = \a_in$299 [30:23];
-  assign \a_out$300.sign  = \a_in$299 [31];
-  assign \ctl_in$301.valid  = \ctl_in$301 [0];
-  assign \ctl_in$301.first  = \ctl_in$301 [1];
-  assign \ctl_in$301.last  = \ctl_in$301 [2];
-  assign \ctl_out$302.valid  = \ctl_in$301 [0];
-  assign \ctl_out$302.first  = \ctl_in$301 [1];
-  assign \ctl_out$302.last  = \ctl_in$301 [2];
-  assign \b_in$303.frac  = \b_in$303 [22:0];
-  assign \b_in$303.exp  = \b_in$303 [30:23];
-  assign \b_in$303.sign  = \b_in$303 [31];
-  assign \b_out$304.frac  = \b_in$303 [22:0];
-  assign \b_out$304.exp  = \b_in$303 [30:23];
-  assign \b_out$304.sign  = \b_in$303 [31];
-  assign \a_in$305.frac  = \a_in$305 [22:0];
-  assign \a_in$305.exp  = \a_in$305 [30:23];
-  assign \a_in$305.sign  = \a_in$305 [31];
-  assign \a_out$306.frac  = \a_in$305 [22:0];
-  assign \a_out$306.exp  = \a_in$305 [30:23];
-  assign \a_out$306.sign  = \a_in$305 [31];
-  assign \ctl_in$307.valid  = \ctl_in$307 [0];
-  assign \ctl_in$307.first  = \ctl_in$307 [1];
-  assign \ctl_in$307.last  = \ctl_in$307 [2];
-  assign \ctl_out$308.valid  = \ctl_in$307 [0];
-  assign \ctl_out$308.first  = \ctl_in$307 [1];
-  assign \ctl_out$308.last  = \ctl_in$307 [2];
-  assign \b_in$309.frac  = \b_in$309 [22:0];
-  assign \b_in$309.exp  = \b_in$309 [30:23];
-  assign \b_in$309.sign  = \b_in$309 [31];
-  assign \b_out$310.frac  = \b_in$309 [22:0];
-  assign \b_out$310.exp  = \b_in$309 [30:23];
-  assign \b_out$310.sign  = \b_in$309 [31];
-  assign \a_in$311.frac  = \a_in$311 [22:0];
-  assign \a_in$311.exp  = \a_in$311 [30:23];
-  assign \a_in$311.sign  = \a_in$311 [31];
-  assign \a_out$312.frac  = \a_in$311 [22:0];
-  assign \a_out$312.exp  = \a_in$311 [30:23];
-  assign \a_out$312.sign  = \a_in$311 [31];
-  assign \ctl_in$313.valid  = \ctl_in$313 [0];
-  assign \ctl_in$313.first  = \ctl_in$313 [1];
-  assign \ctl_in$313.last  = \ctl_in$313 [2];
-  assign \ctl_out$314.valid  = \ctl_in$313 [0];
-  assign \ctl_out$314.first  = \ctl_in$313 [1];
-  assign \ctl_out$314.last  = \ctl_in$313 [2];
-  assign \b_in$315.frac  = \b_in$315 [22:0];
-  assign \b_in$315.exp  = \b_in$315 [30:23];
-  assign \b_in$315.sign  = \b_in$315 [31];
-  assign \b_out$316.frac  = \b_in$315 [22:0];
-  assign \b_out$316.exp  = \b_in$315 [30:23];
-  assign \b_out$316.sign  = \b_in$315 [31];
-  assign \a_in$317.frac  = \a_in$317 [22:0];
-  assign \a_in$317.exp  = \a_in$317 [30:23];
-  assign \a_in$317.sign  = \a_in$317 [31];
-  assign \a_out$318.frac  = \a_in$317 [22:0];
-  assign \a_out$318.exp  = \a_in$317 [30:23];
-  assign \a_out$318.sign  = \a_in$317 [31];
-  assign \ctl_in$319.valid  = \ctl_in$319 [0];
-  assign \ctl_in$319.first  = \ctl_in$319 [1];
-  assign \ctl_in$319.last  = \ctl_in$319 [2];
-  assign \ctl_out$320.valid  = \ctl_in$319 [0];
-  assign \ctl_out$320.first  = \ctl_in$319 [1];
-  assign \ctl_out$320.last  = \ctl_in$319 [2];
-  assign \b_in$321.frac  = \b_in$321 [22:0];
-  assign \b_in$321.exp  = \b_in$321 [30:23];
-  assign \b_in$321.sign  = \b_in$321 [31];
-  assign \b_out$322.frac  = \b_in$321 [22:0];
-  assign \b_out$322.exp  = \b_in$321 [30:23];
-  assign \b_out$322.sign  = \b_in$321 [31];
-  assign \a_in$323.frac  = \a_in$323 [22:0];
-  assign \a_in$323.exp  = \a_in$323 [30:23];
-  assign \a_in$323.sign  = \a_in$323 [31];
-  assign \a_out$324.frac  = \a_in$323 [22:0];
-  assign \a_out$324.exp  = \a_in$323 [30:23];
-  assign \a_out$324.sign  = \a_in$323 [31];
-  assign \ctl_in$325.valid  = \ctl_in$325 [0];
-  assign \ctl_in$325.first  = \ctl_in$325 [1];
-  assign \ctl_in$325.last  = \ctl_in$325 [2];
-  assign \ctl_out$326.valid  = \ctl_in$325 [0];
-  assign \ctl_out$326.first  = \ctl_in$325 [1];
-  assign \ctl_out$326.last  = \ctl_in$325 [2];
-  assign \b_in$327.frac  = \b_in$327 [22:0];
-  assign \b_in$327.exp  = \b_in$327 [30:23];
-  assign \b_in$327.sign  = \b_in$327 [31];
-  assign \b_out$328.frac  = \b_in$327 [22:0];
-  assign \b_out$328.exp  = \b_in$327 [30:23];
-  assign \b_out$328.sign  = \b_in$327 [31];
-  assign \a_in$329.frac  = \a_in$329 [22:0];
-  assign \a_in$329.exp  = \a_in$329 [30:23];
-  assign \a_in$329.sign  = \a_in$329 [31];
-  assign \a_out$330.frac  = \a_in$329 [22:0];
-  assign \a_out$330.exp  = \a_in$329 [30:23];
-  assign \a_out$330.sign  = \a_in$329 [31];
-  assign \ctl_in$331.valid  = \ctl_in$331 [0];
-  assign \ctl_in$331.first  = \ctl_in$331 [1];
-  assign \ctl_in$331.last  = \ctl_in$331 [2];
-  assign \ctl_out$332.valid  = \ctl_in$331 [0];
-  assign \ctl_out$332.first  = \ctl_in$331 [1];
-  assign \ctl_out$332.last  = \ctl_in$331 [2];
-  assign \b_in$333.frac  = \b_in$333 [22:0];
-  assign \b_in$333.exp  = \b_in$333 [30:23];
-  assign \b_in$333.sign  = \b_in$333 [31];
-  assign \b_out$334.frac  = \b_in$333 [22:0];
-  assign \b_out$334.exp  = \b_in$333 [30:23];
-  assign \b_out$334.sign  = \b_in$333 [31];
-  assign \a_in$335.frac  = \a_in$335 [22:0];
-  assign \a_in$335.exp  = \a_in$335 [30:23];
-  assign \a_in$335.sign  = \a_in$335 [31];
-  assign \a_out$336.frac  = \a_in$335 [22:0];
-  assign \a_out$336.exp  = \a_in$335 [30:23];
-  assign \a_out$336.sign  = \a_in$335 [31];
-  assign \ctl_in$337.valid  = \ctl_in$337 [0];
-  assign \ctl_in$337.first  = \ctl_in$337 [1];
-  assign \ctl_in$337.last  = \ctl_in$337 [2];
-  assign \ctl_out$338.valid  = \ctl_in$337 [0];
-  assign \ctl_out$338.first  = \ctl_in$337 [1];
-  assign \ctl_out$338.last  = \ctl_in$337 [2];
-  assign \b_in$339.frac  = \b_in$339 [22:0];
-  assign \b_in$339.exp  = \b_in$339 [30:23];
-  assign \b_in$339.sign  = \b_in$339 [31];
-  assign \b_out$340.frac  = \b_in$339 [22:0];
-  assign \b_out$340.exp  = \b_in$339 [30:23];
-  assign \b_out$340.sign  = \b_in$339 [31];
-  assign \a_in$341.frac  = \a_in$341 [22:0];
-  assign \a_in$341.exp  = \a_in$341 [30:23];
-  assign \a_in$341.sign  = \a_in$341 [31];
-  assign \a5_skew_d5.frac  = \a_in$341 [22:0];
-  assign \a5_skew_d5.exp  = \a_in$341 [30:23];
-  assign \a5_skew_d5.sign  = \a_in$341 [31];
-  assign \ctl_in$343.valid  = \ctl_in$343 [0];
-  assign \ctl_in$343.first  = \ctl_in$343 [1];
-  assign \ctl_in$343.last  = \ctl_in$343 [2];
-  assign \ctl5_skew_d5.valid  = \ctl_in$343 [0];
-  assign \ctl5_skew_d5.first  = \ctl_in$343 [1];
-  assign \ctl5_skew_d5.last  = \ctl_in$343 [2];
-  assign \b_in$345.frac  = \b_in$345 [22:0];
-  assign \b_in$345.exp  = \b_in$345 [30:23];
-  assign \b_in$345.sign  = \b_in$345 [31];
-  assign \b_out$346.frac  = \b_in$345 [22:0];
-  assign \b_out$346.exp  = \b_in$345 [30:23];
-  assign \b_out$346.sign  = \b_in$345 [31];
-  assign \a_in$347.frac  = \a_in$347 [22:0];
-  assign \a_in$347.exp  = \a_in$347 [30:23];
-  assign \a_in$347.sign  = \a_in$347 [31];
-  assign \a_out$348.frac  = \a_in$347 [22:0];
-  assign \a_out$348.exp  = \a_in$347 [30:23];
-  assign \a_out$348.sign  = \a_in$347 [31];
-  assign \ctl_in$349.valid  = \ctl_in$349 [0];
-  assign \ctl_in$349.first  = \ctl_in$349 [1];
-  assign \ctl_in$349.last  = \ctl_in$349 [2];
-  assign \ctl_out$350.valid  = \ctl_in$349 [0];
-  assign \ctl_out$350.first  = \ctl_in$349 [1];
-  assign \ctl_out$350.last  = \ctl_in$349 [2];
-  assign \b_in$351.frac  = \b_in$351 [22:0];
-  assign \b_in$351.exp  = \b_in$351 [30:23];
-  assign \b_in$351.sign  = \b_in$351 [31];
-  assign \b_out$352.frac  = \b_in$351 [22:0];
-  assign \b_out$352.exp  = \b_in$351 [30:23];
-  assign \b_out$352.sign  = \b_in$351 [31];
-  assign \a_in$353.frac  = \a_in$353 [22:0];
-  assign \a_in$353.exp  = \a_in$353 [30:23];
-  assign \a_in$353.sign  = \a_in$353 [31];
-  assign \a_out$354.frac  = \a_in$353 [22:0];
-  assign \a_out$354.exp  = \a_in$353 [30:23];
-  assign \a_out$354.sign  = \a_in$353 [31];
-  assign \ctl_in$355.valid  = \ctl_in$355 [0];
-  assign \ctl_in$355.first  = \ctl_in$355 [1];
-  assign \ctl_in$355.last  = \ctl_in$355 [2];
-  assign \ctl_out$356.valid  = \ctl_in$355 [0];
-  assign \ctl_out$356.first  = \ctl_in$355 [1];
-  assign \ctl_out$356.last  = \ctl_in$355 [2];
-  assign \b_in$357.frac  = \b_in$357 [22:0];
-  assign \b_in$357.exp  = \b_in$357 [30:23];
-  assign \b_in$357.sign  = \b_in$357 [31];
-  assign \b_out$358.frac  = \b_in$357 [22:0];
-  assign \b_out$358.exp  = \b_in$357 [30:23];
-  assign \b_out$358.sign  = \b_in$357 [31];
-  assign \a_in$359.frac  = \a_in$359 [22:0];
-  assign \a_in$359.exp  = \a_in$359 [30:23];
-  assign \a_in$359.sign  = \a_in$359 [31];
-  assign \a_out$360.frac  = \a_in$359 [22:0];
-  assign \a_out$360.exp  = \a_in$359 [30:23];
-  assign \a_out$360.sign  = \a_in$359 [31];
-  assign \ctl_in$361.valid  = \ctl_in$361 [0];
-  assign \ctl_in$361.first  = \ctl_in$361 [1];
-  assign \ctl_in$361.last  = \ctl_in$361 [2];
-  assign \ctl_out$362.valid  = \ctl_in$361 [0];
-  assign \ctl_out$362.first  = \ctl_in$361 [1];
-  assign \ctl_out$362.last  = \ctl_in$361 [2];
-  assign \b_in$363.frac  = \b_in$363 [22:0];
-  assign \b_in$363.exp  = \b_in$363 [30:23];
-  assign \b_in$363.sign  = \b_in$363 [31];
-  assign \b_out$364.frac  = \b_in$363 [22:0];
-  assign \b_out$364.exp  = \b_in$363 [30:23];
-  assign \b_out$364.sign  = \b_in$363 [31];
-  assign \a_in$365.frac  = \a_in$365 [22:0];
-  assign \a_in$365.exp  = \a_in$365 [30:23];
-  assign \a_in$365.sign  = \a_in$365 [31];
-  assign \a_out$366.frac  = \a_in$365 [22:0];
-  assign \a_out$366.exp  = \a_in$365 [30:23];
-  assign \a_out$366.sign  = \a_in$365 [31];
-  assign \ctl_in$367.valid  = \ctl_in$367 [0];
-  assign \ctl_in$367.first  = \ctl_in$367 [1];
-  assign \ctl_in$367.last  = \ctl_in$367 [2];
-  assign \ctl_out$368.valid  = \ctl_in$367 [0];
-  assign \ctl_out$368.first  = \ctl_in$367 [1];
-  assign \ctl_out$368.last  = \ctl_in$367 [2];
-  assign \b_in$369.frac  = \b_in$369 [22:0];
-  assign \b_in$369.exp  = \b_in$369 [30:23];
-  assign \b_in$369.sign  = \b_in$369 [31];
-  assign \b_out$370.frac  = \b_in$369 [22:0];
-  assign \b_out$370.exp  = \b_in$369 [30:23];
-  assign \b_out$370.sign  = \b_in$369 [31];
-  assign \a_in$371.frac  = \a_in$371 [22:0];
-  assign \a_in$371.exp  = \a_in$371 [30:23];
-  assign \a_in$371.sign  = \a_in$371 [31];
-  assign \a_out$372.frac  = \a_in$371 [22:0];
-  assign \a_out$372.exp  = \a_in$371 [30:23];
-  assign \a_out$372.sign  = \a_in$371 [31];
-  assign \ctl_in$373.valid  = \ctl_in$373 [0];
-  assign \ctl_in$373.first  = \ctl_in$373 [1];
-  assign \ctl_in$373.last  = \ctl_in$373 [2];
-  assign \ctl_out$374.valid  = \ctl_in$373 [0];
-  assign \ctl_out$374.first  = \ctl_in$373 [1];
-  assign \ctl_out$374.last  = \ctl_in$373 [2];
-  assign \b_in$375.frac  = \b_in$375 [22:0];
-  assign \b_in$375.exp  = \b_in$375 [30:23];
-  assign \b_in$375.sign  = \b_in$375 [31];
-  assign \b_out$376.frac  = \b_in$375 [22:0];
-  assign \b_out$376.exp  = \b_in$375 [30:23];
-  assign \b_out$376.sign  = \b_in$375 [31];
-  assign \a_in$377.frac  = \a_in$377 [22:0];
-  assign \a_in$377.exp  = \a_in$377 [30:23];
-  assign \a_in$377.sign  = \a_in$377 [31];
-  assign \a_out$378.frac  = \a_in$377 [22:0];
-  assign \a_out$378.exp  = \a_in$377 [30:23];
-  assign \a_out$378.sign  = \a_in$377 [31];
-  assign \ctl_in$379.valid  = \ctl_in$379 [0];
-  assign \ctl_in$379.first  = \ctl_in$379 [1];
-  assign \ctl_in$379.last  = \ctl_in$379 [2];
-  assign \ctl_out$380.valid  = \ctl_in$379 [0];
-  assign \ctl_out$380.first  = \ctl_in$379 [1];
-  assign \ctl_out$380.last  = \ctl_in$379 [2];
-  assign \b_in$381.frac  = \b_in$381 [22:0];
-  assign \b_in$381.exp  = \b_in$381 [30:23];
-  assign \b_in$381.sign  = \b_in$381 [31];
-  assign \b_out$382.frac  = \b_in$381 [22:0];
-  assign \b_out$382.exp  = \b_in$381 [30:23];
-  assign \b_out$382.sign  = \b_in$381 [31];
-  assign \a_in$383.frac  = \a_in$383 [22:0];
-  assign \a_in$383.exp  = \a_in$383 [30:23];
-  assign \a_in$383.sign  = \a_in$383 [31];
-  assign \a_out$384.frac  = \a_in$383 [22:0];
-  assign \a_out$384.exp  = \a_in$383 [30:23];
-  assign \a_out$384.sign  = \a_in$383 [31];
-  assign \ctl_in$385.valid  = \ctl_in$385 [0];
-  assign \ctl_in$385.first  = \ctl_in$385 [1];
-  assign \ctl_in$385.last  = \ctl_in$385 [2];
-  assign \ctl_out$386.valid  = \ctl_in$385 [0];
-  assign \ctl_out$386.first  = \ctl_in$385 [1];
-  assign \ctl_out$386.last  = \ctl_in$385 [2];
-  assign \b_in$387.frac  = \b_in$387 [22:0];
-  assign \b_in$387.exp  = \b_in$387 [30:23];
-  assign \b_in$387.sign  = \b_in$387 [31];
-  assign \b_out$388.frac  = \b_in$387 [22:0];
-  assign \b_out$388.exp  = \b_in$387 [30:23];
-  assign \b_out$388.sign  = \b_in$387 [31];
-  assign \a_in$389.frac  = \a_in$389 [22:0];
-  assign \a_in$389.exp  = \a_in$389 [30:23];
-  assign \a_in$389.sign  = \a_in$389 [31];
-  assign \a6_skew_d6.frac  = \a_in$389 [22:0];
-  assign \a6_skew_d6.exp  = \a_in$389 [30:23];
-  assign \a6_skew_d6.sign  = \a_in$389 [31];
-  assign \ctl_in$391.valid  = \ctl_in$391 [0];
-  assign \ctl_in$391.first  = \ctl_in$391 [1];
-  assign \ctl_in$391.last  = \ctl_in$391 [2];
-  assign \ctl6_skew_d6.valid  = \ctl_in$391 [0];
-  assign \ctl6_skew_d6.first  = \ctl_in$391 [1];
-  assign \ctl6_skew_d6.last  = \ctl_in$391 [2];
-  assign \b_in$393.frac  = \b_in$393 [22:0];
-  assign \b_in$393.exp  = \b_in$393 [30:23];
-  assign \b_in$393.sign  = \b_in$393 [31];
-  assign \b_out$394.frac  = \b_in$393 [22:0];
-  assign \b_out$394.exp  = \b_in$393 [30:23];
-  assign \b_out$394.sign  = \b_in$393 [31];
-  assign \a_in$395.frac  = \a_in$395 [22:0];
-  assign \a_in$395.exp  = \a_in$395 [30:23];
-  assign \a_in$395.sign  = \a_in$395 [31];
-  assign \a_out$396.frac  = \a_in$395 [22:0];
-  assign \a_out$396.exp  = \a_in$395 [30:23];
-  assign \a_out$396.sign  = \a_in$395 [31];
-  assign \ctl_in$397.valid  = \ctl_in$397 [0];
-  assign \ctl_in$397.first  = \ctl_in$397 [1];
-  assign \ctl_in$397.last  = \ctl_in$397 [2];
-  assign \ctl_out$398.valid  = \ctl_in$397 [0];
-  assign \ctl_out$398.first  = \ctl_in$397 [1];
-  assign \ctl_out$398.last  = \ctl_in$397 [2];
-  assign \b_in$399.frac  = \b_in$399 [22:0];
-  assign \b_in$399.exp  = \b_in$399 [30:23];
-  assign \b_in$399.sign  = \b_in$399 [31];
-  assign \b_out$400.frac  = \b_in$399 [22:0];
-  assign \b_out$400.exp  = \b_in$399 [30:23];
-  assign \b_out$400.sign  = \b_in$399 [31];
-  assign \a_in$401.frac  = \a_in$401 [22:0];
-  assign \a_in$401.exp  = \a_in$401 [30:23];
-  assign \a_in$401.sign  = \a_in$401 [31];
-  assign \a_out$402.frac  = \a_in$401 [22:0];
-  assign \a_out$402.exp  = \a_in$401 [30:23];
-  assign \a_out$402.sign  = \a_in$401 [31];
-  assign \ctl_in$403.valid  = \ctl_in$403 [0];
-  assign \ctl_in$403.first  = \ctl_in$403 [1];
-  assign \ctl_in$403.last  = \ctl_in$403 [2];
-  assign \ctl_out$404.valid  = \ctl_in$403 [0];
-  assign \ctl_out$404.first  = \ctl_in$403 [1];
-  assign \ctl_out$404.last  = \ctl_in$403 [2];
-  assign \b_in$405.frac  = \b_in$405 [22:0];
-  assign \b_in$405.exp  = \b_in$405 [30:23];
-  assign \b_in$405.sign  = \b_in$405 [31];
-  assign \b_out$406.frac  = \b_in$405 [22:0];
-  assign \b_out$406.exp  = \b_in$405 [30:23];
-  assign \b_out$406.sign  = \b_in$405 [31];
-  assign \a_in$407.frac  = \a_in$407 [22:0];
-  assign \a_in$407.exp  = \a_in$407 [30:23];
-  assign \a_in$407.sign  = \a_in$407 [31];
-  assign \a_out$408.frac  = \a_in$407 [22:0];
-  assign \a_out$408.exp  = \a_in$407 [30:23];
-  assign \a_out$408.sign  = \a_in$407 [31];
-  assign \ctl_in$409.valid  = \ctl_in$409 [0];
-  assign \ctl_in$409.first  = \ctl_in$409 [1];
-  assign \ctl_in$409.last  = \ctl_in$409 [2];
-  assign \ctl_out$410.valid  = \ctl_in$409 [0];
-  assign \ctl_out$410.first  = \ctl_in$409 [1];
-  assign \ctl_out$410.last  = \ctl_in$409 [2];
-  assign \b_in$411.frac  = \b_in$411 [22:0];
-  assign \b_in$411.exp  = \b_in$411 [30:23];
-  assign \b_in$411.sign  = \b_in$411 [31];
-  assign \b_out$412.frac  = \b_in$411 [22:0];
-  assign \b_out$412.exp  = \b_in$411 [30:23];
-  assign \b_out$412.sign  = \b_in$411 [31];
-  assign \a_in$413.frac  = \a_in$413 [22:0];
-  assign \a_in$413.exp  = \a_in$413 [30:23];
-  assign \a_in$413.sign  = \a_in$413 [31];
-  assign \a_out$414.frac  = \a_in$413 [22:0];
-  assign \a_out$414.exp  = \a_in$413 [30:23];
-  assign \a_out$414.sign  = \a_in$413 [31];
-  assign \ctl_in$415.valid  = \ctl_in$415 [0];
-  assign \ctl_in$415.first  = \ctl_in$415 [1];
-  assign \ctl_in$415.last  = \ctl_in$415 [2];
-  assign \ctl_out$416.valid  = \ctl_in$415 [0];
-  assign \ctl_out$416.first  = \ctl_in$415 [1];
-  assign \ctl_out$416.last  = \ctl_in$415 [2];
-  assign \b_in$417.frac  = \b_in$417 [22:0];
-  assign \b_in$417.exp  = \b_in$417 [30:23];
-  assign \b_in$417.sign  = \b_in$417 [31];
-  assign \b_out$418.frac  = \b_in$417 [22:0];
-  assign \b_out$418.exp  = \b_in$417 [30:23];
-  assign \b_out$418.sign  = \b_in$417 [31];
-  assign \a_in$419.frac  = \a_in$419 [22:0];
-  assign \a_in$419.exp  = \a_in$419 [30:23];
-  assign \a_in$419.sign  = \a_in$419 [31];
-  assign \a_out$420.frac  = \a_in$419 [22:0];
-  assign \a_out$420.exp  = \a_in$419 [30:23];
-  assign \a_out$420.sign  = \a_in$419 [31];
-  assign \ctl_in$421.valid  = \ctl_in$421 [0];
-  assign \ctl_in$421.first  = \ctl_in$421 [1];
-  assign \ctl_in$421.last  = \ctl_in$421 [2];
-  assign \ctl_out$422.valid  = \ctl_in$421 [0];
-  assign \ctl_out$422.first  = \ctl_in$421 [1];
-  assign \ctl_out$422.last  = \ctl_in$421 [2];
-  assign \b_in$423.frac  = \b_in$423 [22:0];
-  assign \b_in$423.exp  = \b_in$423 [30:23];
-  assign \b_in$423.sign  = \b_in$423 [31];
-  assign \b_out$424.frac  = \b_in$423 [22:0];
-  assign \b_out$424.exp  = \b_in$423 [30:23];
-  assign \b_out$424.sign  = \b_in$423 [31];
-  assign \a_in$425.frac  = \a_in$425 [22:0];
-  assign \a_in$425.exp  = \a_in$425 [30:23];
-  assign \a_in$425.sign  = \a_in$425 [31];
-  assign \a_out$426.frac  = \a_in$425 [22:0];
-  assign \a_out$426.exp  = \a_in$425 [30:23];
-  assign \a_out$426.sign  = \a_in$425 [31];
-  assign \ctl_in$427.valid  = \ctl_in$427 [0];
-  assign \ctl_in$427.first  = \ctl_in$427 [1];
-  assign \ctl_in$427.last  = \ctl_in$427 [2];
-  assign \ctl_out$428.valid  = \ctl_in$427 [0];
-  assign \ctl_out$428.first  = \ctl_in$427 [1];
-  assign \ctl_out$428.last  = \ctl_in$427 [2];
-  assign \b_in$429.frac  = \b_in$429 [22:0];
-  assign \b_in$429.exp  = \b_in$429 [30:23];
-  assign \b_in$429.sign  = \b_in$429 [31];
-  assign \b_out$430.frac  = \b_in$429 [22:0];
-  assign \b_out$430.exp  = \b_in$429 [30:23];
-  assign \b_out$430.sign  = \b_in$429 [31];
-  assign \a_in$431.frac  = \a_in$431 [22:0];
-  assign \a_in$431.exp  = \a_in$431 [30:23];
-  assign \a_in$431.sign  = \a_in$431 [31];
-  assign \a_out$432.frac  = \a_in$431 [22:0];
-  assign \a_out$432.exp  = \a_in$431 [30:23];
-  assign \a_out$432.sign  = \a_in$431 [31];
-  assign \ctl_in$433.valid  = \ctl_in$433 [0];
-  assign \ctl_in$433.first  = \ctl_in$433 [1];
-  assign \ctl_in$433.last  = \ctl_in$433 [2];
-  assign \ctl_out$434.valid  = \ctl_in$433 [0];
-  assign \ctl_out$434.first  = \ctl_in$433 [1];
-  assign \ctl_out$434.last  = \ctl_in$433 [2];
-  assign \b_in$435.frac  = \b_in$435 [22:0];
-  assign \b_in$435.exp  = \b_in$435 [30:23];
-  assign \b_in$435.sign  = \b_in$435 [31];
-  assign \b_out$436.frac  = \b_in$435 [22:0];
-  assign \b_out$436.exp  = \b_in$435 [30:23];
-  assign \b_out$436.sign  = \b_in$435 [31];
-  assign \a_in$437.frac  = \a_in$437 [22:0];
-  assign \a_in$437.exp  = \a_in$437 [30:23];
-  assign \a_in$437.sign  = \a_in$437 [31];
-  assign \a7_skew_d7.frac  = \a_in$437 [22:0];
-  assign \a7_skew_d7.exp  = \a_in$437 [30:23];
-  assign \a7_skew_d7.sign  = \a_in$437 [31];
-  assign \ctl_in$439.valid  = \ctl_in$439 [0];
-  assign \ctl_in$439.first  = \ctl_in$439 [1];
-  assign \ctl_in$439.last  = \ctl_in$439 [2];
-  assign \ctl7_skew_d7.valid  = \ctl_in$439 [0];
-  assign \ctl7_skew_d7.first  = \ctl_in$439 [1];
-  assign \ctl7_skew_d7.last  = \ctl_in$439 [2];
-  assign \b_in$441.frac  = \b_in$441 [22:0];
-  assign \b_in$441.exp  = \b_in$441 [30:23];
-  assign \b_in$441.sign  = \b_in$441 [31];
-  assign \b_out$442.frac  = \b_in$441 [22:0];
-  assign \b_out$442.exp  = \b_in$441 [30:23];
-  assign \b_out$442.sign  = \b_in$441 [31];
-  assign \a_in$443.frac  = \a_in$443 [22:0];
-  assign \a_in$443.exp  = \a_in$443 [30:23];
-  assign \a_in$443.sign  = \a_in$443 [31];
-  assign \a_out$444.frac  = \a_in$443 [22:0];
-  assign \a_out$444.exp  = \a_in$443 [30:23];
-  assign \a_out$444.sign  = \a_in$443 [31];
-  assign \ctl_in$445.valid  = \ctl_in$445 [0];
-  assign \ctl_in$445.first  = \ctl_in$445 [1];
-  assign \ctl_in$445.last  = \ctl_in$445 [2];
-  assign \ctl_out$446.valid  = \ctl_in$445 [0];
-  assign \ctl_out$446.first  = \ctl_in$445 [1];
-  assign \ctl_out$446.last  = \ctl_in$445 [2];
-  assign \b_in$447.frac  = \b_in$447 [22:0];
-  assign \b_in$447.exp  = \b_in$447 [30:23];
-  assign \b_in$447.sign  = \b_in$447 [31];
-  assign \b_out$448.frac  = \b_in$447 [22:0];
-  assign \b_out$448.exp  = \b_in$447 [30:23];
-  assign \b_out$448.sign  = \b_in$447 [31];
-  assign \a_in$449.frac  = \a_in$449 [22:0];
-  assign \a_in$449.exp  = \a_in$449 [30:23];
-  assign \a_in$449.sign  = \a_in$449 [31];
-  assign \a_out$450.frac  = \a_in$449 [22:0];
-  assign \a_out$450.exp  = \a_in$449 [30:23];
-  assign \a_out$450.sign  = \a_in$449 [31];
-  assign \ctl_in$451.valid  = \ctl_in$451 [0];
-  assign \ctl_in$451.first  = \ctl_in$451 [1];
-  assign \ctl_in$451.last  = \ctl_in$451 [2];
-  assign \ctl_out$452.valid  = \ctl_in$451 [0];
-  assign \ctl_out$452.first  = \ctl_in$451 [1];
-  assign \ctl_out$452.last  = \ctl_in$451 [2];
-  assign \b_in$453.frac  = \b_in$453 [22:0];
-  assign \b_in$453.exp  = \b_in$453 [30:23];
-  assign \b_in$453.sign  = \b_in$453 [31];
-  assign \b_out$454.frac  = \b_in$453 [22:0];
-  assign \b_out$454.exp  = \b_in$453 [30:23];
-  assign \b_out$454.sign  = \b_in$453 [31];
-  assign \a_in$455.frac  = \a_in$455 [22:0];
-  assign \a_in$455.exp  = \a_in$455 [30:23];
-  assign \a_in$455.sign  = \a_in$455 [31];
-  assign \a_out$456.frac  = \a_in$455 [22:0];
-  assign \a_out$456.exp  = \a_in$455 [30:23];
-  assign \a_out$456.sign  = \a_in$455 [31];
-  assign \ctl_in$457.valid  = \ctl_in$457 [0];
-  assign \ctl_in$457.first  = \ctl_in$457 [1];
-  assign \ctl_in$457.last  = \ctl_in$457 [2];
-  assign \ctl_out$458.valid  = \ctl_in$457 [0];
-  assign \ctl_out$458.first  = \ctl_in$457 [1];
-  assign \ctl_out$458.last  = \ctl_in$457 [2];
-  assign \b_in$459.frac  = \b_in$459 [22:0];
-  assign \b_in$459.exp  = \b_in$459 [30:23];
-  assign \b_in$459.sign  = \b_in$459 [31];
-  assign \b_out$460.frac  = \b_in$459 [22:0];
-  assign \b_out$460.exp  = \b_in$459 [30:23];
-  assign \b_out$460.sign  = \b_in$459 [31];
-  assign \a_in$461.frac  = \a_in$461 [22:0];
-  assign \a_in$461.exp  = \a_in$461 [30:23];
-  assign \a_in$461.sign  = \a_in$461 [31];
-  assign \a_out$462.frac  = \a_in$461 [22:0];
-  assign \a_out$462.exp  = \a_in$461 [30:23];
-  assign \a_out$462.sign  = \a_in$461 [31];
-  assign \ctl_in$463.valid  = \ctl_in$463 [0];
-  assign \ctl_in$463.first  = \ctl_in$463 [1];
-  assign \ctl_in$463.last  = \ctl_in$463 [2];
-  assign \ctl_out$464.valid  = \ctl_in$463 [0];
-  assign \ctl_out$464.first  = \ctl_in$463 [1];
-  assign \ctl_out$464.last  = \ctl_in$463 [2];
-  assign \b_in$465.frac  = \b_in$465 [22:0];
-  assign \b_in$465.exp  = \b_in$465 [30:23];
-  assign \b_in$465.sign  = \b_in$465 [31];
-  assign \b_out$466.frac  = \b_in$465 [22:0];
-  assign \b_out$466.exp  = \b_in$465 [30:23];
-  assign \b_out$466.sign  = \b_in$465 [31];
-  assign \a_in$467.frac  = \a_in$467 [22:0];
-  assign \a_in$467.exp  = \a_in$467 [30:23];
-  assign \a_in$467.sign  = \a_in$467 [31];
-  assign \a_out$468.frac  = \a_in$467 [22:0];
-  assign \a_out$468.exp  = \a_in$467 [30:23];
-  assign \a_out$468.sign  = \a_in$467 [31];
-  assign \ctl_in$469.valid  = \ctl_in$469 [0];
-  assign \ctl_in$469.first  = \ctl_in$469 [1];
-  assign \ctl_in$469.last  = \ctl_in$469 [2];
-  assign \ctl_out$470.valid  = \ctl_in$469 [0];
-  assign \ctl_out$470.first  = \ctl_in$469 [1];
-  assign \ctl_out$470.last  = \ctl_in$469 [2];
-  assign \b_in$471.frac  = \b_in$471 [22:0];
-  assign \b_in$471.exp  = \b_in$471 [30:23];
-  assign \b_in$471.sign  = \b_in$471 [31];
-  assign \b_out$472.frac  = \b_in$471 [22:0];
-  assign \b_out$472.exp  = \b_in$471 [30:23];
-  assign \b_out$472.sign  = \b_in$471 [31];
-  assign \a_in$473.frac  = \a_in$473 [22:0];
-  assign \a_in$473.exp  = \a_in$473 [30:23];
-  assign \a_in$473.sign  = \a_in$473 [31];
-  assign \a_out$474.frac  = \a_in$473 [22:0];
-  assign \a_out$474.exp  = \a_in$473 [30:23];
-  assign \a_out$474.sign  = \a_in$473 [31];
-  assign \ctl_in$475.valid  = \ctl_in$475 [0];
-  assign \ctl_in$475.first  = \ctl_in$475 [1];
-  assign \ctl_in$475.last  = \ctl_in$475 [2];
-  assign \ctl_out$476.valid  = \ctl_in$475 [0];
-  assign \ctl_out$476.first  = \ctl_in$475 [1];
-  assign \ctl_out$476.last  = \ctl_in$475 [2];
-  assign \b_in$477.frac  = \b_in$477 [22:0];
-  assign \b_in$477.exp  = \b_in$477 [30:23];
-  assign \b_in$477.sign  = \b_in$477 [31];
-  assign \b_out$478.frac  = \b_in$477 [22:0];
-  assign \b_out$478.exp  = \b_in$477 [30:23];
-  assign \b_out$478.sign  = \b_in$477 [31];
-  assign \a_in$479.frac  = \a_in$479 [22:0];
-  assign \a_in$479.exp  = \a_in$479 [30:23];
-  assign \a_in$479.sign  = \a_in$479 [31];
-  assign \a_out$480.frac  = \a_in$479 [22:0];
-  assign \a_out$480.exp  = \a_in$479 [30:23];
-  assign \a_out$480.sign  = \a_in$479 [31];
-  assign \ctl_in$481.valid  = \ctl_in$481 [0];
-  assign \ctl_in$481.first  = \ctl_in$481 [1];
-  assign \ctl_in$481.last  = \ctl_in$481 [2];
-  assign \ctl_out$482.valid  = \ctl_in$481 [0];
-  assign \ctl_out$482.first  = \ctl_in$481 [1];
-  assign \ctl_out$482.last  = \ctl_in$481 [2];
-  assign \b_in$483.frac  = \b_in$483 [22:0];
-  assign \b_in$483.exp  = \b_in$483 [30:23];
-  assign \b_in$483.sign  = \b_in$483 [31];
-  assign \b_out$484.frac  = \b_in$483 [22:0];
-  assign \b_out$484.exp  = \b_in$483 [30:23];
-  assign \b_out$484.sign  = \b_in$483 [31];
+  assign \value$107.frac  = b_in[22:0];
+  assign \value$107.exp  = b_in[30:23];
+  assign \value$107.sign  = b_in[31];
+  assign \a_in$108.frac  = \a_in$108 [22:0];
+  assign \a_in$108.exp  = \a_in$108 [30:23];
+  assign \a_in$108.sign  = \a_in$108 [31];
+  assign \a_out.frac  = \a_in$108 [22:0];
+  assign \a_out.exp  = \a_in$108 [30:23];
+  assign \a_out.sign  = \a_in$108 [31];
+  assign \ctl_in$110.valid  = \ctl_in$110 [0];
+  assign \ctl_in$110.first  = \ctl_in$110 [1];
+  assign \ctl_in$110.last  = \ctl_in$110 [2];
+  assign \ctl_out.valid  = \ctl_in$110 [0];
+  assign \ctl_out.first  = \ctl_in$110 [1];
+  assign \ctl_out.last  = \ctl_in$110 [2];
+  assign \b_in$112.frac  = \b_in$112 [22:0];
+  assign \b_in$112.exp  = \b_in$112 [30:23];
+  assign \b_in$112.sign  = \b_in$112 [31];
+  assign \b1_skew_d1.frac  = \b_in$112 [22:0];
+  assign \b1_skew_d1.exp  = \b_in$112 [30:23];
+  assign \b1_skew_d1.sign  = \b_in$112 [31];
+  assign \a_in$114.frac  = \a_in$114 [22:0];
+  assign \a_in$114.exp  = \a_in$114 [30:23];
+  assign \a_in$114.sign  = \a_in$114 [31];
+  assign \a_out$115.frac  = \a_in$114 [22:0];
+  assign \a_out$115.exp  = \a_in$114 [30:23];
+  assign \a_out$115.sign  = \a_in$114 [31];
+  assign \ctl_in$116.valid  = \ctl_in$116 [0];
+  assign \ctl_in$116.first  = \ctl_in$116 [1];
+  assign \ctl_in$116.last  = \ctl_in$116 [2];
+  assign \ctl_out$117.valid  = \ctl_in$116 [0];
+  assign \ctl_out$117.first  = \ctl_in$116 [1];
+  assign \ctl_out$117.last  = \ctl_in$116 [2];
+  assign \b_in$118.frac  = \b_in$118 [22:0];
+  assign \b_in$118.exp  = \b_in$118 [30:23];
+  assign \b_in$118.sign  = \b_in$118 [31];
+  assign \b2_skew_d2.frac  = \b_in$118 [22:0];
+  assign \b2_skew_d2.exp  = \b_in$118 [30:23];
+  assign \b2_skew_d2.sign  = \b_in$118 [31];
+  assign \a_in$120.frac  = \a_in$120 [22:0];
+  assign \a_in$120.exp  = \a_in$120 [30:23];
+  assign \a_in$120.sign  = \a_in$120 [31];
+  assign \a_out$121.frac  = \a_in$120 [22:0];
+  assign \a_out$121.exp  = \a_in$120 [30:23];
+  assign \a_out$121.sign  = \a_in$120 [31];
+  assign \ctl_in$122.valid  = \ctl_in$122 [0];
+  assign \ctl_in$122.first  = \ctl_in$122 [1];
+  assign \ctl_in$122.last  = \ctl_in$122 [2];
+  assign \ctl_out$123.valid  = \ctl_in$122 [0];
+  assign \ctl_out$123.first  = \ctl_in$122 [1];
+  assign \ctl_out$123.last  = \ctl_in$122 [2];
+  assign \b_in$124.frac  = \b_in$124 [22:0];
+  assign \b_in$124.exp  = \b_in$124 [30:23];
+  assign \b_in$124.sign  = \b_in$124 [31];
+  assign \b3_skew_d3.frac  = \b_in$124 [22:0];
+  assign \b3_skew_d3.exp  = \b_in$124 [30:23];
+  assign \b3_skew_d3.sign  = \b_in$124 [31];
+  assign \a_in$126.frac  = \a_in$126 [22:0];
+  assign \a_in$126.exp  = \a_in$126 [30:23];
+  assign \a_in$126.sign  = \a_in$126 [31];
+  assign \a_out$127.frac  = \a_in$126 [22:0];
+  assign \a_out$127.exp  = \a_in$126 [30:23];
+  assign \a_out$127.sign  = \a_in$126 [31];
+  assign \ctl_in$128.valid  = \ctl_in$128 [0];
+  assign \ctl_in$128.first  = \ctl_in$128 [1];
+  assign \ctl_in$128.last  = \ctl_in$128 [2];
+  assign \ctl_out$129.valid  = \ctl_in$128 [0];
+  assign \ctl_out$129.first  = \ctl_in$128 [1];
+  assign \ctl_out$129.last  = \ctl_in$128 [2];
+  assign \b_in$130.frac  = \b_in$130 [22:0];
+  assign \b_in$130.exp  = \b_in$130 [30:23];
+  assign \b_in$130.sign  = \b_in$130 [31];
+  assign \b4_skew_d4.frac  = \b_in$130 [22:0];
+  assign \b4_skew_d4.exp  = \b_in$130 [30:23];
+  assign \b4_skew_d4.sign  = \b_in$130 [31];
+  assign \a_in$132.frac  = \a_in$132 [22:0];
+  assign \a_in$132.exp  = \a_in$132 [30:23];
+  assign \a_in$132.sign  = \a_in$132 [31];
+  assign \a_out$133.frac  = \a_in$132 [22:0];
+  assign \a_out$133.exp  = \a_in$132 [30:23];
+  assign \a_out$133.sign  = \a_in$132 [31];
+  assign \ctl_in$134.valid  = \ctl_in$134 [0];
+  assign \ctl_in$134.first  = \ctl_in$134 [1];
+  assign \ctl_in$134.last  = \ctl_in$134 [2];
+  assign \ctl_out$135.valid  = \ctl_in$134 [0];
+  assign \ctl_out$135.first  = \ctl_in$134 [1];
+  assign \ctl_out$135.last  = \ctl_in$134 [2];
+  assign \b_in$136.frac  = \b_in$136 [22:0];
+  assign \b_in$136.exp  = \b_in$136 [30:23];
+  assign \b_in$136.sign  = \b_in$136 [31];
+  assign \b5_skew_d5.frac  = \b_in$136 [22:0];
+  assign \b5_skew_d5.exp  = \b_in$136 [30:23];
+  assign \b5_skew_d5.sign  = \b_in$136 [31];
+  assign \a_in$138.frac  = \a_in$138 [22:0];
+  assign \a_in$138.exp  = \a_in$138 [30:23];
+  assign \a_in$138.sign  = \a_in$138 [31];
+  assign \a_out$139.frac  = \a_in$138 [22:0];
+  assign \a_out$139.exp  = \a_in$138 [30:23];
+  assign \a_out$139.sign  = \a_in$138 [31];
+  assign \ctl_in$140.valid  = \ctl_in$140 [0];
+  assign \ctl_in$140.first  = \ctl_in$140 [1];
+  assign \ctl_in$140.last  = \ctl_in$140 [2];
+  assign \ctl_out$141.valid  = \ctl_in$140 [0];
+  assign \ctl_out$141.first  = \ctl_in$140 [1];
+  assign \ctl_out$141.last  = \ctl_in$140 [2];
+  assign \b_in$142.frac  = \b_in$142 [22:0];
+  assign \b_in$142.exp  = \b_in$142 [30:23];
+  assign \b_in$142.sign  = \b_in$142 [31];
+  assign \b6_skew_d6.frac  = \b_in$142 [22:0];
+  assign \b6_skew_d6.exp  = \b_in$142 [30:23];
+  assign \b6_skew_d6.sign  = \b_in$142 [31];
+  assign \a_in$144.frac  = \a_in$144 [22:0];
+  assign \a_in$144.exp  = \a_in$144 [30:23];
+  assign \a_in$144.sign  = \a_in$144 [31];
+  assign \a_out$145.frac  = \a_in$144 [22:0];
+  assign \a_out$145.exp  = \a_in$144 [30:23];
+  assign \a_out$145.sign  = \a_in$144 [31];
+  assign \ctl_in$146.valid  = \ctl_in$146 [0];
+  assign \ctl_in$146.first  = \ctl_in$146 [1];
+  assign \ctl_in$146.last  = \ctl_in$146 [2];
+  assign \ctl_out$147.valid  = \ctl_in$146 [0];
+  assign \ctl_out$147.first  = \ctl_in$146 [1];
+  assign \ctl_out$147.last  = \ctl_in$146 [2];
+  assign \b_in$148.frac  = \b_in$148 [22:0];
+  assign \b_in$148.exp  = \b_in$148 [30:23];
+  assign \b_in$148.sign  = \b_in$148 [31];
+  assign \b7_skew_d7.frac  = \b_in$148 [22:0];
+  assign \b7_skew_d7.exp  = \b_in$148 [30:23];
+  assign \b7_skew_d7.sign  = \b_in$148 [31];
+  assign \a_in$150.frac  = \a_in$150 [22:0];
+  assign \a_in$150.exp  = \a_in$150 [30:23];
+  assign \a_in$150.sign  = \a_in$150 [31];
+  assign \a1_skew_d1.frac  = \a_in$150 [22:0];
+  assign \a1_skew_d1.exp  = \a_in$150 [30:23];
+  assign \a1_skew_d1.sign  = \a_in$150 [31];
+  assign \ctl_in$152.valid  = \ctl_in$152 [0];
+  assign \ctl_in$152.first  = \ctl_in$152 [1];
+  assign \ctl_in$152.last  = \ctl_in$152 [2];
+  assign \ctl1_skew_d1.valid  = \ctl_in$152 [0];
+  assign \ctl1_skew_d1.first  = \ctl_in$152 [1];
+  assign \ctl1_skew_d1.last  = \ctl_in$152 [2];
+  assign \b_in$154.frac  = \b_in$154 [22:0];
+  assign \b_in$154.exp  = \b_in$154 [30:23];
+  assign \b_in$154.sign  = \b_in$154 [31];
+  assign \b_out.frac  = \b_in$154 [22:0];
+  assign \b_out.exp  = \b_in$154 [30:23];
+  assign \b_out.sign  = \b_in$154 [31];
+  assign \a_in$156.frac  = \a_in$156 [22:0];
+  assign \a_in$156.exp  = \a_in$156 [30:23];
+  assign \a_in$156.sign  = \a_in$156 [31];
+  assign \a_out$157.frac  = \a_in$156 [22:0];
+  assign \a_out$157.exp  = \a_in$156 [30:23];
+  assign \a_out$157.sign  = \a_in$156 [31];
+  assign \ctl_in$158.valid  = \ctl_in$158 [0];
+  assign \ctl_in$158.first  = \ctl_in$158 [1];
+  assign \ctl_in$158.last  = \ctl_in$158 [2];
+  assign \ctl_out$159.valid  = \ctl_in$158 [0];
+  assign \ctl_out$159.first  = \ctl_in$158 [1];
+  assign \ctl_out$159.last  = \ctl_in$158 [2];
+  assign \b_in$160.frac  = \b_in$160 [22:0];
+  assign \b_in$160.exp  = \b_in$160 [30:23];
+  assign \b_in$160.sign  = \b_in$160 [31];
+  assign \b_out$161.frac  = \b_in$160 [22:0];
+  assign \b_out$161.exp  = \b_in$160 [30:23];
+  assign \b_out$161.sign  = \b_in$160 [31];
+  assign \a_in$162.frac  = \a_in$162 [22:0];
+  assign \a_in$162.exp  = \a_in$162 [30:23];
+  assign \a_in$162.sign  = \a_in$162 [31];
+  assign \a_out$163.frac  = \a_in$162 [22:0];
+  assign \a_out$163.exp  = \a_in$162 [30:23];
+  assign \a_out$163.sign  = \a_in$162 [31];
+  assign \ctl_in$164.valid  = \ctl_in$164 [0];
+  assign \ctl_in$164.first  = \ctl_in$164 [1];
+  assign \ctl_in$164.last  = \ctl_in$164 [2];
+  assign \ctl_out$165.valid  = \ctl_in$164 [0];
+  assign \ctl_out$165.first  = \ctl_in$164 [1];
+  assign \ctl_out$165.last  = \ctl_in$164 [2];
+  assign \b_in$166.frac  = \b_in$166 [22:0];
+  assign \b_in$166.exp  = \b_in$166 [30:23];
+  assign \b_in$166.sign  = \b_in$166 [31];
+  assign \b_out$167.frac  = \b_in$166 [22:0];
+  assign \b_out$167.exp  = \b_in$166 [30:23];
+  assign \b_out$167.sign  = \b_in$166 [31];
+  assign \a_in$168.frac  = \a_in$168 [22:0];
+  assign \a_in$168.exp  = \a_in$168 [30:23];
+  assign \a_in$168.sign  = \a_in$168 [31];
+  assign \a_out$169.frac  = \a_in$168 [22:0];
+  assign \a_out$169.exp  = \a_in$168 [30:23];
+  assign \a_out$169.sign  = \a_in$168 [31];
+  assign \ctl_in$170.valid  = \ctl_in$170 [0];
+  assign \ctl_in$170.first  = \ctl_in$170 [1];
+  assign \ctl_in$170.last  = \ctl_in$170 [2];
+  assign \ctl_out$171.valid  = \ctl_in$170 [0];
+  assign \ctl_out$171.first  = \ctl_in$170 [1];
+  assign \ctl_out$171.last  = \ctl_in$170 [2];
+  assign \b_in$172.frac  = \b_in$172 [22:0];
+  assign \b_in$172.exp  = \b_in$172 [30:23];
+  assign \b_in$172.sign  = \b_in$172 [31];
+  assign \b_out$173.frac  = \b_in$172 [22:0];
+  assign \b_out$173.exp  = \b_in$172 [30:23];
+  assign \b_out$173.sign  = \b_in$172 [31];
+  assign \a_in$174.frac  = \a_in$174 [22:0];
+  assign \a_in$174.exp  = \a_in$174 [30:23];
+  assign \a_in$174.sign  = \a_in$174 [31];
+  assign \a_out$175.frac  = \a_in$174 [22:0];
+  assign \a_out$175.exp  = \a_in$174 [30:23];
+  assign \a_out$175.sign  = \a_in$174 [31];
+  assign \ctl_in$176.valid  = \ctl_in$176 [0];
+  assign \ctl_in$176.first  = \ctl_in$176 [1];
+  assign \ctl_in$176.last  = \ctl_in$176 [2];
+  assign \ctl_out$177.valid  = \ctl_in$176 [0];
+  assign \ctl_out$177.first  = \ctl_in$176 [1];
+  assign \ctl_out$177.last  = \ctl_in$176 [2];
+  assign \b_in$178.frac  = \b_in$178 [22:0];
+  assign \b_in$178.exp  = \b_in$178 [30:23];
+  assign \b_in$178.sign  = \b_in$178 [31];
+  assign \b_out$179.frac  = \b_in$178 [22:0];
+  assign \b_out$179.exp  = \b_in$178 [30:23];
+  assign \b_out$179.sign  = \b_in$178 [31];
+  assign \a_in$180.frac  = \a_in$180 [22:0];
+  assign \a_in$180.exp  = \a_in$180 [30:23];
+  assign \a_in$180.sign  = \a_in$180 [31];
+  assign \a_out$181.frac  = \a_in$180 [22:0];
+  assign \a_out$181.exp  = \a_in$180 [30:23];
+  assign \a_out$181.sign  = \a_in$180 [31];
+  assign \ctl_in$182.valid  = \ctl_in$182 [0];
+  assign \ctl_in$182.first  = \ctl_in$182 [1];
+  assign \ctl_in$182.last  = \ctl_in$182 [2];
+  assign \ctl_out$183.valid  = \ctl_in$182 [0];
+  assign \ctl_out$183.first  = \ctl_in$182 [1];
+  assign \ctl_out$183.last  = \ctl_in$182 [2];
+  assign \b_in$184.frac  = \b_in$184 [22:0];
+  assign \b_in$184.exp  = \b_in$184 [30:23];
+  assign \b_in$184.sign  = \b_in$184 [31];
+  assign \b_out$185.frac  = \b_in$184 [22:0];
+  assign \b_out$185.exp  = \b_in$184 [30:23];
+  assign \b_out$185.sign  = \b_in$184 [31];
+  assign \a_in$186.frac  = \a_in$186 [22:0];
+  assign \a_in$186.exp  = \a_in$186 [30:23];
+  assign \a_in$186.sign  = \a_in$186 [31];
+  assign \a_out$187.frac  = \a_in$186 [22:0];
+  assign \a_out$187.exp  = \a_in$186 [30:23];
+  assign \a_out$187.sign  = \a_in$186 [31];
+  assign \ctl_in$188.valid  = \ctl_in$188 [0];
+  assign \ctl_in$188.first  = \ctl_in$188 [1];
+  assign \ctl_in$188.last  = \ctl_in$188 [2];
+  assign \ctl_out$189.valid  = \ctl_in$188 [0];
+  assign \ctl_out$189.first  = \ctl_in$188 [1];
+  assign \ctl_out$189.last  = \ctl_in$188 [2];
+  assign \b_in$190.frac  = \b_in$190 [22:0];
+  assign \b_in$190.exp  = \b_in$190 [30:23];
+  assign \b_in$190.sign  = \b_in$190 [31];
+  assign \b_out$191.frac  = \b_in$190 [22:0];
+  assign \b_out$191.exp  = \b_in$190 [30:23];
+  assign \b_out$191.sign  = \b_in$190 [31];
+  assign \a_in$192.frac  = \a_in$192 [22:0];
+  assign \a_in$192.exp  = \a_in$192 [30:23];
+  assign \a_in$192.sign  = \a_in$192 [31];
+  assign \a_out$193.frac  = \a_in$192 [22:0];
+  assign \a_out$193.exp  = \a_in$192 [30:23];
+  assign \a_out$193.sign  = \a_in$192 [31];
+  assign \ctl_in$194.valid  = \ctl_in$194 [0];
+  assign \ctl_in$194.first  = \ctl_in$194 [1];
+  assign \ctl_in$194.last  = \ctl_in$194 [2];
+  assign \ctl_out$195.valid  = \ctl_in$194 [0];
+  assign \ctl_out$195.first  = \ctl_in$194 [1];
+  assign \ctl_out$195.last  = \ctl_in$194 [2];
+  assign \b_in$196.frac  = \b_in$196 [22:0];
+  assign \b_in$196.exp  = \b_in$196 [30:23];
+  assign \b_in$196.sign  = \b_in$196 [31];
+  assign \b_out$197.frac  = \b_in$196 [22:0];
+  assign \b_out$197.exp  = \b_in$196 [30:23];
+  assign \b_out$197.sign  = \b_in$196 [31];
+  assign \a_in$198.frac  = \a_in$198 [22:0];
+  assign \a_in$198.exp  = \a_in$198 [30:23];
+  assign \a_in$198.sign  = \a_in$198 [31];
+  assign \a2_skew_d2.frac  = \a_in$198 [22:0];
+  assign \a2_skew_d2.exp  = \a_in$198 [30:23];
+  assign \a2_skew_d2.sign  = \a_in$198 [31];
+  assign \ctl_in$200.valid  = \ctl_in$200 [0];
+  assign \ctl_in$200.first  = \ctl_in$200 [1];
+  assign \ctl_in$200.last  = \ctl_in$200 [2];
+  assign \ctl2_skew_d2.valid  = \ctl_in$200 [0];
+  assign \ctl2_skew_d2.first  = \ctl_in$200 [1];
+  assign \ctl2_skew_d2.last  = \ctl_in$200 [2];
+  assign \b_in$202.frac  = \b_in$202 [22:0];
+  assign \b_in$202.exp  = \b_in$202 [30:23];
+  assign \b_in$202.sign  = \b_in$202 [31];
+  assign \b_out$203.frac  = \b_in$202 [22:0];
+  assign \b_out$203.exp  = \b_in$202 [30:23];
+  assign \b_out$203.sign  = \b_in$202 [31];
+  assign \a_in$204.frac  = \a_in$204 [22:0];
+  assign \a_in$204.exp  = \a_in$204 [30:23];
+  assign \a_in$204.sign  = \a_in$204 [31];
+  assign \a_out$205.frac  = \a_in$204 [22:0];
+  assign \a_out$205.exp  = \a_in$204 [30:23];
+  assign \a_out$205.sign  = \a_in$204 [31];
+  assign \ctl_in$206.valid  = \ctl_in$206 [0];
+  assign \ctl_in$206.first  = \ctl_in$206 [1];
+  assign \ctl_in$206.last  = \ctl_in$206 [2];
+  assign \ctl_out$207.valid  = \ctl_in$206 [0];
+  assign \ctl_out$207.first  = \ctl_in$206 [1];
+  assign \ctl_out$207.last  = \ctl_in$206 [2];
+  assign \b_in$208.frac  = \b_in$208 [22:0];
+  assign \b_in$208.exp  = \b_in$208 [30:23];
+  assign \b_in$208.sign  = \b_in$208 [31];
+  assign \b_out$209.frac  = \b_in$208 [22:0];
+  assign \b_out$209.exp  = \b_in$208 [30:23];
+  assign \b_out$209.sign  = \b_in$208 [31];
+  assign \a_in$210.frac  = \a_in$210 [22:0];
+  assign \a_in$210.exp  = \a_in$210 [30:23];
+  assign \a_in$210.sign  = \a_in$210 [31];
+  assign \a_out$211.frac  = \a_in$210 [22:0];
+  assign \a_out$211.exp  = \a_in$210 [30:23];
+  assign \a_out$211.sign  = \a_in$210 [31];
+  assign \ctl_in$212.valid  = \ctl_in$212 [0];
+  assign \ctl_in$212.first  = \ctl_in$212 [1];
+  assign \ctl_in$212.last  = \ctl_in$212 [2];
+  assign \ctl_out$213.valid  = \ctl_in$212 [0];
+  assign \ctl_out$213.first  = \ctl_in$212 [1];
+  assign \ctl_out$213.last  = \ctl_in$212 [2];
+  assign \b_in$214.frac  = \b_in$214 [22:0];
+  assign \b_in$214.exp  = \b_in$214 [30:23];
+  assign \b_in$214.sign  = \b_in$214 [31];
+  assign \b_out$215.frac  = \b_in$214 [22:0];
+  assign \b_out$215.exp  = \b_in$214 [30:23];
+  assign \b_out$215.sign  = \b_in$214 [31];
+  assign \a_in$216.frac  = \a_in$216 [22:0];
+  assign \a_in$216.exp  = \a_in$216 [30:23];
+  assign \a_in$216.sign  = \a_in$216 [31];
+  assign \a_out$217.frac  = \a_in$216 [22:0];
+  assign \a_out$217.exp  = \a_in$216 [30:23];
+  assign \a_out$217.sign  = \a_in$216 [31];
+  assign \ctl_in$218.valid  = \ctl_in$218 [0];
+  assign \ctl_in$218.first  = \ctl_in$218 [1];
+  assign \ctl_in$218.last  = \ctl_in$218 [2];
+  assign \ctl_out$219.valid  = \ctl_in$218 [0];
+  assign \ctl_out$219.first  = \ctl_in$218 [1];
+  assign \ctl_out$219.last  = \ctl_in$218 [2];
+  assign \b_in$220.frac  = \b_in$220 [22:0];
+  assign \b_in$220.exp  = \b_in$220 [30:23];
+  assign \b_in$220.sign  = \b_in$220 [31];
+  assign \b_out$221.frac  = \b_in$220 [22:0];
+  assign \b_out$221.exp  = \b_in$220 [30:23];
+  assign \b_out$221.sign  = \b_in$220 [31];
+  assign \a_in$222.frac  = \a_in$222 [22:0];
+  assign \a_in$222.exp  = \a_in$222 [30:23];
+  assign \a_in$222.sign  = \a_in$222 [31];
+  assign \a_out$223.frac  = \a_in$222 [22:0];
+  assign \a_out$223.exp  = \a_in$222 [30:23];
+  assign \a_out$223.sign  = \a_in$222 [31];
+  assign \ctl_in$224.valid  = \ctl_in$224 [0];
+  assign \ctl_in$224.first  = \ctl_in$224 [1];
+  assign \ctl_in$224.last  = \ctl_in$224 [2];
+  assign \ctl_out$225.valid  = \ctl_in$224 [0];
+  assign \ctl_out$225.first  = \ctl_in$224 [1];
+  assign \ctl_out$225.last  = \ctl_in$224 [2];
+  assign \b_in$226.frac  = \b_in$226 [22:0];
+  assign \b_in$226.exp  = \b_in$226 [30:23];
+  assign \b_in$226.sign  = \b_in$226 [31];
+  assign \b_out$227.frac  = \b_in$226 [22:0];
+  assign \b_out$227.exp  = \b_in$226 [30:23];
+  assign \b_out$227.sign  = \b_in$226 [31];
+  assign \a_in$228.frac  = \a_in$228 [22:0];
+  assign \a_in$228.exp  = \a_in$228 [30:23];
+  assign \a_in$228.sign  = \a_in$228 [31];
+  assign \a_out$229.frac  = \a_in$228 [22:0];
+  assign \a_out$229.exp  = \a_in$228 [30:23];
+  assign \a_out$229.sign  = \a_in$228 [31];
+  assign \ctl_in$230.valid  = \ctl_in$230 [0];
+  assign \ctl_in$230.first  = \ctl_in$230 [1];
+  assign \ctl_in$230.last  = \ctl_in$230 [2];
+  assign \ctl_out$231.valid  = \ctl_in$230 [0];
+  assign \ctl_out$231.first  = \ctl_in$230 [1];
+  assign \ctl_out$231.last  = \ctl_in$230 [2];
+  assign \b_in$232.frac  = \b_in$232 [22:0];
+  assign \b_in$232.exp  = \b_in$232 [30:23];
+  assign \b_in$232.sign  = \b_in$232 [31];
+  assign \b_out$233.frac  = \b_in$232 [22:0];
+  assign \b_out$233.exp  = \b_in$232 [30:23];
+  assign \b_out$233.sign  = \b_in$232 [31];
+  assign \a_in$234.frac  = \a_in$234 [22:0];
+  assign \a_in$234.exp  = \a_in$234 [30:23];
+  assign \a_in$234.sign  = \a_in$234 [31];
+  assign \a_out$235.frac  = \a_in$234 [22:0];
+  assign \a_out$235.exp  = \a_in$234 [30:23];
+  assign \a_out$235.sign  = \a_in$234 [31];
+  assign \ctl_in$236.valid  = \ctl_in$236 [0];
+  assign \ctl_in$236.first  = \ctl_in$236 [1];
+  assign \ctl_in$236.last  = \ctl_in$236 [2];
+  assign \ctl_out$237.valid  = \ctl_in$236 [0];
+  assign \ctl_out$237.first  = \ctl_in$236 [1];
+  assign \ctl_out$237.last  = \ctl_in$236 [2];
+  assign \b_in$238.frac  = \b_in$238 [22:0];
+  assign \b_in$238.exp  = \b_in$238 [30:23];
+  assign \b_in$238.sign  = \b_in$238 [31];
+  assign \b_out$239.frac  = \b_in$238 [22:0];
+  assign \b_out$239.exp  = \b_in$238 [30:23];
+  assign \b_out$239.sign  = \b_in$238 [31];
+  assign \a_in$240.frac  = \a_in$240 [22:0];
+  assign \a_in$240.exp  = \a_in$240 [30:23];
+  assign \a_in$240.sign  = \a_in$240 [31];
+  assign \a_out$241.frac  = \a_in$240 [22:0];
+  assign \a_out$241.exp  = \a_in$240 [30:23];
+  assign \a_out$241.sign  = \a_in$240 [31];
+  assign \ctl_in$242.valid  = \ctl_in$242 [0];
+  assign \ctl_in$242.first  = \ctl_in$242 [1];
+  assign \ctl_in$242.last  = \ctl_in$242 [2];
+  assign \ctl_out$243.valid  = \ctl_in$242 [0];
+  assign \ctl_out$243.first  = \ctl_in$242 [1];
+  assign \ctl_out$243.last  = \ctl_in$242 [2];
+  assign \b_in$244.frac  = \b_in$244 [22:0];
+  assign \b_in$244.exp  = \b_in$244 [30:23];
+  assign \b_in$244.sign  = \b_in$244 [31];
+  assign \b_out$245.frac  = \b_in$244 [22:0];
+  assign \b_out$245.exp  = \b_in$244 [30:23];
+  assign \b_out$245.sign  = \b_in$244 [31];
+  assign \a_in$246.frac  = \a_in$246 [22:0];
+  assign \a_in$246.exp  = \a_in$246 [30:23];
+  assign \a_in$246.sign  = \a_in$246 [31];
+  assign \a3_skew_d3.frac  = \a_in$246 [22:0];
+  assign \a3_skew_d3.exp  = \a_in$246 [30:23];
+  assign \a3_skew_d3.sign  = \a_in$246 [31];
+  assign \ctl_in$248.valid  = \ctl_in$248 [0];
+  assign \ctl_in$248.first  = \ctl_in$248 [1];
+  assign \ctl_in$248.last  = \ctl_in$248 [2];
+  assign \ctl3_skew_d3.valid  = \ctl_in$248 [0];
+  assign \ctl3_skew_d3.first  = \ctl_in$248 [1];
+  assign \ctl3_skew_d3.last  = \ctl_in$248 [2];
+  assign \b_in$250.frac  = \b_in$250 [22:0];
+  assign \b_in$250.exp  = \b_in$250 [30:23];
+  assign \b_in$250.sign  = \b_in$250 [31];
+  assign \b_out$251.frac  = \b_in$250 [22:0];
+  assign \b_out$251.exp  = \b_in$250 [30:23];
+  assign \b_out$251.sign  = \b_in$250 [31];
+  assign \a_in$252.frac  = \a_in$252 [22:0];
+  assign \a_in$252.exp  = \a_in$252 [30:23];
+  assign \a_in$252.sign  = \a_in$252 [31];
+  assign \a_out$253.frac  = \a_in$252 [22:0];
+  assign \a_out$253.exp  = \a_in$252 [30:23];
+  assign \a_out$253.sign  = \a_in$252 [31];
+  assign \ctl_in$254.valid  = \ctl_in$254 [0];
+  assign \ctl_in$254.first  = \ctl_in$254 [1];
+  assign \ctl_in$254.last  = \ctl_in$254 [2];
+  assign \ctl_out$255.valid  = \ctl_in$254 [0];
+  assign \ctl_out$255.first  = \ctl_in$254 [1];
+  assign \ctl_out$255.last  = \ctl_in$254 [2];
+  assign \b_in$256.frac  = \b_in$256 [22:0];
+  assign \b_in$256.exp  = \b_in$256 [30:23];
+  assign \b_in$256.sign  = \b_in$256 [31];
+  assign \b_out$257.frac  = \b_in$256 [22:0];
+  assign \b_out$257.exp  = \b_in$256 [30:23];
+  assign \b_out$257.sign  = \b_in$256 [31];
+  assign \a_in$258.frac  = \a_in$258 [22:0];
+  assign \a_in$258.exp  = \a_in$258 [30:23];
+  assign \a_in$258.sign  = \a_in$258 [31];
+  assign \a_out$259.frac  = \a_in$258 [22:0];
+  assign \a_out$259.exp  = \a_in$258 [30:23];
+  assign \a_out$259.sign  = \a_in$258 [31];
+  assign \ctl_in$260.valid  = \ctl_in$260 [0];
+  assign \ctl_in$260.first  = \ctl_in$260 [1];
+  assign \ctl_in$260.last  = \ctl_in$260 [2];
+  assign \ctl_out$261.valid  = \ctl_in$260 [0];
+  assign \ctl_out$261.first  = \ctl_in$260 [1];
+  assign \ctl_out$261.last  = \ctl_in$260 [2];
+  assign \b_in$262.frac  = \b_in$262 [22:0];
+  assign \b_in$262.exp  = \b_in$262 [30:23];
+  assign \b_in$262.sign  = \b_in$262 [31];
+  assign \b_out$263.frac  = \b_in$262 [22:0];
+  assign \b_out$263.exp  = \b_in$262 [30:23];
+  assign \b_out$263.sign  = \b_in$262 [31];
+  assign \a_in$264.frac  = \a_in$264 [22:0];
+  assign \a_in$264.exp  = \a_in$264 [30:23];
+  assign \a_in$264.sign  = \a_in$264 [31];
+  assign \a_out$265.frac  = \a_in$264 [22:0];
+  assign \a_out$265.exp  = \a_in$264 [30:23];
+  assign \a_out$265.sign  = \a_in$264 [31];
+  assign \ctl_in$266.valid  = \ctl_in$266 [0];
+  assign \ctl_in$266.first  = \ctl_in$266 [1];
+  assign \ctl_in$266.last  = \ctl_in$266 [2];
+  assign \ctl_out$267.valid  = \ctl_in$266 [0];
+  assign \ctl_out$267.first  = \ctl_in$266 [1];
+  assign \ctl_out$267.last  = \ctl_in$266 [2];
+  assign \b_in$268.frac  = \b_in$268 [22:0];
+  assign \b_in$268.exp  = \b_in$268 [30:23];
+  assign \b_in$268.sign  = \b_in$268 [31];
+  assign \b_out$269.frac  = \b_in$268 [22:0];
+  assign \b_out$269.exp  = \b_in$268 [30:23];
+  assign \b_out$269.sign  = \b_in$268 [31];
+  assign \a_in$270.frac  = \a_in$270 [22:0];
+  assign \a_in$270.exp  = \a_in$270 [30:23];
+  assign \a_in$270.sign  = \a_in$270 [31];
+  assign \a_out$271.frac  = \a_in$270 [22:0];
+  assign \a_out$271.exp  = \a_in$270 [30:23];
+  assign \a_out$271.sign  = \a_in$270 [31];
+  assign \ctl_in$272.valid  = \ctl_in$272 [0];
+  assign \ctl_in$272.first  = \ctl_in$272 [1];
+  assign \ctl_in$272.last  = \ctl_in$272 [2];
+  assign \ctl_out$273.valid  = \ctl_in$272 [0];
+  assign \ctl_out$273.first  = \ctl_in$272 [1];
+  assign \ctl_out$273.last  = \ctl_in$272 [2];
+  assign \b_in$274.frac  = \b_in$274 [22:0];
+  assign \b_in$274.exp  = \b_in$274 [30:23];
+  assign \b_in$274.sign  = \b_in$274 [31];
+  assign \b_out$275.frac  = \b_in$274 [22:0];
+  assign \b_out$275.exp  = \b_in$274 [30:23];
+  assign \b_out$275.sign  = \b_in$274 [31];
+  assign \a_in$276.frac  = \a_in$276 [22:0];
+  assign \a_in$276.exp  = \a_in$276 [30:23];
+  assign \a_in$276.sign  = \a_in$276 [31];
+  assign \a_out$277.frac  = \a_in$276 [22:0];
+  assign \a_out$277.exp  = \a_in$276 [30:23];
+  assign \a_out$277.sign  = \a_in$276 [31];
+  assign \ctl_in$278.valid  = \ctl_in$278 [0];
+  assign \ctl_in$278.first  = \ctl_in$278 [1];
+  assign \ctl_in$278.last  = \ctl_in$278 [2];
+  assign \ctl_out$279.valid  = \ctl_in$278 [0];
+  assign \ctl_out$279.first  = \ctl_in$278 [1];
+  assign \ctl_out$279.last  = \ctl_in$278 [2];
+  assign \b_in$280.frac  = \b_in$280 [22:0];
+  assign \b_in$280.exp  = \b_in$280 [30:23];
+  assign \b_in$280.sign  = \b_in$280 [31];
+  assign \b_out$281.frac  = \b_in$280 [22:0];
+  assign \b_out$281.exp  = \b_in$280 [30:23];
+  assign \b_out$281.sign  = \b_in$280 [31];
+  assign \a_in$282.frac  = \a_in$282 [22:0];
+  assign \a_in$282.exp  = \a_in$282 [30:23];
+  assign \a_in$282.sign  = \a_in$282 [31];
+  assign \a_out$283.frac  = \a_in$282 [22:0];
+  assign \a_out$283.exp  = \a_in$282 [30:23];
+  assign \a_out$283.sign  = \a_in$282 [31];
+  assign \ctl_in$284.valid  = \ctl_in$284 [0];
+  assign \ctl_in$284.first  = \ctl_in$284 [1];
+  assign \ctl_in$284.last  = \ctl_in$284 [2];
+  assign \ctl_out$285.valid  = \ctl_in$284 [0];
+  assign \ctl_out$285.first  = \ctl_in$284 [1];
+  assign \ctl_out$285.last  = \ctl_in$284 [2];
+  assign \b_in$286.frac  = \b_in$286 [22:0];
+  assign \b_in$286.exp  = \b_in$286 [30:23];
+  assign \b_in$286.sign  = \b_in$286 [31];
+  assign \b_out$287.frac  = \b_in$286 [22:0];
+  assign \b_out$287.exp  = \b_in$286 [30:23];
+  assign \b_out$287.sign  = \b_in$286 [31];
+  assign \a_in$288.frac  = \a_in$288 [22:0];
+  assign \a_in$288.exp  = \a_in$288 [30:23];
+  assign \a_in$288.sign  = \a_in$288 [31];
+  assign \a_out$289.frac  = \a_in$288 [22:0];
+  assign \a_out$289.exp  = \a_in$288 [30:23];
+  assign \a_out$289.sign  = \a_in$288 [31];
+  assign \ctl_in$290.valid  = \ctl_in$290 [0];
+  assign \ctl_in$290.first  = \ctl_in$290 [1];
+  assign \ctl_in$290.last  = \ctl_in$290 [2];
+  assign \ctl_out$291.valid  = \ctl_in$290 [0];
+  assign \ctl_out$291.first  = \ctl_in$290 [1];
+  assign \ctl_out$291.last  = \ctl_in$290 [2];
+  assign \b_in$292.frac  = \b_in$292 [22:0];
+  assign \b_in$292.exp  = \b_in$292 [30:23];
+  assign \b_in$292.sign  = \b_in$292 [31];
+  assign \b_out$293.frac  = \b_in$292 [22:0];
+  assign \b_out$293.exp  = \b_in$292 [30:23];
+  assign \b_out$293.sign  = \b_in$292 [31];
+  assign \a_in$294.frac  = \a_in$294 [22:0];
+  assign \a_in$294.exp  = \a_in$294 [30:23];
+  assign \a_in$294.sign  = \a_in$294 [31];
+  assign \a4_skew_d4.frac  = \a_in$294 [22:0];
+  assign \a4_skew_d4.exp  = \a_in$294 [30:23];
+  assign \a4_skew_d4.sign  = \a_in$294 [31];
+  assign \ctl_in$296.valid  = \ctl_in$296 [0];
+  assign \ctl_in$296.first  = \ctl_in$296 [1];
+  assign \ctl_in$296.last  = \ctl_in$296 [2];
+  assign \ctl4_skew_d4.valid  = \ctl_in$296 [0];
+  assign \ctl4_skew_d4.first  = \ctl_in$296 [1];
+  assign \ctl4_skew_d4.last  = \ctl_in$296 [2];
+  assign \b_in$298.frac  = \b_in$298 [22:0];
+  assign \b_in$298.exp  = \b_in$298 [30:23];
+  assign \b_in$298.sign  = \b_in$298 [31];
+  assign \b_out$299.frac  = \b_in$298 [22:0];
+  assign \b_out$299.exp  = \b_in$298 [30:23];
+  assign \b_out$299.sign  = \b_in$298 [31];
+  assign \a_in$300.frac  = \a_in$300 [22:0];
+  assign \a_in$300.exp  = \a_in$300 [30:23];
+  assign \a_in$300.sign  = \a_in$300 [31];
+  assign \a_out$301.frac  = \a_in$300 [22:0];
+  assign \a_out$301.exp  = \a_in$300 [30:23];
+  assign \a_out$301.sign  = \a_in$300 [31];
+  assign \ctl_in$302.valid  = \ctl_in$302 [0];
+  assign \ctl_in$302.first  = \ctl_in$302 [1];
+  assign \ctl_in$302.last  = \ctl_in$302 [2];
+  assign \ctl_out$303.valid  = \ctl_in$302 [0];
+  assign \ctl_out$303.first  = \ctl_in$302 [1];
+  assign \ctl_out$303.last  = \ctl_in$302 [2];
+  assign \b_in$304.frac  = \b_in$304 [22:0];
+  assign \b_in$304.exp  = \b_in$304 [30:23];
+  assign \b_in$304.sign  = \b_in$304 [31];
+  assign \b_out$305.frac  = \b_in$304 [22:0];
+  assign \b_out$305.exp  = \b_in$304 [30:23];
+  assign \b_out$305.sign  = \b_in$304 [31];
+  assign \a_in$306.frac  = \a_in$306 [22:0];
+  assign \a_in$306.exp  = \a_in$306 [30:23];
+  assign \a_in$306.sign  = \a_in$306 [31];
+  assign \a_out$307.frac  = \a_in$306 [22:0];
+  assign \a_out$307.exp  = \a_in$306 [30:23];
+  assign \a_out$307.sign  = \a_in$306 [31];
+  assign \ctl_in$308.valid  = \ctl_in$308 [0];
+  assign \ctl_in$308.first  = \ctl_in$308 [1];
+  assign \ctl_in$308.last  = \ctl_in$308 [2];
+  assign \ctl_out$309.valid  = \ctl_in$308 [0];
+  assign \ctl_out$309.first  = \ctl_in$308 [1];
+  assign \ctl_out$309.last  = \ctl_in$308 [2];
+  assign \b_in$310.frac  = \b_in$310 [22:0];
+  assign \b_in$310.exp  = \b_in$310 [30:23];
+  assign \b_in$310.sign  = \b_in$310 [31];
+  assign \b_out$311.frac  = \b_in$310 [22:0];
+  assign \b_out$311.exp  = \b_in$310 [30:23];
+  assign \b_out$311.sign  = \b_in$310 [31];
+  assign \a_in$312.frac  = \a_in$312 [22:0];
+  assign \a_in$312.exp  = \a_in$312 [30:23];
+  assign \a_in$312.sign  = \a_in$312 [31];
+  assign \a_out$313.frac  = \a_in$312 [22:0];
+  assign \a_out$313.exp  = \a_in$312 [30:23];
+  assign \a_out$313.sign  = \a_in$312 [31];
+  assign \ctl_in$314.valid  = \ctl_in$314 [0];
+  assign \ctl_in$314.first  = \ctl_in$314 [1];
+  assign \ctl_in$314.last  = \ctl_in$314 [2];
+  assign \ctl_out$315.valid  = \ctl_in$314 [0];
+  assign \ctl_out$315.first  = \ctl_in$314 [1];
+  assign \ctl_out$315.last  = \ctl_in$314 [2];
+  assign \b_in$316.frac  = \b_in$316 [22:0];
+  assign \b_in$316.exp  = \b_in$316 [30:23];
+  assign \b_in$316.sign  = \b_in$316 [31];
+  assign \b_out$317.frac  = \b_in$316 [22:0];
+  assign \b_out$317.exp  = \b_in$316 [30:23];
+  assign \b_out$317.sign  = \b_in$316 [31];
+  assign \a_in$318.frac  = \a_in$318 [22:0];
+  assign \a_in$318.exp  = \a_in$318 [30:23];
+  assign \a_in$318.sign  = \a_in$318 [31];
+  assign \a_out$319.frac  = \a_in$318 [22:0];
+  assign \a_out$319.exp  = \a_in$318 [30:23];
+  assign \a_out$319.sign  = \a_in$318 [31];
+  assign \ctl_in$320.valid  = \ctl_in$320 [0];
+  assign \ctl_in$320.first  = \ctl_in$320 [1];
+  assign \ctl_in$320.last  = \ctl_in$320 [2];
+  assign \ctl_out$321.valid  = \ctl_in$320 [0];
+  assign \ctl_out$321.first  = \ctl_in$320 [1];
+  assign \ctl_out$321.last  = \ctl_in$320 [2];
+  assign \b_in$322.frac  = \b_in$322 [22:0];
+  assign \b_in$322.exp  = \b_in$322 [30:23];
+  assign \b_in$322.sign  = \b_in$322 [31];
+  assign \b_out$323.frac  = \b_in$322 [22:0];
+  assign \b_out$323.exp  = \b_in$322 [30:23];
+  assign \b_out$323.sign  = \b_in$322 [31];
+  assign \a_in$324.frac  = \a_in$324 [22:0];
+  assign \a_in$324.exp  = \a_in$324 [30:23];
+  assign \a_in$324.sign  = \a_in$324 [31];
+  assign \a_out$325.frac  = \a_in$324 [22:0];
+  assign \a_out$325.exp  = \a_in$324 [30:23];
+  assign \a_out$325.sign  = \a_in$324 [31];
+  assign \ctl_in$326.valid  = \ctl_in$326 [0];
+  assign \ctl_in$326.first  = \ctl_in$326 [1];
+  assign \ctl_in$326.last  = \ctl_in$326 [2];
+  assign \ctl_out$327.valid  = \ctl_in$326 [0];
+  assign \ctl_out$327.first  = \ctl_in$326 [1];
+  assign \ctl_out$327.last  = \ctl_in$326 [2];
+  assign \b_in$328.frac  = \b_in$328 [22:0];
+  assign \b_in$328.exp  = \b_in$328 [30:23];
+  assign \b_in$328.sign  = \b_in$328 [31];
+  assign \b_out$329.frac  = \b_in$328 [22:0];
+  assign \b_out$329.exp  = \b_in$328 [30:23];
+  assign \b_out$329.sign  = \b_in$328 [31];
+  assign \a_in$330.frac  = \a_in$330 [22:0];
+  assign \a_in$330.exp  = \a_in$330 [30:23];
+  assign \a_in$330.sign  = \a_in$330 [31];
+  assign \a_out$331.frac  = \a_in$330 [22:0];
+  assign \a_out$331.exp  = \a_in$330 [30:23];
+  assign \a_out$331.sign  = \a_in$330 [31];
+  assign \ctl_in$332.valid  = \ctl_in$332 [0];
+  assign \ctl_in$332.first  = \ctl_in$332 [1];
+  assign \ctl_in$332.last  = \ctl_in$332 [2];
+  assign \ctl_out$333.valid  = \ctl_in$332 [0];
+  assign \ctl_out$333.first  = \ctl_in$332 [1];
+  assign \ctl_out$333.last  = \ctl_in$332 [2];
+  assign \b_in$334.frac  = \b_in$334 [22:0];
+  assign \b_in$334.exp  = \b_in$334 [30:23];
+  assign \b_in$334.sign  = \b_in$334 [31];
+  assign \b_out$335.frac  = \b_in$334 [22:0];
+  assign \b_out$335.exp  = \b_in$334 [30:23];
+  assign \b_out$335.sign  = \b_in$334 [31];
+  assign \a_in$336.frac  = \a_in$336 [22:0];
+  assign \a_in$336.exp  = \a_in$336 [30:23];
+  assign \a_in$336.sign  = \a_in$336 [31];
+  assign \a_out$337.frac  = \a_in$336 [22:0];
+  assign \a_out$337.exp  = \a_in$336 [30:23];
+  assign \a_out$337.sign  = \a_in$336 [31];
+  assign \ctl_in$338.valid  = \ctl_in$338 [0];
+  assign \ctl_in$338.first  = \ctl_in$338 [1];
+  assign \ctl_in$338.last  = \ctl_in$338 [2];
+  assign \ctl_out$339.valid  = \ctl_in$338 [0];
+  assign \ctl_out$339.first  = \ctl_in$338 [1];
+  assign \ctl_out$339.last  = \ctl_in$338 [2];
+  assign \b_in$340.frac  = \b_in$340 [22:0];
+  assign \b_in$340.exp  = \b_in$340 [30:23];
+  assign \b_in$340.sign  = \b_in$340 [31];
+  assign \b_out$341.frac  = \b_in$340 [22:0];
+  assign \b_out$341.exp  = \b_in$340 [30:23];
+  assign \b_out$341.sign  = \b_in$340 [31];
+  assign \a_in$342.frac  = \a_in$342 [22:0];
+  assign \a_in$342.exp  = \a_in$342 [30:23];
+  assign \a_in$342.sign  = \a_in$342 [31];
+  assign \a5_skew_d5.frac  = \a_in$342 [22:0];
+  assign \a5_skew_d5.exp  = \a_in$342 [30:23];
+  assign \a5_skew_d5.sign  = \a_in$342 [31];
+  assign \ctl_in$344.valid  = \ctl_in$344 [0];
+  assign \ctl_in$344.first  = \ctl_in$344 [1];
+  assign \ctl_in$344.last  = \ctl_in$344 [2];
+  assign \ctl5_skew_d5.valid  = \ctl_in$344 [0];
+  assign \ctl5_skew_d5.first  = \ctl_in$344 [1];
+  assign \ctl5_skew_d5.last  = \ctl_in$344 [2];
+  assign \b_in$346.frac  = \b_in$346 [22:0];
+  assign \b_in$346.exp  = \b_in$346 [30:23];
+  assign \b_in$346.sign  = \b_in$346 [31];
+  assign \b_out$347.frac  = \b_in$346 [22:0];
+  assign \b_out$347.exp  = \b_in$346 [30:23];
+  assign \b_out$347.sign  = \b_in$346 [31];
+  assign \a_in$348.frac  = \a_in$348 [22:0];
+  assign \a_in$348.exp  = \a_in$348 [30:23];
+  assign \a_in$348.sign  = \a_in$348 [31];
+  assign \a_out$349.frac  = \a_in$348 [22:0];
+  assign \a_out$349.exp  = \a_in$348 [30:23];
+  assign \a_out$349.sign  = \a_in$348 [31];
+  assign \ctl_in$350.valid  = \ctl_in$350 [0];
+  assign \ctl_in$350.first  = \ctl_in$350 [1];
+  assign \ctl_in$350.last  = \ctl_in$350 [2];
+  assign \ctl_out$351.valid  = \ctl_in$350 [0];
+  assign \ctl_out$351.first  = \ctl_in$350 [1];
+  assign \ctl_out$351.last  = \ctl_in$350 [2];
+  assign \b_in$352.frac  = \b_in$352 [22:0];
+  assign \b_in$352.exp  = \b_in$352 [30:23];
+  assign \b_in$352.sign  = \b_in$352 [31];
+  assign \b_out$353.frac  = \b_in$352 [22:0];
+  assign \b_out$353.exp  = \b_in$352 [30:23];
+  assign \b_out$353.sign  = \b_in$352 [31];
+  assign \a_in$354.frac  = \a_in$354 [22:0];
+  assign \a_in$354.exp  = \a_in$354 [30:23];
+  assign \a_in$354.sign  = \a_in$354 [31];
+  assign \a_out$355.frac  = \a_in$354 [22:0];
+  assign \a_out$355.exp  = \a_in$354 [30:23];
+  assign \a_out$355.sign  = \a_in$354 [31];
+  assign \ctl_in$356.valid  = \ctl_in$356 [0];
+  assign \ctl_in$356.first  = \ctl_in$356 [1];
+  assign \ctl_in$356.last  = \ctl_in$356 [2];
+  assign \ctl_out$357.valid  = \ctl_in$356 [0];
+  assign \ctl_out$357.first  = \ctl_in$356 [1];
+  assign \ctl_out$357.last  = \ctl_in$356 [2];
+  assign \b_in$358.frac  = \b_in$358 [22:0];
+  assign \b_in$358.exp  = \b_in$358 [30:23];
+  assign \b_in$358.sign  = \b_in$358 [31];
+  assign \b_out$359.frac  = \b_in$358 [22:0];
+  assign \b_out$359.exp  = \b_in$358 [30:23];
+  assign \b_out$359.sign  = \b_in$358 [31];
+  assign \a_in$360.frac  = \a_in$360 [22:0];
+  assign \a_in$360.exp  = \a_in$360 [30:23];
+  assign \a_in$360.sign  = \a_in$360 [31];
+  assign \a_out$361.frac  = \a_in$360 [22:0];
+  assign \a_out$361.exp  = \a_in$360 [30:23];
+  assign \a_out$361.sign  = \a_in$360 [31];
+  assign \ctl_in$362.valid  = \ctl_in$362 [0];
+  assign \ctl_in$362.first  = \ctl_in$362 [1];
+  assign \ctl_in$362.last  = \ctl_in$362 [2];
+  assign \ctl_out$363.valid  = \ctl_in$362 [0];
+  assign \ctl_out$363.first  = \ctl_in$362 [1];
+  assign \ctl_out$363.last  = \ctl_in$362 [2];
+  assign \b_in$364.frac  = \b_in$364 [22:0];
+  assign \b_in$364.exp  = \b_in$364 [30:23];
+  assign \b_in$364.sign  = \b_in$364 [31];
+  assign \b_out$365.frac  = \b_in$364 [22:0];
+  assign \b_out$365.exp  = \b_in$364 [30:23];
+  assign \b_out$365.sign  = \b_in$364 [31];
+  assign \a_in$366.frac  = \a_in$366 [22:0];
+  assign \a_in$366.exp  = \a_in$366 [30:23];
+  assign \a_in$366.sign  = \a_in$366 [31];
+  assign \a_out$367.frac  = \a_in$366 [22:0];
+  assign \a_out$367.exp  = \a_in$366 [30:23];
+  assign \a_out$367.sign  = \a_in$366 [31];
+  assign \ctl_in$368.valid  = \ctl_in$368 [0];
+  assign \ctl_in$368.first  = \ctl_in$368 [1];
+  assign \ctl_in$368.last  = \ctl_in$368 [2];
+  assign \ctl_out$369.valid  = \ctl_in$368 [0];
+  assign \ctl_out$369.first  = \ctl_in$368 [1];
+  assign \ctl_out$369.last  = \ctl_in$368 [2];
+  assign \b_in$370.frac  = \b_in$370 [22:0];
+  assign \b_in$370.exp  = \b_in$370 [30:23];
+  assign \b_in$370.sign  = \b_in$370 [31];
+  assign \b_out$371.frac  = \b_in$370 [22:0];
+  assign \b_out$371.exp  = \b_in$370 [30:23];
+  assign \b_out$371.sign  = \b_in$370 [31];
+  assign \a_in$372.frac  = \a_in$372 [22:0];
+  assign \a_in$372.exp  = \a_in$372 [30:23];
+  assign \a_in$372.sign  = \a_in$372 [31];
+  assign \a_out$373.frac  = \a_in$372 [22:0];
+  assign \a_out$373.exp  = \a_in$372 [30:23];
+  assign \a_out$373.sign  = \a_in$372 [31];
+  assign \ctl_in$374.valid  = \ctl_in$374 [0];
+  assign \ctl_in$374.first  = \ctl_in$374 [1];
+  assign \ctl_in$374.last  = \ctl_in$374 [2];
+  assign \ctl_out$375.valid  = \ctl_in$374 [0];
+  assign \ctl_out$375.first  = \ctl_in$374 [1];
+  assign \ctl_out$375.last  = \ctl_in$374 [2];
+  assign \b_in$376.frac  = \b_in$376 [22:0];
+  assign \b_in$376.exp  = \b_in$376 [30:23];
+  assign \b_in$376.sign  = \b_in$376 [31];
+  assign \b_out$377.frac  = \b_in$376 [22:0];
+  assign \b_out$377.exp  = \b_in$376 [30:23];
+  assign \b_out$377.sign  = \b_in$376 [31];
+  assign \a_in$378.frac  = \a_in$378 [22:0];
+  assign \a_in$378.exp  = \a_in$378 [30:23];
+  assign \a_in$378.sign  = \a_in$378 [31];
+  assign \a_out$379.frac  = \a_in$378 [22:0];
+  assign \a_out$379.exp  = \a_in$378 [30:23];
+  assign \a_out$379.sign  = \a_in$378 [31];
+  assign \ctl_in$380.valid  = \ctl_in$380 [0];
+  assign \ctl_in$380.first  = \ctl_in$380 [1];
+  assign \ctl_in$380.last  = \ctl_in$380 [2];
+  assign \ctl_out$381.valid  = \ctl_in$380 [0];
+  assign \ctl_out$381.first  = \ctl_in$380 [1];
+  assign \ctl_out$381.last  = \ctl_in$380 [2];
+  assign \b_in$382.frac  = \b_in$382 [22:0];
+  assign \b_in$382.exp  = \b_in$382 [30:23];
+  assign \b_in$382.sign  = \b_in$382 [31];
+  assign \b_out$383.frac  = \b_in$382 [22:0];
+  assign \b_out$383.exp  = \b_in$382 [30:23];
+  assign \b_out$383.sign  = \b_in$382 [31];
+  assign \a_in$384.frac  = \a_in$384 [22:0];
+  assign \a_in$384.exp  = \a_in$384 [30:23];
+  assign \a_in$384.sign  = \a_in$384 [31];
+  assign \a_out$385.frac  = \a_in$384 [22:0];
+  assign \a_out$385.exp  = \a_in$384 [30:23];
+  assign \a_out$385.sign  = \a_in$384 [31];
+  assign \ctl_in$386.valid  = \ctl_in$386 [0];
+  assign \ctl_in$386.first  = \ctl_in$386 [1];
+  assign \ctl_in$386.last  = \ctl_in$386 [2];
+  assign \ctl_out$387.valid  = \ctl_in$386 [0];
+  assign \ctl_out$387.first  = \ctl_in$386 [1];
+  assign \ctl_out$387.last  = \ctl_in$386 [2];
+  assign \b_in$388.frac  = \b_in$388 [22:0];
+  assign \b_in$388.exp  = \b_in$388 [30:23];
+  assign \b_in$388.sign  = \b_in$388 [31];
+  assign \b_out$389.frac  = \b_in$388 [22:0];
+  assign \b_out$389.exp  = \b_in$388 [30:23];
+  assign \b_out$389.sign  = \b_in$388 [31];
+  assign \a_in$390.frac  = \a_in$390 [22:0];
+  assign \a_in$390.exp  = \a_in$390 [30:23];
+  assign \a_in$390.sign  = \a_in$390 [31];
+  assign \a6_skew_d6.frac  = \a_in$390 [22:0];
+  assign \a6_skew_d6.exp  = \a_in$390 [30:23];
+  assign \a6_skew_d6.sign  = \a_in$390 [31];
+  assign \ctl_in$392.valid  = \ctl_in$392 [0];
+  assign \ctl_in$392.first  = \ctl_in$392 [1];
+  assign \ctl_in$392.last  = \ctl_in$392 [2];
+  assign \ctl6_skew_d6.valid  = \ctl_in$392 [0];
+  assign \ctl6_skew_d6.first  = \ctl_in$392 [1];
+  assign \ctl6_skew_d6.last  = \ctl_in$392 [2];
+  assign \b_in$394.frac  = \b_in$394 [22:0];
+  assign \b_in$394.exp  = \b_in$394 [30:23];
+  assign \b_in$394.sign  = \b_in$394 [31];
+  assign \b_out$395.frac  = \b_in$394 [22:0];
+  assign \b_out$395.exp  = \b_in$394 [30:23];
+  assign \b_out$395.sign  = \b_in$394 [31];
+  assign \a_in$396.frac  = \a_in$396 [22:0];
+  assign \a_in$396.exp  = \a_in$396 [30:23];
+  assign \a_in$396.sign  = \a_in$396 [31];
+  assign \a_out$397.frac  = \a_in$396 [22:0];
+  assign \a_out$397.exp  = \a_in$396 [30:23];
+  assign \a_out$397.sign  = \a_in$396 [31];
+  assign \ctl_in$398.valid  = \ctl_in$398 [0];
+  assign \ctl_in$398.first  = \ctl_in$398 [1];
+  assign \ctl_in$398.last  = \ctl_in$398 [2];
+  assign \ctl_out$399.valid  = \ctl_in$398 [0];
+  assign \ctl_out$399.first  = \ctl_in$398 [1];
+  assign \ctl_out$399.last  = \ctl_in$398 [2];
+  assign \b_in$400.frac  = \b_in$400 [22:0];
+  assign \b_in$400.exp  = \b_in$400 [30:23];
+  assign \b_in$400.sign  = \b_in$400 [31];
+  assign \b_out$401.frac  = \b_in$400 [22:0];
+  assign \b_out$401.exp  = \b_in$400 [30:23];
+  assign \b_out$401.sign  = \b_in$400 [31];
+  assign \a_in$402.frac  = \a_in$402 [22:0];
+  assign \a_in$402.exp  = \a_in$402 [30:23];
+  assign \a_in$402.sign  = \a_in$402 [31];
+  assign \a_out$403.frac  = \a_in$402 [22:0];
+  assign \a_out$403.exp  = \a_in$402 [30:23];
+  assign \a_out$403.sign  = \a_in$402 [31];
+  assign \ctl_in$404.valid  = \ctl_in$404 [0];
+  assign \ctl_in$404.first  = \ctl_in$404 [1];
+  assign \ctl_in$404.last  = \ctl_in$404 [2];
+  assign \ctl_out$405.valid  = \ctl_in$404 [0];
+  assign \ctl_out$405.first  = \ctl_in$404 [1];
+  assign \ctl_out$405.last  = \ctl_in$404 [2];
+  assign \b_in$406.frac  = \b_in$406 [22:0];
+  assign \b_in$406.exp  = \b_in$406 [30:23];
+  assign \b_in$406.sign  = \b_in$406 [31];
+  assign \b_out$407.frac  = \b_in$406 [22:0];
+  assign \b_out$407.exp  = \b_in$406 [30:23];
+  assign \b_out$407.sign  = \b_in$406 [31];
+  assign \a_in$408.frac  = \a_in$408 [22:0];
+  assign \a_in$408.exp  = \a_in$408 [30:23];
+  assign \a_in$408.sign  = \a_in$408 [31];
+  assign \a_out$409.frac  = \a_in$408 [22:0];
+  assign \a_out$409.exp  = \a_in$408 [30:23];
+  assign \a_out$409.sign  = \a_in$408 [31];
+  assign \ctl_in$410.valid  = \ctl_in$410 [0];
+  assign \ctl_in$410.first  = \ctl_in$410 [1];
+  assign \ctl_in$410.last  = \ctl_in$410 [2];
+  assign \ctl_out$411.valid  = \ctl_in$410 [0];
+  assign \ctl_out$411.first  = \ctl_in$410 [1];
+  assign \ctl_out$411.last  = \ctl_in$410 [2];
+  assign \b_in$412.frac  = \b_in$412 [22:0];
+  assign \b_in$412.exp  = \b_in$412 [30:23];
+  assign \b_in$412.sign  = \b_in$412 [31];
+  assign \b_out$413.frac  = \b_in$412 [22:0];
+  assign \b_out$413.exp  = \b_in$412 [30:23];
+  assign \b_out$413.sign  = \b_in$412 [31];
+  assign \a_in$414.frac  = \a_in$414 [22:0];
+  assign \a_in$414.exp  = \a_in$414 [30:23];
+  assign \a_in$414.sign  = \a_in$414 [31];
+  assign \a_out$415.frac  = \a_in$414 [22:0];
+  assign \a_out$415.exp  = \a_in$414 [30:23];
+  assign \a_out$415.sign  = \a_in$414 [31];
+  assign \ctl_in$416.valid  = \ctl_in$416 [0];
+  assign \ctl_in$416.first  = \ctl_in$416 [1];
+  assign \ctl_in$416.last  = \ctl_in$416 [2];
+  assign \ctl_out$417.valid  = \ctl_in$416 [0];
+  assign \ctl_out$417.first  = \ctl_in$416 [1];
+  assign \ctl_out$417.last  = \ctl_in$416 [2];
+  assign \b_in$418.frac  = \b_in$418 [22:0];
+  assign \b_in$418.exp  = \b_in$418 [30:23];
+  assign \b_in$418.sign  = \b_in$418 [31];
+  assign \b_out$419.frac  = \b_in$418 [22:0];
+  assign \b_out$419.exp  = \b_in$418 [30:23];
+  assign \b_out$419.sign  = \b_in$418 [31];
+  assign \a_in$420.frac  = \a_in$420 [22:0];
+  assign \a_in$420.exp  = \a_in$420 [30:23];
+  assign \a_in$420.sign  = \a_in$420 [31];
+  assign \a_out$421.frac  = \a_in$420 [22:0];
+  assign \a_out$421.exp  = \a_in$420 [30:23];
+  assign \a_out$421.sign  = \a_in$420 [31];
+  assign \ctl_in$422.valid  = \ctl_in$422 [0];
+  assign \ctl_in$422.first  = \ctl_in$422 [1];
+  assign \ctl_in$422.last  = \ctl_in$422 [2];
+  assign \ctl_out$423.valid  = \ctl_in$422 [0];
+  assign \ctl_out$423.first  = \ctl_in$422 [1];
+  assign \ctl_out$423.last  = \ctl_in$422 [2];
+  assign \b_in$424.frac  = \b_in$424 [22:0];
+  assign \b_in$424.exp  = \b_in$424 [30:23];
+  assign \b_in$424.sign  = \b_in$424 [31];
+  assign \b_out$425.frac  = \b_in$424 [22:0];
+  assign \b_out$425.exp  = \b_in$424 [30:23];
+  assign \b_out$425.sign  = \b_in$424 [31];
+  assign \a_in$426.frac  = \a_in$426 [22:0];
+  assign \a_in$426.exp  = \a_in$426 [30:23];
+  assign \a_in$426.sign  = \a_in$426 [31];
+  assign \a_out$427.frac  = \a_in$426 [22:0];
+  assign \a_out$427.exp  = \a_in$426 [30:23];
+  assign \a_out$427.sign  = \a_in$426 [31];
+  assign \ctl_in$428.valid  = \ctl_in$428 [0];
+  assign \ctl_in$428.first  = \ctl_in$428 [1];
+  assign \ctl_in$428.last  = \ctl_in$428 [2];
+  assign \ctl_out$429.valid  = \ctl_in$428 [0];
+  assign \ctl_out$429.first  = \ctl_in$428 [1];
+  assign \ctl_out$429.last  = \ctl_in$428 [2];
+  assign \b_in$430.frac  = \b_in$430 [22:0];
+  assign \b_in$430.exp  = \b_in$430 [30:23];
+  assign \b_in$430.sign  = \b_in$430 [31];
+  assign \b_out$431.frac  = \b_in$430 [22:0];
+  assign \b_out$431.exp  = \b_in$430 [30:23];
+  assign \b_out$431.sign  = \b_in$430 [31];
+  assign \a_in$432.frac  = \a_in$432 [22:0];
+  assign \a_in$432.exp  = \a_in$432 [30:23];
+  assign \a_in$432.sign  = \a_in$432 [31];
+  assign \a_out$433.frac  = \a_in$432 [22:0];
+  assign \a_out$433.exp  = \a_in$432 [30:23];
+  assign \a_out$433.sign  = \a_in$432 [31];
+  assign \ctl_in$434.valid  = \ctl_in$434 [0];
+  assign \ctl_in$434.first  = \ctl_in$434 [1];
+  assign \ctl_in$434.last  = \ctl_in$434 [2];
+  assign \ctl_out$435.valid  = \ctl_in$434 [0];
+  assign \ctl_out$435.first  = \ctl_in$434 [1];
+  assign \ctl_out$435.last  = \ctl_in$434 [2];
+  assign \b_in$436.frac  = \b_in$436 [22:0];
+  assign \b_in$436.exp  = \b_in$436 [30:23];
+  assign \b_in$436.sign  = \b_in$436 [31];
+  assign \b_out$437.frac  = \b_in$436 [22:0];
+  assign \b_out$437.exp  = \b_in$436 [30:23];
+  assign \b_out$437.sign  = \b_in$436 [31];
+  assign \a_in$438.frac  = \a_in$438 [22:0];
+  assign \a_in$438.exp  = \a_in$438 [30:23];
+  assign \a_in$438.sign  = \a_in$438 [31];
+  assign \a7_skew_d7.frac  = \a_in$438 [22:0];
+  assign \a7_skew_d7.exp  = \a_in$438 [30:23];
+  assign \a7_skew_d7.sign  = \a_in$438 [31];
+  assign \ctl_in$440.valid  = \ctl_in$440 [0];
+  assign \ctl_in$440.first  = \ctl_in$440 [1];
+  assign \ctl_in$440.last  = \ctl_in$440 [2];
+  assign \ctl7_skew_d7.valid  = \ctl_in$440 [0];
+  assign \ctl7_skew_d7.first  = \ctl_in$440 [1];
+  assign \ctl7_skew_d7.last  = \ctl_in$440 [2];
+  assign \b_in$442.frac  = \b_in$442 [22:0];
+  assign \b_in$442.exp  = \b_in$442 [30:23];
+  assign \b_in$442.sign  = \b_in$442 [31];
+  assign \b_out$443.frac  = \b_in$442 [22:0];
+  assign \b_out$443.exp  = \b_in$442 [30:23];
+  assign \b_out$443.sign  = \b_in$442 [31];
+  assign \a_in$444.frac  = \a_in$444 [22:0];
+  assign \a_in$444.exp  = \a_in$444 [30:23];
+  assign \a_in$444.sign  = \a_in$444 [31];
+  assign \a_out$445.frac  = \a_in$444 [22:0];
+  assign \a_out$445.exp  = \a_in$444 [30:23];
+  assign \a_out$445.sign  = \a_in$444 [31];
+  assign \ctl_in$446.valid  = \ctl_in$446 [0];
+  assign \ctl_in$446.first  = \ctl_in$446 [1];
+  assign \ctl_in$446.last  = \ctl_in$446 [2];
+  assign \ctl_out$447.valid  = \ctl_in$446 [0];
+  assign \ctl_out$447.first  = \ctl_in$446 [1];
+  assign \ctl_out$447.last  = \ctl_in$446 [2];
+  assign \b_in$448.frac  = \b_in$448 [22:0];
+  assign \b_in$448.exp  = \b_in$448 [30:23];
+  assign \b_in$448.sign  = \b_in$448 [31];
+  assign \b_out$449.frac  = \b_in$448 [22:0];
+  assign \b_out$449.exp  = \b_in$448 [30:23];
+  assign \b_out$449.sign  = \b_in$448 [31];
+  assign \a_in$450.frac  = \a_in$450 [22:0];
+  assign \a_in$450.exp  = \a_in$450 [30:23];
+  assign \a_in$450.sign  = \a_in$450 [31];
+  assign \a_out$451.frac  = \a_in$450 [22:0];
+  assign \a_out$451.exp  = \a_in$450 [30:23];
+  assign \a_out$451.sign  = \a_in$450 [31];
+  assign \ctl_in$452.valid  = \ctl_in$452 [0];
+  assign \ctl_in$452.first  = \ctl_in$452 [1];
+  assign \ctl_in$452.last  = \ctl_in$452 [2];
+  assign \ctl_out$453.valid  = \ctl_in$452 [0];
+  assign \ctl_out$453.first  = \ctl_in$452 [1];
+  assign \ctl_out$453.last  = \ctl_in$452 [2];
+  assign \b_in$454.frac  = \b_in$454 [22:0];
+  assign \b_in$454.exp  = \b_in$454 [30:23];
+  assign \b_in$454.sign  = \b_in$454 [31];
+  assign \b_out$455.frac  = \b_in$454 [22:0];
+  assign \b_out$455.exp  = \b_in$454 [30:23];
+  assign \b_out$455.sign  = \b_in$454 [31];
+  assign \a_in$456.frac  = \a_in$456 [22:0];
+  assign \a_in$456.exp  = \a_in$456 [30:23];
+  assign \a_in$456.sign  = \a_in$456 [31];
+  assign \a_out$457.frac  = \a_in$456 [22:0];
+  assign \a_out$457.exp  = \a_in$456 [30:23];
+  assign \a_out$457.sign  = \a_in$456 [31];
+  assign \ctl_in$458.valid  = \ctl_in$458 [0];
+  assign \ctl_in$458.first  = \ctl_in$458 [1];
+  assign \ctl_in$458.last  = \ctl_in$458 [2];
+  assign \ctl_out$459.valid  = \ctl_in$458 [0];
+  assign \ctl_out$459.first  = \ctl_in$458 [1];
+  assign \ctl_out$459.last  = \ctl_in$458 [2];
+  assign \b_in$460.frac  = \b_in$460 [22:0];
+  assign \b_in$460.exp  = \b_in$460 [30:23];
+  assign \b_in$460.sign  = \b_in$460 [31];
+  assign \b_out$461.frac  = \b_in$460 [22:0];
+  assign \b_out$461.exp  = \b_in$460 [30:23];
+  assign \b_out$461.sign  = \b_in$460 [31];
+  assign \a_in$462.frac  = \a_in$462 [22:0];
+  assign \a_in$462.exp  = \a_in$462 [30:23];
+  assign \a_in$462.sign  = \a_in$462 [31];
+  assign \a_out$463.frac  = \a_in$462 [22:0];
+  assign \a_out$463.exp  = \a_in$462 [30:23];
+  assign \a_out$463.sign  = \a_in$462 [31];
+  assign \ctl_in$464.valid  = \ctl_in$464 [0];
+  assign \ctl_in$464.first  = \ctl_in$464 [1];
+  assign \ctl_in$464.last  = \ctl_in$464 [2];
+  assign \ctl_out$465.valid  = \ctl_in$464 [0];
+  assign \ctl_out$465.first  = \ctl_in$464 [1];
+  assign \ctl_out$465.last  = \ctl_in$464 [2];
+  assign \b_in$466.frac  = \b_in$466 [22:0];
+  assign \b_in$466.exp  = \b_in$466 [30:23];
+  assign \b_in$466.sign  = \b_in$466 [31];
+  assign \b_out$467.frac  = \b_in$466 [22:0];
+  assign \b_out$467.exp  = \b_in$466 [30:23];
+  assign \b_out$467.sign  = \b_in$466 [31];
+  assign \a_in$468.frac  = \a_in$468 [22:0];
+  assign \a_in$468.exp  = \a_in$468 [30:23];
+  assign \a_in$468.sign  = \a_in$468 [31];
+  assign \a_out$469.frac  = \a_in$468 [22:0];
+  assign \a_out$469.exp  = \a_in$468 [30:23];
+  assign \a_out$469.sign  = \a_in$468 [31];
+  assign \ctl_in$470.valid  = \ctl_in$470 [0];
+  assign \ctl_in$470.first  = \ctl_in$470 [1];
+  assign \ctl_in$470.last  = \ctl_in$470 [2];
+  assign \ctl_out$471.valid  = \ctl_in$470 [0];
+  assign \ctl_out$471.first  = \ctl_in$470 [1];
+  assign \ctl_out$471.last  = \ctl_in$470 [2];
+  assign \b_in$472.frac  = \b_in$472 [22:0];
+  assign \b_in$472.exp  = \b_in$472 [30:23];
+  assign \b_in$472.sign  = \b_in$472 [31];
+  assign \b_out$473.frac  = \b_in$472 [22:0];
+  assign \b_out$473.exp  = \b_in$472 [30:23];
+  assign \b_out$473.sign  = \b_in$472 [31];
+  assign \a_in$474.frac  = \a_in$474 [22:0];
+  assign \a_in$474.exp  = \a_in$474 [30:23];
+  assign \a_in$474.sign  = \a_in$474 [31];
+  assign \a_out$475.frac  = \a_in$474 [22:0];
+  assign \a_out$475.exp  = \a_in$474 [30:23];
+  assign \a_out$475.sign  = \a_in$474 [31];
+  assign \ctl_in$476.valid  = \ctl_in$476 [0];
+  assign \ctl_in$476.first  = \ctl_in$476 [1];
+  assign \ctl_in$476.last  = \ctl_in$476 [2];
+  assign \ctl_out$477.valid  = \ctl_in$476 [0];
+  assign \ctl_out$477.first  = \ctl_in$476 [1];
+  assign \ctl_out$477.last  = \ctl_in$476 [2];
+  assign \b_in$478.frac  = \b_in$478 [22:0];
+  assign \b_in$478.exp  = \b_in$478 [30:23];
+  assign \b_in$478.sign  = \b_in$478 [31];
+  assign \b_out$479.frac  = \b_in$478 [22:0];
+  assign \b_out$479.exp  = \b_in$478 [30:23];
+  assign \b_out$479.sign  = \b_in$478 [31];
+  assign \a_in$480.frac  = \a_in$480 [22:0];
+  assign \a_in$480.exp  = \a_in$480 [30:23];
+  assign \a_in$480.sign  = \a_in$480 [31];
+  assign \a_out$481.frac  = \a_in$480 [22:0];
+  assign \a_out$481.exp  = \a_in$480 [30:23];
+  assign \a_out$481.sign  = \a_in$480 [31];
+  assign \ctl_in$482.valid  = \ctl_in$482 [0];
+  assign \ctl_in$482.first  = \ctl_in$482 [1];
+  assign \ctl_in$482.last  = \ctl_in$482 [2];
+  assign \ctl_out$483.valid  = \ctl_in$482 [0];
+  assign \ctl_out$483.first  = \ctl_in$482 [1];
+  assign \ctl_out$483.last  = \ctl_in$482 [2];
+  assign \b_in$484.frac  = \b_in$484 [22:0];
+  assign \b_in$484.exp  = \b_in$484 [30:23];
+  assign \b_in$484.sign  = \b_in$484 [31];
+  assign \b_out$485.frac  = \b_in$484 [22:0];
+  assign \b_out$485.exp  = \b_in$484 [30:23];
+  assign \b_out$485.sign  = \b_in$484 [31];
   assign \row_out.row  = row_out[2:0];
   assign \row_out.values  = row_out[258:3];
   assign \row_out.values[0]  = row_out[34:3];
@@ -8647,9 +10235,6 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result.frac  = result[22:0];
   assign \result.exp  = result[30:23];
   assign \result.sign  = result[31];
-  assign \result$488.frac  = \result$488 [22:0];
-  assign \result$488.exp  = \result$488 [30:23];
-  assign \result$488.sign  = \result$488 [31];
   assign \result$489.frac  = \result$489 [22:0];
   assign \result$489.exp  = \result$489 [30:23];
   assign \result$489.sign  = \result$489 [31];
@@ -8668,9 +10253,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$494.frac  = \result$494 [22:0];
   assign \result$494.exp  = \result$494 [30:23];
   assign \result$494.sign  = \result$494 [31];
-  assign \result$496.frac  = \result$496 [22:0];
-  assign \result$496.exp  = \result$496 [30:23];
-  assign \result$496.sign  = \result$496 [31];
+  assign \result$495.frac  = \result$495 [22:0];
+  assign \result$495.exp  = \result$495 [30:23];
+  assign \result$495.sign  = \result$495 [31];
   assign \result$497.frac  = \result$497 [22:0];
   assign \result$497.exp  = \result$497 [30:23];
   assign \result$497.sign  = \result$497 [31];
@@ -8692,9 +10277,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$503.frac  = \result$503 [22:0];
   assign \result$503.exp  = \result$503 [30:23];
   assign \result$503.sign  = \result$503 [31];
-  assign \result$505.frac  = \result$505 [22:0];
-  assign \result$505.exp  = \result$505 [30:23];
-  assign \result$505.sign  = \result$505 [31];
+  assign \result$504.frac  = \result$504 [22:0];
+  assign \result$504.exp  = \result$504 [30:23];
+  assign \result$504.sign  = \result$504 [31];
   assign \result$506.frac  = \result$506 [22:0];
   assign \result$506.exp  = \result$506 [30:23];
   assign \result$506.sign  = \result$506 [31];
@@ -8716,9 +10301,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$512.frac  = \result$512 [22:0];
   assign \result$512.exp  = \result$512 [30:23];
   assign \result$512.sign  = \result$512 [31];
-  assign \result$514.frac  = \result$514 [22:0];
-  assign \result$514.exp  = \result$514 [30:23];
-  assign \result$514.sign  = \result$514 [31];
+  assign \result$513.frac  = \result$513 [22:0];
+  assign \result$513.exp  = \result$513 [30:23];
+  assign \result$513.sign  = \result$513 [31];
   assign \result$515.frac  = \result$515 [22:0];
   assign \result$515.exp  = \result$515 [30:23];
   assign \result$515.sign  = \result$515 [31];
@@ -8740,9 +10325,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$521.frac  = \result$521 [22:0];
   assign \result$521.exp  = \result$521 [30:23];
   assign \result$521.sign  = \result$521 [31];
-  assign \result$523.frac  = \result$523 [22:0];
-  assign \result$523.exp  = \result$523 [30:23];
-  assign \result$523.sign  = \result$523 [31];
+  assign \result$522.frac  = \result$522 [22:0];
+  assign \result$522.exp  = \result$522 [30:23];
+  assign \result$522.sign  = \result$522 [31];
   assign \result$524.frac  = \result$524 [22:0];
   assign \result$524.exp  = \result$524 [30:23];
   assign \result$524.sign  = \result$524 [31];
@@ -8764,9 +10349,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$530.frac  = \result$530 [22:0];
   assign \result$530.exp  = \result$530 [30:23];
   assign \result$530.sign  = \result$530 [31];
-  assign \result$532.frac  = \result$532 [22:0];
-  assign \result$532.exp  = \result$532 [30:23];
-  assign \result$532.sign  = \result$532 [31];
+  assign \result$531.frac  = \result$531 [22:0];
+  assign \result$531.exp  = \result$531 [30:23];
+  assign \result$531.sign  = \result$531 [31];
   assign \result$533.frac  = \result$533 [22:0];
   assign \result$533.exp  = \result$533 [30:23];
   assign \result$533.sign  = \result$533 [31];
@@ -8788,9 +10373,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$539.frac  = \result$539 [22:0];
   assign \result$539.exp  = \result$539 [30:23];
   assign \result$539.sign  = \result$539 [31];
-  assign \result$541.frac  = \result$541 [22:0];
-  assign \result$541.exp  = \result$541 [30:23];
-  assign \result$541.sign  = \result$541 [31];
+  assign \result$540.frac  = \result$540 [22:0];
+  assign \result$540.exp  = \result$540 [30:23];
+  assign \result$540.sign  = \result$540 [31];
   assign \result$542.frac  = \result$542 [22:0];
   assign \result$542.exp  = \result$542 [30:23];
   assign \result$542.sign  = \result$542 [31];
@@ -8812,9 +10397,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$548.frac  = \result$548 [22:0];
   assign \result$548.exp  = \result$548 [30:23];
   assign \result$548.sign  = \result$548 [31];
-  assign \result$550.frac  = \result$550 [22:0];
-  assign \result$550.exp  = \result$550 [30:23];
-  assign \result$550.sign  = \result$550 [31];
+  assign \result$549.frac  = \result$549 [22:0];
+  assign \result$549.exp  = \result$549 [30:23];
+  assign \result$549.sign  = \result$549 [31];
   assign \result$551.frac  = \result$551 [22:0];
   assign \result$551.exp  = \result$551 [30:23];
   assign \result$551.sign  = \result$551 [31];
@@ -8836,30 +10421,33 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \result$557.frac  = \result$557 [22:0];
   assign \result$557.exp  = \result$557 [30:23];
   assign \result$557.sign  = \result$557 [31];
-  assign \value$563.frac  = \value$563 [22:0];
-  assign \value$563.exp  = \value$563 [30:23];
-  assign \value$563.sign  = \value$563 [31];
+  assign \result$558.frac  = \result$558 [22:0];
+  assign \result$558.exp  = \result$558 [30:23];
+  assign \result$558.sign  = \result$558 [31];
+  assign \value$564.frac  = \value$564 [22:0];
+  assign \value$564.exp  = \value$564 [30:23];
+  assign \value$564.sign  = \value$564 [31];
   assign \b2_skew_d1.frac  = b2_skew_d1[22:0];
   assign \b2_skew_d1.exp  = b2_skew_d1[30:23];
   assign \b2_skew_d1.sign  = b2_skew_d1[31];
-  assign \value$565.frac  = \value$565 [22:0];
-  assign \value$565.exp  = \value$565 [30:23];
-  assign \value$565.sign  = \value$565 [31];
+  assign \value$566.frac  = \value$566 [22:0];
+  assign \value$566.exp  = \value$566 [30:23];
+  assign \value$566.sign  = \value$566 [31];
   assign \b3_skew_d1.frac  = b3_skew_d1[22:0];
   assign \b3_skew_d1.exp  = b3_skew_d1[30:23];
   assign \b3_skew_d1.sign  = b3_skew_d1[31];
-  assign \value$567.frac  = \value$567 [22:0];
-  assign \value$567.exp  = \value$567 [30:23];
-  assign \value$567.sign  = \value$567 [31];
+  assign \value$568.frac  = \value$568 [22:0];
+  assign \value$568.exp  = \value$568 [30:23];
+  assign \value$568.sign  = \value$568 [31];
   assign \b3_skew_d2.frac  = b3_skew_d2[22:0];
   assign \b3_skew_d2.exp  = b3_skew_d2[30:23];
   assign \b3_skew_d2.sign  = b3_skew_d2[31];
   assign \b4_skew_d1.frac  = b4_skew_d1[22:0];
   assign \b4_skew_d1.exp  = b4_skew_d1[30:23];
   assign \b4_skew_d1.sign  = b4_skew_d1[31];
-  assign \value$570.frac  = \value$570 [22:0];
-  assign \value$570.exp  = \value$570 [30:23];
-  assign \value$570.sign  = \value$570 [31];
+  assign \value$571.frac  = \value$571 [22:0];
+  assign \value$571.exp  = \value$571 [30:23];
+  assign \value$571.sign  = \value$571 [31];
   assign \b4_skew_d2.frac  = b4_skew_d2[22:0];
   assign \b4_skew_d2.exp  = b4_skew_d2[30:23];
   assign \b4_skew_d2.sign  = b4_skew_d2[31];
@@ -8869,9 +10457,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \b5_skew_d1.frac  = b5_skew_d1[22:0];
   assign \b5_skew_d1.exp  = b5_skew_d1[30:23];
   assign \b5_skew_d1.sign  = b5_skew_d1[31];
-  assign \value$574.frac  = \value$574 [22:0];
-  assign \value$574.exp  = \value$574 [30:23];
-  assign \value$574.sign  = \value$574 [31];
+  assign \value$575.frac  = \value$575 [22:0];
+  assign \value$575.exp  = \value$575 [30:23];
+  assign \value$575.sign  = \value$575 [31];
   assign \b5_skew_d2.frac  = b5_skew_d2[22:0];
   assign \b5_skew_d2.exp  = b5_skew_d2[30:23];
   assign \b5_skew_d2.sign  = b5_skew_d2[31];
@@ -8884,9 +10472,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \b6_skew_d1.frac  = b6_skew_d1[22:0];
   assign \b6_skew_d1.exp  = b6_skew_d1[30:23];
   assign \b6_skew_d1.sign  = b6_skew_d1[31];
-  assign \value$579.frac  = \value$579 [22:0];
-  assign \value$579.exp  = \value$579 [30:23];
-  assign \value$579.sign  = \value$579 [31];
+  assign \value$580.frac  = \value$580 [22:0];
+  assign \value$580.exp  = \value$580 [30:23];
+  assign \value$580.sign  = \value$580 [31];
   assign \b6_skew_d2.frac  = b6_skew_d2[22:0];
   assign \b6_skew_d2.exp  = b6_skew_d2[30:23];
   assign \b6_skew_d2.sign  = b6_skew_d2[31];
@@ -8902,9 +10490,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \b7_skew_d1.frac  = b7_skew_d1[22:0];
   assign \b7_skew_d1.exp  = b7_skew_d1[30:23];
   assign \b7_skew_d1.sign  = b7_skew_d1[31];
-  assign \value$585.frac  = \value$585 [22:0];
-  assign \value$585.exp  = \value$585 [30:23];
-  assign \value$585.sign  = \value$585 [31];
+  assign \value$586.frac  = \value$586 [22:0];
+  assign \value$586.exp  = \value$586 [30:23];
+  assign \value$586.sign  = \value$586 [31];
   assign \b7_skew_d2.frac  = b7_skew_d2[22:0];
   assign \b7_skew_d2.exp  = b7_skew_d2[30:23];
   assign \b7_skew_d2.sign  = b7_skew_d2[31];
@@ -8920,24 +10508,24 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \b7_skew_d6.frac  = b7_skew_d6[22:0];
   assign \b7_skew_d6.exp  = b7_skew_d6[30:23];
   assign \b7_skew_d6.sign  = b7_skew_d6[31];
-  assign \value$591.frac  = \value$591 [22:0];
-  assign \value$591.exp  = \value$591 [30:23];
-  assign \value$591.sign  = \value$591 [31];
+  assign \value$592.frac  = \value$592 [22:0];
+  assign \value$592.exp  = \value$592 [30:23];
+  assign \value$592.sign  = \value$592 [31];
   assign \a2_skew_d1.frac  = a2_skew_d1[22:0];
   assign \a2_skew_d1.exp  = a2_skew_d1[30:23];
   assign \a2_skew_d1.sign  = a2_skew_d1[31];
-  assign \value$593.frac  = \value$593 [22:0];
-  assign \value$593.exp  = \value$593 [30:23];
-  assign \value$593.sign  = \value$593 [31];
+  assign \value$594.frac  = \value$594 [22:0];
+  assign \value$594.exp  = \value$594 [30:23];
+  assign \value$594.sign  = \value$594 [31];
   assign \ctl2_skew_d1.valid  = ctl2_skew_d1[0];
   assign \ctl2_skew_d1.first  = ctl2_skew_d1[1];
   assign \ctl2_skew_d1.last  = ctl2_skew_d1[2];
   assign \a3_skew_d1.frac  = a3_skew_d1[22:0];
   assign \a3_skew_d1.exp  = a3_skew_d1[30:23];
   assign \a3_skew_d1.sign  = a3_skew_d1[31];
-  assign \value$596.frac  = \value$596 [22:0];
-  assign \value$596.exp  = \value$596 [30:23];
-  assign \value$596.sign  = \value$596 [31];
+  assign \value$597.frac  = \value$597 [22:0];
+  assign \value$597.exp  = \value$597 [30:23];
+  assign \value$597.sign  = \value$597 [31];
   assign \a3_skew_d2.frac  = a3_skew_d2[22:0];
   assign \a3_skew_d2.exp  = a3_skew_d2[30:23];
   assign \a3_skew_d2.sign  = a3_skew_d2[31];
@@ -8950,9 +10538,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \a4_skew_d1.frac  = a4_skew_d1[22:0];
   assign \a4_skew_d1.exp  = a4_skew_d1[30:23];
   assign \a4_skew_d1.sign  = a4_skew_d1[31];
-  assign \value$601.frac  = \value$601 [22:0];
-  assign \value$601.exp  = \value$601 [30:23];
-  assign \value$601.sign  = \value$601 [31];
+  assign \value$602.frac  = \value$602 [22:0];
+  assign \value$602.exp  = \value$602 [30:23];
+  assign \value$602.sign  = \value$602 [31];
   assign \a4_skew_d2.frac  = a4_skew_d2[22:0];
   assign \a4_skew_d2.exp  = a4_skew_d2[30:23];
   assign \a4_skew_d2.sign  = a4_skew_d2[31];
@@ -8971,9 +10559,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \a5_skew_d1.frac  = a5_skew_d1[22:0];
   assign \a5_skew_d1.exp  = a5_skew_d1[30:23];
   assign \a5_skew_d1.sign  = a5_skew_d1[31];
-  assign \value$608.frac  = \value$608 [22:0];
-  assign \value$608.exp  = \value$608 [30:23];
-  assign \value$608.sign  = \value$608 [31];
+  assign \value$609.frac  = \value$609 [22:0];
+  assign \value$609.exp  = \value$609 [30:23];
+  assign \value$609.sign  = \value$609 [31];
   assign \a5_skew_d2.frac  = a5_skew_d2[22:0];
   assign \a5_skew_d2.exp  = a5_skew_d2[30:23];
   assign \a5_skew_d2.sign  = a5_skew_d2[31];
@@ -8998,9 +10586,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \a6_skew_d1.frac  = a6_skew_d1[22:0];
   assign \a6_skew_d1.exp  = a6_skew_d1[30:23];
   assign \a6_skew_d1.sign  = a6_skew_d1[31];
-  assign \value$617.frac  = \value$617 [22:0];
-  assign \value$617.exp  = \value$617 [30:23];
-  assign \value$617.sign  = \value$617 [31];
+  assign \value$618.frac  = \value$618 [22:0];
+  assign \value$618.exp  = \value$618 [30:23];
+  assign \value$618.sign  = \value$618 [31];
   assign \a6_skew_d2.frac  = a6_skew_d2[22:0];
   assign \a6_skew_d2.exp  = a6_skew_d2[30:23];
   assign \a6_skew_d2.sign  = a6_skew_d2[31];
@@ -9031,9 +10619,9 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \a7_skew_d1.frac  = a7_skew_d1[22:0];
   assign \a7_skew_d1.exp  = a7_skew_d1[30:23];
   assign \a7_skew_d1.sign  = a7_skew_d1[31];
-  assign \value$628.frac  = \value$628 [22:0];
-  assign \value$628.exp  = \value$628 [30:23];
-  assign \value$628.sign  = \value$628 [31];
+  assign \value$629.frac  = \value$629 [22:0];
+  assign \value$629.exp  = \value$629 [30:23];
+  assign \value$629.sign  = \value$629 [31];
   assign \a7_skew_d2.frac  = a7_skew_d2[22:0];
   assign \a7_skew_d2.exp  = a7_skew_d2[30:23];
   assign \a7_skew_d2.sign  = a7_skew_d2[31];
@@ -9067,6 +10655,10 @@ module s2fp8_array_8x8_w24(table_a__addr, table_a__data, table_b__en, table_b__a
   assign \ctl7_skew_d6.valid  = ctl7_skew_d6[0];
   assign \ctl7_skew_d6.first  = ctl7_skew_d6[1];
   assign \ctl7_skew_d6.last  = ctl7_skew_d6[2];
+  assign \$4  = \$3 ;
+  assign \$15  = \$14 ;
+  assign \$26  = \$25 ;
+  assign \$35  = accept;
 endmodule
 
 (* generator = "Amaranth" *)

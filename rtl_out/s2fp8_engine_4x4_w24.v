@@ -5,13 +5,15 @@
 module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done, a_in);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  reg [31:0] \$2 ;
-  reg [31:0] \$3 ;
-  reg [2:0] \$4 ;
-  reg [2:0] \$5 ;
+  reg \$10 ;
+  reg [31:0] \$11 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [31:0] \$4 ;
+  reg [31:0] \$5 ;
   reg [2:0] \$6 ;
-  reg \$7 ;
-  reg [31:0] \$8 ;
+  reg [2:0] \$7 ;
+  reg [2:0] \$8 ;
   reg [31:0] \$9 ;
   wire [31:0] a;
   wire [31:0] \a$17 ;
@@ -92,23 +94,26 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
   wire rst;
   wire valid_in;
   assign \$1  = ctl_d2[0] & ctl_d2[2];
-  assign \a$17  = ctl_d2[1] ? 32'd0 : acc;
+  assign \$2  = ctl_d2[0] & ctl_d2[2];
+  assign \$3  = ctl_d2[0] & ctl_d2[1];
+  assign \a$17  = \$3  ? 32'd0 : acc;
+  assign \b$18  = ctl_d2[0] ? \result$19  : 32'd2147483648;
   always @(posedge clk)
-    a_out <= \$2 ;
+    a_out <= \$4 ;
   always @(posedge clk)
-    b_out <= \$3 ;
+    b_out <= \$5 ;
   always @(posedge clk)
-    ctl_out <= \$4 ;
+    ctl_out <= \$6 ;
   always @(posedge clk)
-    ctl_d1 <= \$5 ;
+    ctl_d1 <= \$7 ;
   always @(posedge clk)
-    ctl_d2 <= \$6 ;
+    ctl_d2 <= \$8 ;
   always @(posedge clk)
-    done <= \$7 ;
+    acc <= \$9 ;
   always @(posedge clk)
-    acc <= \$8 ;
+    done <= \$10 ;
   always @(posedge clk)
-    result <= \$9 ;
+    result <= \$11 ;
   \s2fp8_pe_w24.add  add (
     .operand(\a$17 ),
     .\operand$2 (\b$18 ),
@@ -118,78 +123,72 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
     .clk(clk),
     .operand(a_in),
     .\operand$2 (b_in),
-    .result(\b$18 ),
+    .result(\result$19 ),
     .rst(rst),
     .valid_in(ctl_in[0])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2  = a_in;
+    \$4  = a_in;
     if (rst) begin
-      \$2  = 32'd0;
+      \$4  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3  = b_in;
+    \$5  = b_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$5  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$4  = ctl_in;
-    if (rst) begin
-      \$4  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$5  = ctl_in;
-    if (rst) begin
-      \$5  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$6  = ctl_d1;
+    \$6  = ctl_in;
     if (rst) begin
       \$6  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$7  = \$1 ;
+    \$7  = ctl_in;
     if (rst) begin
-      \$7  = 1'h0;
+      \$7  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$8  = acc;
-    if (ctl_d2[0]) begin
-      \$8  = \result$13 ;
-    end
+    \$8  = ctl_d1;
     if (rst) begin
-      \$8  = 32'd0;
+      \$8  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$9  = result;
-    if (ctl_d2[0]) begin
-      if (ctl_d2[2]) begin
-        \$9  = \result$13 ;
-      end
-    end
+    \$9  = \result$13 ;
     if (rst) begin
       \$9  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$10  = \$1 ;
+    if (rst) begin
+      \$10  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$11  = result;
+    if (\$2 ) begin
+      \$11  = \result$13 ;
+    end
+    if (rst) begin
+      \$11  = 32'd0;
     end
   end
   assign a = a_in;
   assign b = b_in;
   assign valid_in = ctl_in[0];
-  assign \result$19  = \b$18 ;
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -235,9 +234,9 @@ module s2fp8_pe_w24(b_in, ctl_in, clk, rst, a_out, b_out, ctl_out, result, done,
   assign \b$18.frac  = \b$18 [22:0];
   assign \b$18.exp  = \b$18 [30:23];
   assign \b$18.sign  = \b$18 [31];
-  assign \result$19.frac  = \b$18 [22:0];
-  assign \result$19.exp  = \b$18 [30:23];
-  assign \result$19.sign  = \b$18 [31];
+  assign \result$19.frac  = \result$19 [22:0];
+  assign \result$19.exp  = \result$19 [30:23];
+  assign \result$19.sign  = \result$19 [31];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -558,30 +557,48 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire \$14 ;
+  wire [10:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
+  wire [10:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [10:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [10:0] \$24 ;
+  wire [10:0] \$20 ;
+  wire [10:0] \$21 ;
+  wire [10:0] \$22 ;
+  wire [23:0] \$23 ;
+  wire [23:0] \$24 ;
   wire \$25 ;
-  wire [10:0] \$26 ;
-  wire [10:0] \$27 ;
-  wire [26:0] \$28 ;
-  wire [57:0] \$29 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [31:0] \$28 ;
+  wire [32:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [26:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  wire [26:0] \$30 ;
+  wire \$31 ;
+  wire [26:0] \$32 ;
+  wire [26:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [31:0] \$37 ;
+  wire [32:0] \$38 ;
+  wire [26:0] \$39 ;
   wire \$4 ;
+  wire \$40 ;
+  wire [26:0] \$41 ;
+  wire [26:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
@@ -596,6 +613,7 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire [9:0] \a.exp ;
   wire [23:0] \a.sig ;
   wire \a.sign ;
+  wire a_exp_ge;
   output [68:0] aligned;
   wire [68:0] aligned;
   wire [26:0] \aligned.big ;
@@ -617,27 +635,20 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   wire [9:0] \b.exp ;
   wire [23:0] \b.sig ;
   wire \b.sign ;
-  wire [38:0] big;
-  wire [3:0] \big.cls ;
-  wire \big.cls.inf ;
-  wire \big.cls.nan ;
-  wire \big.cls.subnormal ;
-  wire \big.cls.zero ;
-  wire [9:0] \big.exp ;
-  wire [23:0] \big.sig ;
-  wire \big.sign ;
   wire [4:0] distance;
+  wire [26:0] kept;
   wire [26:0] shifted;
-  wire [38:0] \small ;
-  wire [3:0] \small.cls ;
-  wire \small.cls.inf ;
-  wire \small.cls.nan ;
-  wire \small.cls.subnormal ;
-  wire \small.cls.zero ;
-  wire [9:0] \small.exp ;
-  wire [23:0] \small.sig ;
-  wire \small.sign ;
   wire [26:0] small_ext;
+  wire [1:0] special;
+  wire \special.inf ;
+  wire \special.nan ;
+  assign \$45  = a[33:24] == b[33:24];
+  assign \$46  = a[23:0] >= b[23:0];
+  assign \$47  = \$45  & \$46 ;
+  assign \$48  = \$44  | \$47 ;
+  assign \$49  = \$48  ? a[34] : b[34];
+  assign \$50  = a[34] ^ b[34];
+  assign \$51  = a[34] & b[34];
   assign \$1  = a[38] | b[38];
   assign \$2  = a[37] & b[37];
   assign \$3  = a[34] != b[34];
@@ -651,38 +662,42 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   assign \$11  = \$7  | \$10 ;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$6  & \$12 ;
-  assign \$14  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$15  = a[33:24] == b[33:24];
-  assign \$16  = a[23:0] >= b[23:0];
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$14  | \$17 ;
-  assign big = \$18  ? a : b;
-  assign \$19  = $signed(a[33:24]) > $signed(b[33:24]);
-  assign \$20  = a[33:24] == b[33:24];
-  assign \$21  = a[23:0] >= b[23:0];
-  assign \$22  = \$20  & \$21 ;
-  assign \$23  = \$19  | \$22 ;
-  assign \small  = \$23  ? b : a;
-  assign \$24  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$25  = $signed(\$24 ) > $signed(6'h1b);
-  assign \$26  = $signed(big[33:24]) - $signed(\small [33:24]);
-  assign \$27  = \$25  ? 11'h01b : \$26 ;
-  assign shifted = small_ext >> \$27 [4:0];
-  assign \$29  = shifted << \$27 [4:0];
-  assign \$30  = \$29 [26:0] != small_ext;
-  assign \$31  = shifted | { 26'h0000000, \$30  };
-  assign \$32  = a[34] ^ b[34];
-  assign \$33  = a[34] & b[34];
-  assign distance = \$27 [4:0];
-  assign \aligned.big  = aligned[26:0];
-  assign \aligned.small  = aligned[53:27];
-  assign \aligned.exp  = aligned[63:54];
-  assign \aligned.sign  = aligned[64];
-  assign \aligned.subtract  = aligned[65];
-  assign \aligned.zero_sign  = aligned[66];
-  assign \aligned.special  = aligned[68:67];
-  assign \aligned.special.nan  = aligned[67];
-  assign \aligned.special.inf  = aligned[68];
+  assign a_exp_ge = $signed(a[33:24]) >= $signed(b[33:24]);
+  assign \$14  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$15  = $signed(\$14 ) > $signed(6'h1b);
+  assign \$16  = $signed(a[33:24]) - $signed(b[33:24]);
+  assign \$17  = \$15  ? 11'h01b : \$16 ;
+  assign \$18  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$19  = $signed(\$18 ) > $signed(6'h1b);
+  assign \$20  = $signed(b[33:24]) - $signed(a[33:24]);
+  assign \$21  = \$19  ? 11'h01b : \$20 ;
+  assign \$22  = a_exp_ge ? \$17  : \$21 ;
+  assign \$23  = a_exp_ge ? b[23:0] : a[23:0];
+  assign \$24  = a_exp_ge ? a[23:0] : b[23:0];
+  assign shifted = small_ext >> \$22 [4:0];
+  assign \$25  = a[33:24] == b[33:24];
+  assign \$26  = a[23:0] < b[23:0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << \$22 [4:0];
+  assign \$29  = \$28  - 1'h1;
+  assign \$30  = small_ext & \$29 [26:0];
+  assign \$31  = | \$30 ;
+  assign \$32  = shifted | { 26'h0000000, \$31  };
+  assign \$33  = \$27  ? \$32  : kept;
+  assign \$34  = a[33:24] == b[33:24];
+  assign \$35  = a[23:0] < b[23:0];
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = 1'h1 << \$22 [4:0];
+  assign \$38  = \$37  - 1'h1;
+  assign \$39  = small_ext & \$38 [26:0];
+  assign \$40  = | \$39 ;
+  assign \$41  = shifted | { 26'h0000000, \$40  };
+  assign \$42  = \$36  ? kept : \$41 ;
+  assign \$43  = a_exp_ge ? a[33:24] : b[33:24];
+  assign \$44  = $signed(a[33:24]) > $signed(b[33:24]);
+  assign distance = \$22 [4:0];
+  assign \special.nan  = special[0];
+  assign \special.inf  = special[1];
   assign \a.sig  = a[23:0];
   assign \a.exp  = a[33:24];
   assign \a.sign  = a[34];
@@ -699,53 +714,54 @@ module \s2fp8_pe_w24.add.align (b, aligned, a);
   assign \b.cls.subnormal  = b[36];
   assign \b.cls.inf  = b[37];
   assign \b.cls.nan  = b[38];
-  assign \big.sig  = big[23:0];
-  assign \big.exp  = big[33:24];
-  assign \big.sign  = big[34];
-  assign \big.cls  = big[38:35];
-  assign \big.cls.zero  = big[35];
-  assign \big.cls.subnormal  = big[36];
-  assign \big.cls.inf  = big[37];
-  assign \big.cls.nan  = big[38];
-  assign \small.sig  = \small [23:0];
-  assign \small.exp  = \small [33:24];
-  assign \small.sign  = \small [34];
-  assign \small.cls  = \small [38:35];
-  assign \small.cls.zero  = \small [35];
-  assign \small.cls.subnormal  = \small [36];
-  assign \small.cls.inf  = \small [37];
-  assign \small.cls.nan  = \small [38];
-  assign aligned[66] = \$33 ;
-  assign aligned[65] = \$32 ;
-  assign aligned[64] = big[34];
-  assign aligned[63:54] = big[33:24];
-  assign aligned[53:27] = \$31 ;
-  assign aligned[26:0] = \$28 ;
-  assign aligned[68] = \$13 ;
-  assign aligned[67] = \$5 ;
-  assign small_ext = { \small [23:0], 3'h0 };
-  assign \$28  = { big[23:0], 3'h0 };
+  assign \aligned.big  = aligned[26:0];
+  assign \aligned.small  = aligned[53:27];
+  assign \aligned.exp  = aligned[63:54];
+  assign \aligned.sign  = aligned[64];
+  assign \aligned.subtract  = aligned[65];
+  assign \aligned.zero_sign  = aligned[66];
+  assign \aligned.special  = aligned[68:67];
+  assign \aligned.special.nan  = aligned[67];
+  assign \aligned.special.inf  = aligned[68];
+  assign aligned[66] = \$51 ;
+  assign aligned[65] = \$50 ;
+  assign aligned[64] = \$49 ;
+  assign aligned[63:54] = \$43 ;
+  assign aligned[53:27] = \$42 ;
+  assign aligned[26:0] = \$33 ;
+  assign aligned[68:67] = special;
+  assign special[1] = \$13 ;
+  assign special[0] = \$5 ;
+  assign small_ext = { \$23 , 3'h0 };
+  assign kept = { \$24 , 3'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire [58:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [5:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [6:0] \$16 ;
+  wire [31:0] \$17 ;
+  wire [32:0] \$18 ;
+  wire [27:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [27:0] \$7 ;
   wire [58:0] \$8 ;
-  wire [27:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [4:0] below_round;
   wire [4:0] count;
   wire [4:0] left;
   output [38:0] pre_round;
@@ -759,7 +775,6 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [4:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [27:0] shifted;
   wire [27:0] value;
@@ -781,26 +796,31 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h01d : \$5 ;
   assign \$7  = wide[28:1] >> \$6 [4:0];
-  assign \$8  = \$7  << \$6 [4:0];
-  assign right_lost = \$8 [27:0] != wide[28:1];
-  assign \$9  = wide[28:1] >> \$6 [4:0];
-  assign \$10  = wide[28:1] << \$2 [4:0];
-  assign \$11  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
-  assign \$12  = | shifted[2:0];
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[28:1] << \$2 [4:0];
+  assign \$9  = $signed(wide[38:29]) - $signed({ 1'h0, \$2 [4:0] });
+  assign \$10  = \$6 [4:0] > 5'h19;
+  assign \$11  = \$6 [4:0] + 2'h3;
+  assign \$12  = \$10  ? 6'h1c : \$11 ;
+  assign \$13  = \$2 [4:0] > 2'h3;
+  assign \$14  = 2'h3 - \$2 [4:0];
+  assign \$15  = \$13  ? 6'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [5], \$15  };
+  assign \$17  = 1'h1 << \$16 [4:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[28:1] & \$18 [27:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w24.add.normalize.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(wide[28:1])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [27:0];
+      shifted = \$8 [27:0];
     end
   end
   always @* begin
@@ -809,13 +829,13 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[27:4];
         pre_round[1] = shifted[3];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[39];
         pre_round[38:37] = wide[41:40];
       end
@@ -824,6 +844,7 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
   assign value = wide[28:1];
   assign left = \$2 [4:0];
   assign right = \$6 [4:0];
+  assign below_round = \$16 [4:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[28:1];
   assign \wide.exp  = wide[38:29];
@@ -842,105 +863,463 @@ module \s2fp8_pe_w24.add.normalize (pre_round, wide);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.add.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w24.add.normalize.lzc (value, \count$32 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [27:0] value;
   wire [27:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    count = 5'h1c;
-    if (value[0]) begin
-      count = 5'h1b;
-    end
-    if (value[1]) begin
-      count = 5'h1a;
-    end
-    if (value[2]) begin
-      count = 5'h19;
-    end
-    if (value[3]) begin
-      count = 5'h18;
-    end
-    if (value[4]) begin
-      count = 5'h17;
-    end
-    if (value[5]) begin
-      count = 5'h16;
-    end
-    if (value[6]) begin
-      count = 5'h15;
-    end
-    if (value[7]) begin
-      count = 5'h14;
-    end
-    if (value[8]) begin
-      count = 5'h13;
-    end
-    if (value[9]) begin
-      count = 5'h12;
-    end
-    if (value[10]) begin
-      count = 5'h11;
-    end
-    if (value[11]) begin
-      count = 5'h10;
-    end
-    if (value[12]) begin
-      count = 5'h0f;
-    end
-    if (value[13]) begin
-      count = 5'h0e;
-    end
-    if (value[14]) begin
-      count = 5'h0d;
-    end
-    if (value[15]) begin
-      count = 5'h0c;
-    end
-    if (value[16]) begin
-      count = 5'h0b;
-    end
-    if (value[17]) begin
-      count = 5'h0a;
-    end
-    if (value[18]) begin
-      count = 5'h09;
-    end
-    if (value[19]) begin
-      count = 5'h08;
-    end
-    if (value[20]) begin
-      count = 5'h07;
-    end
-    if (value[21]) begin
-      count = 5'h06;
-    end
-    if (value[22]) begin
-      count = 5'h05;
-    end
-    if (value[23]) begin
-      count = 5'h04;
-    end
-    if (value[24]) begin
-      count = 5'h03;
-    end
-    if (value[25]) begin
-      count = 5'h02;
-    end
-    if (value[26]) begin
-      count = 5'h01;
-    end
-    if (value[27]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$3  = ~ value[1];
+  assign \count$3  = value[1] ? 1'h0 : 1'h1;
+  assign \$4  = ~ value[3];
+  assign \count$4  = value[3] ? 1'h0 : 1'h1;
+  assign \$5  = ~ value[5];
+  assign \count$5  = value[5] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[7];
+  assign \count$6  = value[7] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[9];
+  assign \count$7  = value[9] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[11];
+  assign \count$8  = value[11] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[13];
+  assign \count$9  = value[13] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[15];
+  assign \count$10  = value[15] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[17];
+  assign \count$11  = value[17] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[19];
+  assign \count$12  = value[19] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[21];
+  assign \count$13  = value[21] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[23];
+  assign \count$14  = value[23] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[25];
+  assign \count$15  = value[25] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[27];
+  assign \count$16  = value[27] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[3];
+  assign \$21  = ~ value[2];
+  assign \$22  = \$20  & \$21 ;
+  assign \count$18  = \$22  ? { 1'h1, \count$3  } : { 1'h0, \count$4  };
+  assign \$23  = ~ value[7];
+  assign \$24  = ~ value[6];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[11];
+  assign \$27  = ~ value[10];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[15];
+  assign \$30  = ~ value[14];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[19];
+  assign \$33  = ~ value[18];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[23];
+  assign \$36  = ~ value[22];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[27];
+  assign \$39  = ~ value[26];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$41  = ~ value[3];
+  assign \$42  = ~ value[2];
+  assign \$43  = \$41  & \$42 ;
+  assign \$44  = ~ value[1];
+  assign \$45  = ~ value[0];
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$43  & \$46 ;
+  assign \count$25  = \$47  ? 3'h7 : { 1'h0, \count$18  };
+  assign \$48  = ~ value[11];
+  assign \$49  = ~ value[10];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[9];
+  assign \$52  = ~ value[8];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[19];
+  assign \$56  = ~ value[18];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[17];
+  assign \$59  = ~ value[16];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[27];
+  assign \$63  = ~ value[26];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[25];
+  assign \$66  = ~ value[24];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[11];
+  assign \$70  = ~ value[10];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[9];
+  assign \$73  = ~ value[8];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[7];
+  assign \$77  = ~ value[6];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[5];
+  assign \$80  = ~ value[4];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$84  = ~ value[27];
+  assign \$85  = ~ value[26];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[25];
+  assign \$88  = ~ value[24];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[23];
+  assign \$92  = ~ value[22];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[21];
+  assign \$95  = ~ value[20];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[27];
+  assign \$100  = ~ value[26];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[25];
+  assign \$103  = ~ value[24];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[23];
+  assign \$107  = ~ value[22];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[21];
+  assign \$110  = ~ value[20];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[19];
+  assign \$115  = ~ value[18];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[17];
+  assign \$118  = ~ value[16];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[15];
+  assign \$122  = ~ value[14];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[13];
+  assign \$125  = ~ value[12];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[27];
+  assign \$131  = ~ value[26];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[25];
+  assign \$134  = ~ value[24];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[23];
+  assign \$138  = ~ value[22];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[21];
+  assign \$141  = ~ value[20];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[19];
+  assign \$146  = ~ value[18];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[17];
+  assign \$149  = ~ value[16];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[15];
+  assign \$153  = ~ value[14];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[13];
+  assign \$156  = ~ value[12];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[11];
+  assign \$162  = ~ value[10];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[9];
+  assign \$165  = ~ value[8];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[7];
+  assign \$169  = ~ value[6];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[5];
+  assign \$172  = ~ value[4];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$176  = ~ value[3];
+  assign \$177  = ~ value[2];
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ value[1];
+  assign \$180  = ~ value[0];
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = \$178  & \$181 ;
+  assign \$191  = \$175  & \$190 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h1c : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = \$182 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.add.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -978,7 +1357,7 @@ module \s2fp8_pe_w24.add.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1174,10 +1553,10 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   reg [61:0] \$1 ;
-  reg \$2 ;
-  reg [31:0] \$3 ;
+  reg [31:0] \$2 ;
+  reg \$3 ;
   reg \$4 ;
   wire [31:0] a;
   wire [38:0] \a$4 ;
@@ -1244,14 +1623,14 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire \product.special.nan ;
   wire \product.sticky ;
   (* init = 62'h0000000000000000 *)
-  wire [61:0] product_s1;
-  wire [9:0] \product_s1.exp ;
-  wire [47:0] \product_s1.sig ;
-  wire \product_s1.sign ;
-  wire [1:0] \product_s1.special ;
-  wire \product_s1.special.inf ;
-  wire \product_s1.special.nan ;
-  wire \product_s1.sticky ;
+  wire [61:0] product_d1;
+  wire [9:0] \product_d1.exp ;
+  wire [47:0] \product_d1.sig ;
+  wire \product_d1.sign ;
+  wire [1:0] \product_d1.special ;
+  wire \product_d1.special.inf ;
+  wire \product_d1.special.nan ;
+  wire \product_d1.sticky ;
   output [31:0] result;
   reg [31:0] result = 32'd0;
   wire [31:0] \result$18 ;
@@ -1281,10 +1660,12 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire [9:0] \unpacked.exp ;
   wire [23:0] \unpacked.sig ;
   wire \unpacked.sign ;
+  reg valid_d1 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid_d2;
   input valid_in;
   wire valid_in;
   reg valid_out = 1'h0;
-  reg valid_s1 = 1'h0;
   reg [61:0] wide = 62'h0000000000000000;
   wire [9:0] \wide.exp ;
   wire [47:0] \wide.sig ;
@@ -1294,13 +1675,13 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   wire \wide.special.nan ;
   wire \wide.sticky ;
   always @(posedge clk)
-    result <= \$3 ;
+    valid_d1 <= \$3 ;
   always @(posedge clk)
     valid_out <= \$4 ;
   always @(posedge clk)
     wide <= \$1 ;
   always @(posedge clk)
-    valid_s1 <= \$2 ;
+    result <= \$2 ;
   \s2fp8_pe_w24.multiply.normalize  normalize (
     .pre_round(pre_round),
     .wide(wide)
@@ -1323,39 +1704,40 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
     .unpacked(\b$6 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$4  = valid_s1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$4  = valid_d1;
     if (rst) begin
       \$4  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$1  = product;
     if (rst) begin
       \$1  = 62'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$2  = valid_in;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$2  = \result$18 ;
     if (rst) begin
-      \$2  = 1'h0;
+      \$2  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$3  = \result$18 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$3  = valid_in;
     if (rst) begin
-      \$3  = 32'd0;
+      \$3  = 1'h0;
     end
   end
   assign a = operand;
   assign b = \operand$2 ;
   assign unpacked = \a$4 ;
   assign \unpacked$7  = \b$6 ;
-  assign product_s1 = wide;
+  assign product_d1 = wide;
   assign \pre_round$11  = pre_round;
+  assign valid_d2 = valid_out;
   assign \operand.frac  = operand[22:0];
   assign \operand.exp  = operand[30:23];
   assign \operand.sign  = operand[31];
@@ -1407,13 +1789,13 @@ module \s2fp8_pe_w24.multiply (\operand$2 , valid_in, clk, rst, result, operand)
   assign \wide.special  = wide[61:60];
   assign \wide.special.nan  = wide[60];
   assign \wide.special.inf  = wide[61];
-  assign \product_s1.sticky  = wide[0];
-  assign \product_s1.sig  = wide[48:1];
-  assign \product_s1.exp  = wide[58:49];
-  assign \product_s1.sign  = wide[59];
-  assign \product_s1.special  = wide[61:60];
-  assign \product_s1.special.nan  = wide[60];
-  assign \product_s1.special.inf  = wide[61];
+  assign \product_d1.sticky  = wide[0];
+  assign \product_d1.sig  = wide[48:1];
+  assign \product_d1.exp  = wide[58:49];
+  assign \product_d1.sign  = wide[59];
+  assign \product_d1.special  = wide[61:60];
+  assign \product_d1.special.nan  = wide[60];
+  assign \product_d1.special.inf  = wide[61];
   assign \pre_round.sticky  = pre_round[0];
   assign \pre_round.round  = pre_round[1];
   assign \pre_round.sig  = pre_round[25:2];
@@ -1447,23 +1829,30 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [110:0] \$10 ;
-  wire [10:0] \$11 ;
-  wire \$12 ;
+  wire \$10 ;
+  wire [6:0] \$11 ;
+  wire [6:0] \$12 ;
   wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
+  wire [6:0] \$14 ;
+  wire [6:0] \$15 ;
+  wire [7:0] \$16 ;
+  wire [63:0] \$17 ;
+  wire [64:0] \$18 ;
+  wire [47:0] \$19 ;
   wire [10:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
   wire [47:0] \$7 ;
   wire [110:0] \$8 ;
-  wire [47:0] \$9 ;
+  wire [10:0] \$9 ;
   wire below;
+  wire [5:0] below_round;
   wire [5:0] count;
   wire [5:0] left;
   output [38:0] pre_round;
@@ -1477,7 +1866,6 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   wire \pre_round.special.nan ;
   wire \pre_round.sticky ;
   wire [5:0] right;
-  wire right_lost;
   wire [10:0] room;
   reg [47:0] shifted;
   wire [47:0] value;
@@ -1499,41 +1887,46 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   assign \$5  = - $signed(room);
   assign \$6  = \$4  ? 12'h031 : \$5 ;
   assign \$7  = wide[48:1] >> \$6 [5:0];
-  assign \$8  = \$7  << \$6 [5:0];
-  assign right_lost = \$8 [47:0] != wide[48:1];
-  assign \$9  = wide[48:1] >> \$6 [5:0];
-  assign \$10  = wide[48:1] << \$2 [5:0];
-  assign \$11  = $signed(wide[58:49]) - $signed({ 1'h0, \$2 [5:0] });
-  assign \$12  = | shifted[22:0];
-  assign \$13  = \$12  | wide[0];
-  assign \$14  = below & right_lost;
-  assign \$15  = \$13  | \$14 ;
+  assign \$8  = wide[48:1] << \$2 [5:0];
+  assign \$9  = $signed(wide[58:49]) - $signed({ 1'h0, \$2 [5:0] });
+  assign \$10  = \$6 [5:0] > 5'h19;
+  assign \$11  = \$6 [5:0] + 5'h17;
+  assign \$12  = \$10  ? 7'h30 : \$11 ;
+  assign \$13  = \$2 [5:0] > 5'h17;
+  assign \$14  = 5'h17 - \$2 [5:0];
+  assign \$15  = \$13  ? 7'h00 : \$14 ;
+  assign \$16  = below ? { 1'h0, \$12  } : { \$15 [6], \$15  };
+  assign \$17  = 1'h1 << \$16 [5:0];
+  assign \$18  = \$17  - 1'h1;
+  assign \$19  = wide[48:1] & \$18 [47:0];
+  assign \$20  = | \$19 ;
+  assign \$21  = \$20  | wide[0];
   \s2fp8_pe_w24.multiply.normalize.lzc  lzc (
-    .count(count),
+    .\count$64 (count),
     .value(wide[48:1])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
-      shifted = \$9 ;
+      shifted = \$7 ;
     end else begin
-      shifted = \$10 [47:0];
+      shifted = \$8 [47:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
     if (below) begin
       pre_round[35:26] = 10'h382;
     end else begin
-      pre_round[35:26] = \$11 [9:0];
+      pre_round[35:26] = \$9 [9:0];
     end
     begin
       begin
         pre_round[25:2] = shifted[47:24];
         pre_round[1] = shifted[23];
-        pre_round[0] = \$15 ;
+        pre_round[0] = \$21 ;
         pre_round[36] = wide[59];
         pre_round[38:37] = wide[61:60];
       end
@@ -1542,6 +1935,7 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
   assign value = wide[48:1];
   assign left = \$2 [5:0];
   assign right = \$6 [5:0];
+  assign below_round = \$16 [5:0];
   assign \wide.sticky  = wide[0];
   assign \wide.sig  = wide[48:1];
   assign \wide.exp  = wide[58:49];
@@ -1560,165 +1954,1039 @@ module \s2fp8_pe_w24.multiply.normalize (pre_round, wide);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.normalize.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  output [5:0] count;
-  reg [5:0] count;
+module \s2fp8_pe_w24.multiply.normalize.lzc (value, \count$64 );
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
+  wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
+  wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire \count$17 ;
+  wire \count$18 ;
+  wire \count$19 ;
+  wire \count$2 ;
+  wire \count$20 ;
+  wire \count$21 ;
+  wire \count$22 ;
+  wire \count$23 ;
+  wire \count$24 ;
+  wire \count$25 ;
+  wire \count$26 ;
+  wire \count$27 ;
+  wire \count$28 ;
+  wire \count$29 ;
+  wire \count$3 ;
+  wire \count$30 ;
+  wire \count$31 ;
+  wire \count$32 ;
+  wire [1:0] \count$33 ;
+  wire [1:0] \count$34 ;
+  wire [1:0] \count$35 ;
+  wire [1:0] \count$36 ;
+  wire [1:0] \count$37 ;
+  wire [1:0] \count$38 ;
+  wire [1:0] \count$39 ;
+  wire \count$4 ;
+  wire [1:0] \count$40 ;
+  wire [1:0] \count$41 ;
+  wire [1:0] \count$42 ;
+  wire [1:0] \count$43 ;
+  wire [1:0] \count$44 ;
+  wire [1:0] \count$45 ;
+  wire [1:0] \count$46 ;
+  wire [1:0] \count$47 ;
+  wire [1:0] \count$48 ;
+  wire [2:0] \count$49 ;
+  wire \count$5 ;
+  wire [2:0] \count$50 ;
+  wire [2:0] \count$51 ;
+  wire [2:0] \count$52 ;
+  wire [2:0] \count$53 ;
+  wire [2:0] \count$54 ;
+  wire [2:0] \count$55 ;
+  wire [2:0] \count$56 ;
+  wire [3:0] \count$57 ;
+  wire [3:0] \count$58 ;
+  wire [3:0] \count$59 ;
+  wire \count$6 ;
+  wire [3:0] \count$60 ;
+  wire [4:0] \count$61 ;
+  wire [4:0] \count$62 ;
+  wire [5:0] \count$63 ;
+  output [5:0] \count$64 ;
+  wire [5:0] \count$64 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [47:0] value;
   wire [47:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    count = 6'h30;
-    if (value[0]) begin
-      count = 6'h2f;
-    end
-    if (value[1]) begin
-      count = 6'h2e;
-    end
-    if (value[2]) begin
-      count = 6'h2d;
-    end
-    if (value[3]) begin
-      count = 6'h2c;
-    end
-    if (value[4]) begin
-      count = 6'h2b;
-    end
-    if (value[5]) begin
-      count = 6'h2a;
-    end
-    if (value[6]) begin
-      count = 6'h29;
-    end
-    if (value[7]) begin
-      count = 6'h28;
-    end
-    if (value[8]) begin
-      count = 6'h27;
-    end
-    if (value[9]) begin
-      count = 6'h26;
-    end
-    if (value[10]) begin
-      count = 6'h25;
-    end
-    if (value[11]) begin
-      count = 6'h24;
-    end
-    if (value[12]) begin
-      count = 6'h23;
-    end
-    if (value[13]) begin
-      count = 6'h22;
-    end
-    if (value[14]) begin
-      count = 6'h21;
-    end
-    if (value[15]) begin
-      count = 6'h20;
-    end
-    if (value[16]) begin
-      count = 6'h1f;
-    end
-    if (value[17]) begin
-      count = 6'h1e;
-    end
-    if (value[18]) begin
-      count = 6'h1d;
-    end
-    if (value[19]) begin
-      count = 6'h1c;
-    end
-    if (value[20]) begin
-      count = 6'h1b;
-    end
-    if (value[21]) begin
-      count = 6'h1a;
-    end
-    if (value[22]) begin
-      count = 6'h19;
-    end
-    if (value[23]) begin
-      count = 6'h18;
-    end
-    if (value[24]) begin
-      count = 6'h17;
-    end
-    if (value[25]) begin
-      count = 6'h16;
-    end
-    if (value[26]) begin
-      count = 6'h15;
-    end
-    if (value[27]) begin
-      count = 6'h14;
-    end
-    if (value[28]) begin
-      count = 6'h13;
-    end
-    if (value[29]) begin
-      count = 6'h12;
-    end
-    if (value[30]) begin
-      count = 6'h11;
-    end
-    if (value[31]) begin
-      count = 6'h10;
-    end
-    if (value[32]) begin
-      count = 6'h0f;
-    end
-    if (value[33]) begin
-      count = 6'h0e;
-    end
-    if (value[34]) begin
-      count = 6'h0d;
-    end
-    if (value[35]) begin
-      count = 6'h0c;
-    end
-    if (value[36]) begin
-      count = 6'h0b;
-    end
-    if (value[37]) begin
-      count = 6'h0a;
-    end
-    if (value[38]) begin
-      count = 6'h09;
-    end
-    if (value[39]) begin
-      count = 6'h08;
-    end
-    if (value[40]) begin
-      count = 6'h07;
-    end
-    if (value[41]) begin
-      count = 6'h06;
-    end
-    if (value[42]) begin
-      count = 6'h05;
-    end
-    if (value[43]) begin
-      count = 6'h04;
-    end
-    if (value[44]) begin
-      count = 6'h03;
-    end
-    if (value[45]) begin
-      count = 6'h02;
-    end
-    if (value[46]) begin
-      count = 6'h01;
-    end
-    if (value[47]) begin
-      count = 6'h00;
-    end
-  end
+  assign \$9  = ~ value[1];
+  assign \count$9  = value[1] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[3];
+  assign \count$10  = value[3] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[5];
+  assign \count$11  = value[5] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[7];
+  assign \count$12  = value[7] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[9];
+  assign \count$13  = value[9] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[11];
+  assign \count$14  = value[11] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[13];
+  assign \count$15  = value[13] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[15];
+  assign \count$16  = value[15] ? 1'h0 : 1'h1;
+  assign \$17  = ~ value[17];
+  assign \count$17  = value[17] ? 1'h0 : 1'h1;
+  assign \$18  = ~ value[19];
+  assign \count$18  = value[19] ? 1'h0 : 1'h1;
+  assign \$19  = ~ value[21];
+  assign \count$19  = value[21] ? 1'h0 : 1'h1;
+  assign \$20  = ~ value[23];
+  assign \count$20  = value[23] ? 1'h0 : 1'h1;
+  assign \$21  = ~ value[25];
+  assign \count$21  = value[25] ? 1'h0 : 1'h1;
+  assign \$22  = ~ value[27];
+  assign \count$22  = value[27] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[29];
+  assign \count$23  = value[29] ? 1'h0 : 1'h1;
+  assign \$24  = ~ value[31];
+  assign \count$24  = value[31] ? 1'h0 : 1'h1;
+  assign \$25  = ~ value[33];
+  assign \count$25  = value[33] ? 1'h0 : 1'h1;
+  assign \$26  = ~ value[35];
+  assign \count$26  = value[35] ? 1'h0 : 1'h1;
+  assign \$27  = ~ value[37];
+  assign \count$27  = value[37] ? 1'h0 : 1'h1;
+  assign \$28  = ~ value[39];
+  assign \count$28  = value[39] ? 1'h0 : 1'h1;
+  assign \$29  = ~ value[41];
+  assign \count$29  = value[41] ? 1'h0 : 1'h1;
+  assign \$30  = ~ value[43];
+  assign \count$30  = value[43] ? 1'h0 : 1'h1;
+  assign \$31  = ~ value[45];
+  assign \count$31  = value[45] ? 1'h0 : 1'h1;
+  assign \$32  = ~ value[47];
+  assign \count$32  = value[47] ? 1'h0 : 1'h1;
+  assign \$45  = ~ value[3];
+  assign \$46  = ~ value[2];
+  assign \$47  = \$45  & \$46 ;
+  assign \count$37  = \$47  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \count$38  = \$50  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$51  = ~ value[11];
+  assign \$52  = ~ value[10];
+  assign \$53  = \$51  & \$52 ;
+  assign \count$39  = \$53  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$54  = ~ value[15];
+  assign \$55  = ~ value[14];
+  assign \$56  = \$54  & \$55 ;
+  assign \count$40  = \$56  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$57  = ~ value[19];
+  assign \$58  = ~ value[18];
+  assign \$59  = \$57  & \$58 ;
+  assign \count$41  = \$59  ? { 1'h1, \count$17  } : { 1'h0, \count$18  };
+  assign \$60  = ~ value[23];
+  assign \$61  = ~ value[22];
+  assign \$62  = \$60  & \$61 ;
+  assign \count$42  = \$62  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$63  = ~ value[27];
+  assign \$64  = ~ value[26];
+  assign \$65  = \$63  & \$64 ;
+  assign \count$43  = \$65  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$66  = ~ value[31];
+  assign \$67  = ~ value[30];
+  assign \$68  = \$66  & \$67 ;
+  assign \count$44  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[35];
+  assign \$70  = ~ value[34];
+  assign \$71  = \$69  & \$70 ;
+  assign \count$45  = \$71  ? { 1'h1, \count$25  } : { 1'h0, \count$26  };
+  assign \$72  = ~ value[39];
+  assign \$73  = ~ value[38];
+  assign \$74  = \$72  & \$73 ;
+  assign \count$46  = \$74  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$75  = ~ value[43];
+  assign \$76  = ~ value[42];
+  assign \$77  = \$75  & \$76 ;
+  assign \count$47  = \$77  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$78  = ~ value[47];
+  assign \$79  = ~ value[46];
+  assign \$80  = \$78  & \$79 ;
+  assign \count$48  = \$80  ? { 1'h1, \count$31  } : { 1'h0, \count$32  };
+  assign \$95  = ~ value[7];
+  assign \$96  = ~ value[6];
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = ~ value[5];
+  assign \$99  = ~ value[4];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = \$97  & \$100 ;
+  assign \count$51  = \$101  ? { 1'h1, \count$37  } : { 1'h0, \count$38  };
+  assign \$102  = ~ value[15];
+  assign \$103  = ~ value[14];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ~ value[13];
+  assign \$106  = ~ value[12];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \count$52  = \$108  ? { 1'h1, \count$39  } : { 1'h0, \count$40  };
+  assign \$109  = ~ value[23];
+  assign \$110  = ~ value[22];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ~ value[21];
+  assign \$113  = ~ value[20];
+  assign \$114  = \$112  & \$113 ;
+  assign \$115  = \$111  & \$114 ;
+  assign \count$53  = \$115  ? { 1'h1, \count$41  } : { 1'h0, \count$42  };
+  assign \$116  = ~ value[31];
+  assign \$117  = ~ value[30];
+  assign \$118  = \$116  & \$117 ;
+  assign \$119  = ~ value[29];
+  assign \$120  = ~ value[28];
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$118  & \$121 ;
+  assign \count$54  = \$122  ? { 1'h1, \count$43  } : { 1'h0, \count$44  };
+  assign \$123  = ~ value[39];
+  assign \$124  = ~ value[38];
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = ~ value[37];
+  assign \$127  = ~ value[36];
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$125  & \$128 ;
+  assign \count$55  = \$129  ? { 1'h1, \count$45  } : { 1'h0, \count$46  };
+  assign \$130  = ~ value[47];
+  assign \$131  = ~ value[46];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[45];
+  assign \$134  = ~ value[44];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \count$56  = \$136  ? { 1'h1, \count$47  } : { 1'h0, \count$48  };
+  assign \$152  = ~ value[15];
+  assign \$153  = ~ value[14];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[13];
+  assign \$156  = ~ value[12];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = ~ value[11];
+  assign \$160  = ~ value[10];
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = ~ value[9];
+  assign \$163  = ~ value[8];
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = \$161  & \$164 ;
+  assign \$166  = \$158  & \$165 ;
+  assign \count$58  = \$166  ? { 1'h1, \count$51  } : { 1'h0, \count$52  };
+  assign \$167  = ~ value[31];
+  assign \$168  = ~ value[30];
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ value[29];
+  assign \$171  = ~ value[28];
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$169  & \$172 ;
+  assign \$174  = ~ value[27];
+  assign \$175  = ~ value[26];
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = ~ value[25];
+  assign \$178  = ~ value[24];
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$176  & \$179 ;
+  assign \$181  = \$173  & \$180 ;
+  assign \count$59  = \$181  ? { 1'h1, \count$53  } : { 1'h0, \count$54  };
+  assign \$182  = ~ value[47];
+  assign \$183  = ~ value[46];
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = ~ value[45];
+  assign \$186  = ~ value[44];
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = \$184  & \$187 ;
+  assign \$189  = ~ value[43];
+  assign \$190  = ~ value[42];
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = ~ value[41];
+  assign \$193  = ~ value[40];
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$191  & \$194 ;
+  assign \$196  = \$188  & \$195 ;
+  assign \count$60  = \$196  ? { 1'h1, \count$55  } : { 1'h0, \count$56  };
+  assign \$197  = ~ value[15];
+  assign \$198  = ~ value[14];
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ value[13];
+  assign \$201  = ~ value[12];
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$199  & \$202 ;
+  assign \$204  = ~ value[11];
+  assign \$205  = ~ value[10];
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = ~ value[9];
+  assign \$208  = ~ value[8];
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = \$206  & \$209 ;
+  assign \$211  = \$203  & \$210 ;
+  assign \$212  = ~ value[7];
+  assign \$213  = ~ value[6];
+  assign \$214  = \$212  & \$213 ;
+  assign \$215  = ~ value[5];
+  assign \$216  = ~ value[4];
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = \$214  & \$217 ;
+  assign \$219  = ~ value[3];
+  assign \$220  = ~ value[2];
+  assign \$221  = \$219  & \$220 ;
+  assign \$222  = ~ value[1];
+  assign \$223  = ~ value[0];
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = \$221  & \$224 ;
+  assign \$226  = \$218  & \$225 ;
+  assign \$227  = \$211  & \$226 ;
+  assign \count$61  = \$227  ? 5'h1f : { 1'h0, \count$58  };
+  assign \$228  = ~ value[47];
+  assign \$229  = ~ value[46];
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = ~ value[45];
+  assign \$232  = ~ value[44];
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = \$230  & \$233 ;
+  assign \$235  = ~ value[43];
+  assign \$236  = ~ value[42];
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = ~ value[41];
+  assign \$239  = ~ value[40];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = \$237  & \$240 ;
+  assign \$242  = \$234  & \$241 ;
+  assign \$243  = ~ value[39];
+  assign \$244  = ~ value[38];
+  assign \$245  = \$243  & \$244 ;
+  assign \$246  = ~ value[37];
+  assign \$247  = ~ value[36];
+  assign \$248  = \$246  & \$247 ;
+  assign \$249  = \$245  & \$248 ;
+  assign \$250  = ~ value[35];
+  assign \$251  = ~ value[34];
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = ~ value[33];
+  assign \$254  = ~ value[32];
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$257  = \$249  & \$256 ;
+  assign \$258  = \$242  & \$257 ;
+  assign \count$62  = \$258  ? { 1'h1, \count$59  } : { 1'h0, \count$60  };
+  assign \$259  = ~ value[47];
+  assign \$260  = ~ value[46];
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = ~ value[45];
+  assign \$263  = ~ value[44];
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = \$261  & \$264 ;
+  assign \$266  = ~ value[43];
+  assign \$267  = ~ value[42];
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = ~ value[41];
+  assign \$270  = ~ value[40];
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = \$268  & \$271 ;
+  assign \$273  = \$265  & \$272 ;
+  assign \$274  = ~ value[39];
+  assign \$275  = ~ value[38];
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = ~ value[37];
+  assign \$278  = ~ value[36];
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$276  & \$279 ;
+  assign \$281  = ~ value[35];
+  assign \$282  = ~ value[34];
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = ~ value[33];
+  assign \$285  = ~ value[32];
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = \$283  & \$286 ;
+  assign \$288  = \$280  & \$287 ;
+  assign \$289  = \$273  & \$288 ;
+  assign \$290  = ~ value[31];
+  assign \$291  = ~ value[30];
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = ~ value[29];
+  assign \$294  = ~ value[28];
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$292  & \$295 ;
+  assign \$297  = ~ value[27];
+  assign \$298  = ~ value[26];
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = ~ value[25];
+  assign \$301  = ~ value[24];
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = \$299  & \$302 ;
+  assign \$304  = \$296  & \$303 ;
+  assign \$305  = ~ value[23];
+  assign \$306  = ~ value[22];
+  assign \$307  = \$305  & \$306 ;
+  assign \$308  = ~ value[21];
+  assign \$309  = ~ value[20];
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = \$307  & \$310 ;
+  assign \$312  = ~ value[19];
+  assign \$313  = ~ value[18];
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = ~ value[17];
+  assign \$316  = ~ value[16];
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = \$311  & \$318 ;
+  assign \$320  = \$304  & \$319 ;
+  assign \$321  = \$289  & \$320 ;
+  assign \count$63  = \$321  ? { 1'h1, \count$61  } : { 1'h0, \count$62  };
+  assign \$322  = ~ value[47];
+  assign \$323  = ~ value[46];
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = ~ value[45];
+  assign \$326  = ~ value[44];
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$324  & \$327 ;
+  assign \$329  = ~ value[43];
+  assign \$330  = ~ value[42];
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = ~ value[41];
+  assign \$333  = ~ value[40];
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$331  & \$334 ;
+  assign \$336  = \$328  & \$335 ;
+  assign \$337  = ~ value[39];
+  assign \$338  = ~ value[38];
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = ~ value[37];
+  assign \$341  = ~ value[36];
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$339  & \$342 ;
+  assign \$344  = ~ value[35];
+  assign \$345  = ~ value[34];
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = ~ value[33];
+  assign \$348  = ~ value[32];
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = \$346  & \$349 ;
+  assign \$351  = \$343  & \$350 ;
+  assign \$352  = \$336  & \$351 ;
+  assign \$353  = ~ value[31];
+  assign \$354  = ~ value[30];
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = ~ value[29];
+  assign \$357  = ~ value[28];
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = \$355  & \$358 ;
+  assign \$360  = ~ value[27];
+  assign \$361  = ~ value[26];
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = ~ value[25];
+  assign \$364  = ~ value[24];
+  assign \$365  = \$363  & \$364 ;
+  assign \$366  = \$362  & \$365 ;
+  assign \$367  = \$359  & \$366 ;
+  assign \$368  = ~ value[23];
+  assign \$369  = ~ value[22];
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = ~ value[21];
+  assign \$372  = ~ value[20];
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = \$370  & \$373 ;
+  assign \$375  = ~ value[19];
+  assign \$376  = ~ value[18];
+  assign \$377  = \$375  & \$376 ;
+  assign \$378  = ~ value[17];
+  assign \$379  = ~ value[16];
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = \$377  & \$380 ;
+  assign \$382  = \$374  & \$381 ;
+  assign \$383  = \$367  & \$382 ;
+  assign \$384  = \$352  & \$383 ;
+  assign \$385  = ~ value[15];
+  assign \$386  = ~ value[14];
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = ~ value[13];
+  assign \$389  = ~ value[12];
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$387  & \$390 ;
+  assign \$392  = ~ value[11];
+  assign \$393  = ~ value[10];
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = ~ value[9];
+  assign \$396  = ~ value[8];
+  assign \$397  = \$395  & \$396 ;
+  assign \$398  = \$394  & \$397 ;
+  assign \$399  = \$391  & \$398 ;
+  assign \$400  = ~ value[7];
+  assign \$401  = ~ value[6];
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = ~ value[5];
+  assign \$404  = ~ value[4];
+  assign \$405  = \$403  & \$404 ;
+  assign \$406  = \$402  & \$405 ;
+  assign \$407  = ~ value[3];
+  assign \$408  = ~ value[2];
+  assign \$409  = \$407  & \$408 ;
+  assign \$410  = ~ value[1];
+  assign \$411  = ~ value[0];
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = \$409  & \$412 ;
+  assign \$414  = \$406  & \$413 ;
+  assign \$415  = \$399  & \$414 ;
+  assign \$448  = \$384  & \$447 ;
+  assign \count$64  = \$448  ? 6'h30 : \count$63 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$5  = 1'h1;
+  assign \count$5  = 1'h1;
+  assign \$6  = 1'h1;
+  assign \count$6  = 1'h1;
+  assign \$7  = 1'h1;
+  assign \count$7  = 1'h1;
+  assign \$8  = 1'h1;
+  assign \count$8  = 1'h1;
+  assign \$33  = 1'h1;
+  assign \$34  = 1'h1;
+  assign \$35  = 1'h1;
+  assign \count$33  = 2'h3;
+  assign \$36  = 1'h1;
+  assign \$37  = 1'h1;
+  assign \$38  = 1'h1;
+  assign \count$34  = 2'h3;
+  assign \$39  = 1'h1;
+  assign \$40  = 1'h1;
+  assign \$41  = 1'h1;
+  assign \count$35  = 2'h3;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \count$36  = 2'h3;
+  assign \$81  = 1'h1;
+  assign \$82  = 1'h1;
+  assign \$83  = 1'h1;
+  assign \$84  = 1'h1;
+  assign \$85  = 1'h1;
+  assign \$86  = 1'h1;
+  assign \$87  = 1'h1;
+  assign \count$49  = 3'h7;
+  assign \$88  = 1'h1;
+  assign \$89  = 1'h1;
+  assign \$90  = 1'h1;
+  assign \$91  = 1'h1;
+  assign \$92  = 1'h1;
+  assign \$93  = 1'h1;
+  assign \$94  = 1'h1;
+  assign \count$50  = 3'h7;
+  assign \$137  = 1'h1;
+  assign \$138  = 1'h1;
+  assign \$139  = 1'h1;
+  assign \$140  = 1'h1;
+  assign \$141  = 1'h1;
+  assign \$142  = 1'h1;
+  assign \$143  = 1'h1;
+  assign \$144  = 1'h1;
+  assign \$145  = 1'h1;
+  assign \$146  = 1'h1;
+  assign \$147  = 1'h1;
+  assign \$148  = 1'h1;
+  assign \$149  = 1'h1;
+  assign \$150  = 1'h1;
+  assign \$151  = 1'h1;
+  assign \count$57  = 4'hf;
+  assign \$416  = 1'h1;
+  assign \$417  = 1'h1;
+  assign \$418  = 1'h1;
+  assign \$419  = 1'h1;
+  assign \$420  = 1'h1;
+  assign \$421  = 1'h1;
+  assign \$422  = 1'h1;
+  assign \$423  = 1'h1;
+  assign \$424  = 1'h1;
+  assign \$425  = 1'h1;
+  assign \$426  = 1'h1;
+  assign \$427  = 1'h1;
+  assign \$428  = 1'h1;
+  assign \$429  = 1'h1;
+  assign \$430  = 1'h1;
+  assign \$431  = 1'h1;
+  assign \$432  = 1'h1;
+  assign \$433  = 1'h1;
+  assign \$434  = 1'h1;
+  assign \$435  = 1'h1;
+  assign \$436  = 1'h1;
+  assign \$437  = 1'h1;
+  assign \$438  = 1'h1;
+  assign \$439  = 1'h1;
+  assign \$440  = 1'h1;
+  assign \$441  = 1'h1;
+  assign \$442  = 1'h1;
+  assign \$443  = 1'h1;
+  assign \$444  = 1'h1;
+  assign \$445  = 1'h1;
+  assign \$446  = 1'h1;
+  assign \$447  = \$415 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_pe_w24.multiply.round (result, pre_round);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$2 ;
   wire [10:0] \$3 ;
@@ -1756,7 +3024,7 @@ module \s2fp8_pe_w24.multiply.round (result, pre_round);
   assign \$8  = sig[23] ? \$7  : 11'h000;
   assign \$1  = pre_round[0] | pre_round[2];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     (* full_case = 32'd1 *)
     if (pre_round[37]) begin
       result = 32'd2143289344;
@@ -1949,7 +3217,7 @@ module \s2fp8_pe_w24.multiply.unpack_a (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w24.multiply.unpack_a.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -1977,88 +3245,458 @@ module \s2fp8_pe_w24.multiply.unpack_a (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.unpack_a.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w24.multiply.unpack_a.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2128,7 +3766,7 @@ module \s2fp8_pe_w24.multiply.unpack_b (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_pe_w24.multiply.unpack_b.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -2156,88 +3794,458 @@ module \s2fp8_pe_w24.multiply.unpack_b (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_pe_w24.multiply.unpack_b.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_pe_w24.multiply.unpack_b.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 /* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
 
@@ -2546,9 +4554,9 @@ module s2fp8_engine_4x4_w24(table_a__addr, table_a__data, table_b__en, table_b__
     .k(k),
     .rst(rst),
     .table__addr(table_a__addr),
-    .\table__addr$33 (table_b__addr),
+    .\table__addr$34 (table_b__addr),
     .table__data(table_a__data),
-    .\table__data$35 (table_b__data),
+    .\table__data$36 (table_b__data),
     .table_a__en(table_a__en),
     .table_b__en(table_b__en)
   );
@@ -2809,205 +4817,84 @@ module s2fp8_engine_4x4_w24(table_a__addr, table_a__data, table_b__en, table_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \table__addr$33 , \table__data$35 , k, a__payload, a__valid, b__payload, b__valid, clk, rst, a__ready, b__ready, c__valid, c__payload, table_a__en);
+module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \table__addr$34 , \table__data$36 , k, a__payload, a__valid, b__payload, b__valid, clk, rst, a__ready, b__ready, c__valid, c__payload, table_a__en);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [32:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire [32:0] \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [32:0] \$121 ;
-  wire \$122 ;
-  wire [32:0] \$123 ;
-  wire [32:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire [32:0] \$128 ;
-  wire \$129 ;
-  wire [32:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [32:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
+  wire \$13 ;
   wire \$14 ;
-  wire \$140 ;
-  wire [3:0] \$141 ;
-  wire \$142 ;
-  wire [5:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire [32:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire [32:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire [2:0] \$159 ;
-  wire \$16 ;
-  wire [6:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [32:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [32:0] \$16 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire [32:0] \$174 ;
-  wire \$175 ;
-  reg [31:0] \$176 ;
-  reg [2:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [2:0] \$179 ;
   wire \$18 ;
-  reg [31:0] \$180 ;
-  reg [31:0] \$181 ;
-  reg [31:0] \$182 ;
-  reg [31:0] \$183 ;
-  reg [31:0] \$184 ;
-  reg [31:0] \$185 ;
-  reg [31:0] \$186 ;
-  reg [2:0] \$187 ;
-  reg [31:0] \$188 ;
-  reg [31:0] \$189 ;
   wire \$19 ;
-  reg [2:0] \$190 ;
-  reg [2:0] \$191 ;
-  reg [31:0] \$192 ;
-  reg [31:0] \$193 ;
-  reg [31:0] \$194 ;
-  reg [2:0] \$195 ;
-  reg [2:0] \$196 ;
-  reg [2:0] \$197 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [32:0] \$24 ;
+  wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [32:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [32:0] \$3 ;
+  wire \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [32:0] \$35 ;
-  wire \$36 ;
+  wire \$35 ;
+  wire [32:0] \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [32:0] \$38 ;
+  wire [32:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [32:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire \$44 ;
+  wire [3:0] \$44 ;
   wire \$45 ;
-  wire [32:0] \$46 ;
-  wire \$47 ;
+  wire [5:0] \$46 ;
+  wire [32:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  wire [32:0] \$5 ;
+  wire [2:0] \$50 ;
+  wire [6:0] \$51 ;
   wire \$52 ;
-  wire \$53 ;
+  wire [32:0] \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire [32:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  reg [31:0] \$55 ;
+  reg [2:0] \$56 ;
+  reg [4:0] \$57 ;
+  reg [2:0] \$58 ;
+  reg [31:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
-  wire \$69 ;
+  reg [31:0] \$60 ;
+  reg [31:0] \$61 ;
+  reg [31:0] \$62 ;
+  reg [31:0] \$63 ;
+  reg [31:0] \$64 ;
+  reg [31:0] \$65 ;
+  reg [2:0] \$66 ;
+  reg [31:0] \$67 ;
+  reg [31:0] \$68 ;
+  reg [2:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [32:0] \$79 ;
+  reg [2:0] \$70 ;
+  reg [31:0] \$71 ;
+  reg [31:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg [2:0] \$74 ;
+  reg [2:0] \$75 ;
+  reg [2:0] \$76 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
   wire \$9 ;
-  wire [32:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
   (* init = 32'd0 *)
   wire [31:0] a1_skew_d1;
   wire [7:0] \a1_skew_d1.exp ;
@@ -3054,117 +4941,118 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   input a__valid;
   wire a__valid;
   wire [31:0] a_in;
-  reg [31:0] \a_in$104  = 32'd0;
-  wire [7:0] \a_in$104.exp ;
-  wire [22:0] \a_in$104.frac ;
-  wire \a_in$104.sign ;
-  wire [31:0] \a_in$110 ;
-  wire [7:0] \a_in$110.exp ;
-  wire [22:0] \a_in$110.frac ;
-  wire \a_in$110.sign ;
-  wire [31:0] \a_in$116 ;
-  wire [7:0] \a_in$116.exp ;
-  wire [22:0] \a_in$116.frac ;
-  wire \a_in$116.sign ;
-  wire [31:0] \a_in$122 ;
-  wire [7:0] \a_in$122.exp ;
-  wire [22:0] \a_in$122.frac ;
-  wire \a_in$122.sign ;
-  reg [31:0] \a_in$128  = 32'd0;
-  wire [7:0] \a_in$128.exp ;
-  wire [22:0] \a_in$128.frac ;
-  wire \a_in$128.sign ;
-  wire [31:0] \a_in$134 ;
-  wire [7:0] \a_in$134.exp ;
-  wire [22:0] \a_in$134.frac ;
-  wire \a_in$134.sign ;
-  wire [31:0] \a_in$140 ;
-  wire [7:0] \a_in$140.exp ;
-  wire [22:0] \a_in$140.frac ;
-  wire \a_in$140.sign ;
-  wire [31:0] \a_in$146 ;
-  wire [7:0] \a_in$146.exp ;
-  wire [22:0] \a_in$146.frac ;
-  wire \a_in$146.sign ;
-  wire [31:0] \a_in$62 ;
-  wire [7:0] \a_in$62.exp ;
-  wire [22:0] \a_in$62.frac ;
-  wire \a_in$62.sign ;
-  wire [31:0] \a_in$68 ;
-  wire [7:0] \a_in$68.exp ;
-  wire [22:0] \a_in$68.frac ;
-  wire \a_in$68.sign ;
-  wire [31:0] \a_in$74 ;
-  wire [7:0] \a_in$74.exp ;
-  wire [22:0] \a_in$74.frac ;
-  wire \a_in$74.sign ;
-  reg [31:0] \a_in$80  = 32'd0;
-  wire [7:0] \a_in$80.exp ;
-  wire [22:0] \a_in$80.frac ;
-  wire \a_in$80.sign ;
-  wire [31:0] \a_in$86 ;
-  wire [7:0] \a_in$86.exp ;
-  wire [22:0] \a_in$86.frac ;
-  wire \a_in$86.sign ;
-  wire [31:0] \a_in$92 ;
-  wire [7:0] \a_in$92.exp ;
-  wire [22:0] \a_in$92.frac ;
-  wire \a_in$92.sign ;
-  wire [31:0] \a_in$98 ;
-  wire [7:0] \a_in$98.exp ;
-  wire [22:0] \a_in$98.frac ;
-  wire \a_in$98.sign ;
+  reg [31:0] \a_in$105  = 32'd0;
+  wire [7:0] \a_in$105.exp ;
+  wire [22:0] \a_in$105.frac ;
+  wire \a_in$105.sign ;
+  wire [31:0] \a_in$111 ;
+  wire [7:0] \a_in$111.exp ;
+  wire [22:0] \a_in$111.frac ;
+  wire \a_in$111.sign ;
+  wire [31:0] \a_in$117 ;
+  wire [7:0] \a_in$117.exp ;
+  wire [22:0] \a_in$117.frac ;
+  wire \a_in$117.sign ;
+  wire [31:0] \a_in$123 ;
+  wire [7:0] \a_in$123.exp ;
+  wire [22:0] \a_in$123.frac ;
+  wire \a_in$123.sign ;
+  reg [31:0] \a_in$129  = 32'd0;
+  wire [7:0] \a_in$129.exp ;
+  wire [22:0] \a_in$129.frac ;
+  wire \a_in$129.sign ;
+  wire [31:0] \a_in$135 ;
+  wire [7:0] \a_in$135.exp ;
+  wire [22:0] \a_in$135.frac ;
+  wire \a_in$135.sign ;
+  wire [31:0] \a_in$141 ;
+  wire [7:0] \a_in$141.exp ;
+  wire [22:0] \a_in$141.frac ;
+  wire \a_in$141.sign ;
+  wire [31:0] \a_in$147 ;
+  wire [7:0] \a_in$147.exp ;
+  wire [22:0] \a_in$147.frac ;
+  wire \a_in$147.sign ;
+  wire [31:0] \a_in$63 ;
+  wire [7:0] \a_in$63.exp ;
+  wire [22:0] \a_in$63.frac ;
+  wire \a_in$63.sign ;
+  wire [31:0] \a_in$69 ;
+  wire [7:0] \a_in$69.exp ;
+  wire [22:0] \a_in$69.frac ;
+  wire \a_in$69.sign ;
+  wire [31:0] \a_in$75 ;
+  wire [7:0] \a_in$75.exp ;
+  wire [22:0] \a_in$75.frac ;
+  wire \a_in$75.sign ;
+  reg [31:0] \a_in$81  = 32'd0;
+  wire [7:0] \a_in$81.exp ;
+  wire [22:0] \a_in$81.frac ;
+  wire \a_in$81.sign ;
+  wire [31:0] \a_in$87 ;
+  wire [7:0] \a_in$87.exp ;
+  wire [22:0] \a_in$87.frac ;
+  wire \a_in$87.sign ;
+  wire [31:0] \a_in$93 ;
+  wire [7:0] \a_in$93.exp ;
+  wire [22:0] \a_in$93.frac ;
+  wire \a_in$93.sign ;
+  wire [31:0] \a_in$99 ;
+  wire [7:0] \a_in$99.exp ;
+  wire [22:0] \a_in$99.frac ;
+  wire \a_in$99.sign ;
   wire [7:0] \a_in.exp ;
   wire [22:0] \a_in.frac ;
   wire \a_in.sign ;
   wire [31:0] a_out;
-  wire [31:0] \a_out$111 ;
-  wire [7:0] \a_out$111.exp ;
-  wire [22:0] \a_out$111.frac ;
-  wire \a_out$111.sign ;
-  wire [31:0] \a_out$117 ;
-  wire [7:0] \a_out$117.exp ;
-  wire [22:0] \a_out$117.frac ;
-  wire \a_out$117.sign ;
-  wire [31:0] \a_out$123 ;
-  wire [7:0] \a_out$123.exp ;
-  wire [22:0] \a_out$123.frac ;
-  wire \a_out$123.sign ;
-  wire [31:0] \a_out$135 ;
-  wire [7:0] \a_out$135.exp ;
-  wire [22:0] \a_out$135.frac ;
-  wire \a_out$135.sign ;
-  wire [31:0] \a_out$141 ;
-  wire [7:0] \a_out$141.exp ;
-  wire [22:0] \a_out$141.frac ;
-  wire \a_out$141.sign ;
-  wire [31:0] \a_out$147 ;
-  wire [7:0] \a_out$147.exp ;
-  wire [22:0] \a_out$147.frac ;
-  wire \a_out$147.sign ;
-  wire [31:0] \a_out$69 ;
-  wire [7:0] \a_out$69.exp ;
-  wire [22:0] \a_out$69.frac ;
-  wire \a_out$69.sign ;
-  wire [31:0] \a_out$75 ;
-  wire [7:0] \a_out$75.exp ;
-  wire [22:0] \a_out$75.frac ;
-  wire \a_out$75.sign ;
-  wire [31:0] \a_out$87 ;
-  wire [7:0] \a_out$87.exp ;
-  wire [22:0] \a_out$87.frac ;
-  wire \a_out$87.sign ;
-  wire [31:0] \a_out$93 ;
-  wire [7:0] \a_out$93.exp ;
-  wire [22:0] \a_out$93.frac ;
-  wire \a_out$93.sign ;
-  wire [31:0] \a_out$99 ;
-  wire [7:0] \a_out$99.exp ;
-  wire [22:0] \a_out$99.frac ;
-  wire \a_out$99.sign ;
+  wire [31:0] \a_out$100 ;
+  wire [7:0] \a_out$100.exp ;
+  wire [22:0] \a_out$100.frac ;
+  wire \a_out$100.sign ;
+  wire [31:0] \a_out$112 ;
+  wire [7:0] \a_out$112.exp ;
+  wire [22:0] \a_out$112.frac ;
+  wire \a_out$112.sign ;
+  wire [31:0] \a_out$118 ;
+  wire [7:0] \a_out$118.exp ;
+  wire [22:0] \a_out$118.frac ;
+  wire \a_out$118.sign ;
+  wire [31:0] \a_out$124 ;
+  wire [7:0] \a_out$124.exp ;
+  wire [22:0] \a_out$124.frac ;
+  wire \a_out$124.sign ;
+  wire [31:0] \a_out$136 ;
+  wire [7:0] \a_out$136.exp ;
+  wire [22:0] \a_out$136.frac ;
+  wire \a_out$136.sign ;
+  wire [31:0] \a_out$142 ;
+  wire [7:0] \a_out$142.exp ;
+  wire [22:0] \a_out$142.frac ;
+  wire \a_out$142.sign ;
+  wire [31:0] \a_out$148 ;
+  wire [7:0] \a_out$148.exp ;
+  wire [22:0] \a_out$148.frac ;
+  wire \a_out$148.sign ;
+  wire [31:0] \a_out$70 ;
+  wire [7:0] \a_out$70.exp ;
+  wire [22:0] \a_out$70.frac ;
+  wire \a_out$70.sign ;
+  wire [31:0] \a_out$76 ;
+  wire [7:0] \a_out$76.exp ;
+  wire [22:0] \a_out$76.frac ;
+  wire \a_out$76.sign ;
+  wire [31:0] \a_out$88 ;
+  wire [7:0] \a_out$88.exp ;
+  wire [22:0] \a_out$88.frac ;
+  wire \a_out$88.sign ;
+  wire [31:0] \a_out$94 ;
+  wire [7:0] \a_out$94.exp ;
+  wire [22:0] \a_out$94.frac ;
+  wire \a_out$94.sign ;
   wire [7:0] \a_out.exp ;
   wire [22:0] \a_out.frac ;
   wire \a_out.sign ;
+  wire accept;
   (* init = 32'd0 *)
   wire [31:0] b1_skew_d1;
   wire [7:0] \b1_skew_d1.exp ;
@@ -3211,114 +5099,114 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   input b__valid;
   wire b__valid;
   wire [31:0] b_in;
-  wire [31:0] \b_in$102 ;
-  wire [7:0] \b_in$102.exp ;
-  wire [22:0] \b_in$102.frac ;
-  wire \b_in$102.sign ;
-  wire [31:0] \b_in$108 ;
-  wire [7:0] \b_in$108.exp ;
-  wire [22:0] \b_in$108.frac ;
-  wire \b_in$108.sign ;
-  wire [31:0] \b_in$114 ;
-  wire [7:0] \b_in$114.exp ;
-  wire [22:0] \b_in$114.frac ;
-  wire \b_in$114.sign ;
-  wire [31:0] \b_in$120 ;
-  wire [7:0] \b_in$120.exp ;
-  wire [22:0] \b_in$120.frac ;
-  wire \b_in$120.sign ;
-  wire [31:0] \b_in$126 ;
-  wire [7:0] \b_in$126.exp ;
-  wire [22:0] \b_in$126.frac ;
-  wire \b_in$126.sign ;
-  wire [31:0] \b_in$132 ;
-  wire [7:0] \b_in$132.exp ;
-  wire [22:0] \b_in$132.frac ;
-  wire \b_in$132.sign ;
-  wire [31:0] \b_in$138 ;
-  wire [7:0] \b_in$138.exp ;
-  wire [22:0] \b_in$138.frac ;
-  wire \b_in$138.sign ;
-  wire [31:0] \b_in$144 ;
-  wire [7:0] \b_in$144.exp ;
-  wire [22:0] \b_in$144.frac ;
-  wire \b_in$144.sign ;
-  wire [31:0] \b_in$150 ;
-  wire [7:0] \b_in$150.exp ;
-  wire [22:0] \b_in$150.frac ;
-  wire \b_in$150.sign ;
-  reg [31:0] \b_in$66  = 32'd0;
-  wire [7:0] \b_in$66.exp ;
-  wire [22:0] \b_in$66.frac ;
-  wire \b_in$66.sign ;
-  reg [31:0] \b_in$72  = 32'd0;
-  wire [7:0] \b_in$72.exp ;
-  wire [22:0] \b_in$72.frac ;
-  wire \b_in$72.sign ;
-  reg [31:0] \b_in$78  = 32'd0;
-  wire [7:0] \b_in$78.exp ;
-  wire [22:0] \b_in$78.frac ;
-  wire \b_in$78.sign ;
-  wire [31:0] \b_in$84 ;
-  wire [7:0] \b_in$84.exp ;
-  wire [22:0] \b_in$84.frac ;
-  wire \b_in$84.sign ;
-  wire [31:0] \b_in$90 ;
-  wire [7:0] \b_in$90.exp ;
-  wire [22:0] \b_in$90.frac ;
-  wire \b_in$90.sign ;
-  wire [31:0] \b_in$96 ;
-  wire [7:0] \b_in$96.exp ;
-  wire [22:0] \b_in$96.frac ;
-  wire \b_in$96.sign ;
+  wire [31:0] \b_in$103 ;
+  wire [7:0] \b_in$103.exp ;
+  wire [22:0] \b_in$103.frac ;
+  wire \b_in$103.sign ;
+  wire [31:0] \b_in$109 ;
+  wire [7:0] \b_in$109.exp ;
+  wire [22:0] \b_in$109.frac ;
+  wire \b_in$109.sign ;
+  wire [31:0] \b_in$115 ;
+  wire [7:0] \b_in$115.exp ;
+  wire [22:0] \b_in$115.frac ;
+  wire \b_in$115.sign ;
+  wire [31:0] \b_in$121 ;
+  wire [7:0] \b_in$121.exp ;
+  wire [22:0] \b_in$121.frac ;
+  wire \b_in$121.sign ;
+  wire [31:0] \b_in$127 ;
+  wire [7:0] \b_in$127.exp ;
+  wire [22:0] \b_in$127.frac ;
+  wire \b_in$127.sign ;
+  wire [31:0] \b_in$133 ;
+  wire [7:0] \b_in$133.exp ;
+  wire [22:0] \b_in$133.frac ;
+  wire \b_in$133.sign ;
+  wire [31:0] \b_in$139 ;
+  wire [7:0] \b_in$139.exp ;
+  wire [22:0] \b_in$139.frac ;
+  wire \b_in$139.sign ;
+  wire [31:0] \b_in$145 ;
+  wire [7:0] \b_in$145.exp ;
+  wire [22:0] \b_in$145.frac ;
+  wire \b_in$145.sign ;
+  wire [31:0] \b_in$151 ;
+  wire [7:0] \b_in$151.exp ;
+  wire [22:0] \b_in$151.frac ;
+  wire \b_in$151.sign ;
+  reg [31:0] \b_in$67  = 32'd0;
+  wire [7:0] \b_in$67.exp ;
+  wire [22:0] \b_in$67.frac ;
+  wire \b_in$67.sign ;
+  reg [31:0] \b_in$73  = 32'd0;
+  wire [7:0] \b_in$73.exp ;
+  wire [22:0] \b_in$73.frac ;
+  wire \b_in$73.sign ;
+  reg [31:0] \b_in$79  = 32'd0;
+  wire [7:0] \b_in$79.exp ;
+  wire [22:0] \b_in$79.frac ;
+  wire \b_in$79.sign ;
+  wire [31:0] \b_in$85 ;
+  wire [7:0] \b_in$85.exp ;
+  wire [22:0] \b_in$85.frac ;
+  wire \b_in$85.sign ;
+  wire [31:0] \b_in$91 ;
+  wire [7:0] \b_in$91.exp ;
+  wire [22:0] \b_in$91.frac ;
+  wire \b_in$91.sign ;
+  wire [31:0] \b_in$97 ;
+  wire [7:0] \b_in$97.exp ;
+  wire [22:0] \b_in$97.frac ;
+  wire \b_in$97.sign ;
   wire [7:0] \b_in.exp ;
   wire [22:0] \b_in.frac ;
   wire \b_in.sign ;
   wire [31:0] b_out;
-  wire [31:0] \b_out$103 ;
-  wire [7:0] \b_out$103.exp ;
-  wire [22:0] \b_out$103.frac ;
-  wire \b_out$103.sign ;
-  wire [31:0] \b_out$109 ;
-  wire [7:0] \b_out$109.exp ;
-  wire [22:0] \b_out$109.frac ;
-  wire \b_out$109.sign ;
-  wire [31:0] \b_out$115 ;
-  wire [7:0] \b_out$115.exp ;
-  wire [22:0] \b_out$115.frac ;
-  wire \b_out$115.sign ;
-  wire [31:0] \b_out$121 ;
-  wire [7:0] \b_out$121.exp ;
-  wire [22:0] \b_out$121.frac ;
-  wire \b_out$121.sign ;
-  wire [31:0] \b_out$127 ;
-  wire [7:0] \b_out$127.exp ;
-  wire [22:0] \b_out$127.frac ;
-  wire \b_out$127.sign ;
-  wire [31:0] \b_out$133 ;
-  wire [7:0] \b_out$133.exp ;
-  wire [22:0] \b_out$133.frac ;
-  wire \b_out$133.sign ;
-  wire [31:0] \b_out$139 ;
-  wire [7:0] \b_out$139.exp ;
-  wire [22:0] \b_out$139.frac ;
-  wire \b_out$139.sign ;
-  wire [31:0] \b_out$145 ;
-  wire [7:0] \b_out$145.exp ;
-  wire [22:0] \b_out$145.frac ;
-  wire \b_out$145.sign ;
-  wire [31:0] \b_out$151 ;
-  wire [7:0] \b_out$151.exp ;
-  wire [22:0] \b_out$151.frac ;
-  wire \b_out$151.sign ;
-  wire [31:0] \b_out$91 ;
-  wire [7:0] \b_out$91.exp ;
-  wire [22:0] \b_out$91.frac ;
-  wire \b_out$91.sign ;
-  wire [31:0] \b_out$97 ;
-  wire [7:0] \b_out$97.exp ;
-  wire [22:0] \b_out$97.frac ;
-  wire \b_out$97.sign ;
+  wire [31:0] \b_out$104 ;
+  wire [7:0] \b_out$104.exp ;
+  wire [22:0] \b_out$104.frac ;
+  wire \b_out$104.sign ;
+  wire [31:0] \b_out$110 ;
+  wire [7:0] \b_out$110.exp ;
+  wire [22:0] \b_out$110.frac ;
+  wire \b_out$110.sign ;
+  wire [31:0] \b_out$116 ;
+  wire [7:0] \b_out$116.exp ;
+  wire [22:0] \b_out$116.frac ;
+  wire \b_out$116.sign ;
+  wire [31:0] \b_out$122 ;
+  wire [7:0] \b_out$122.exp ;
+  wire [22:0] \b_out$122.frac ;
+  wire \b_out$122.sign ;
+  wire [31:0] \b_out$128 ;
+  wire [7:0] \b_out$128.exp ;
+  wire [22:0] \b_out$128.frac ;
+  wire \b_out$128.sign ;
+  wire [31:0] \b_out$134 ;
+  wire [7:0] \b_out$134.exp ;
+  wire [22:0] \b_out$134.frac ;
+  wire \b_out$134.sign ;
+  wire [31:0] \b_out$140 ;
+  wire [7:0] \b_out$140.exp ;
+  wire [22:0] \b_out$140.frac ;
+  wire \b_out$140.sign ;
+  wire [31:0] \b_out$146 ;
+  wire [7:0] \b_out$146.exp ;
+  wire [22:0] \b_out$146.frac ;
+  wire \b_out$146.sign ;
+  wire [31:0] \b_out$152 ;
+  wire [7:0] \b_out$152.exp ;
+  wire [22:0] \b_out$152.frac ;
+  wire \b_out$152.sign ;
+  wire [31:0] \b_out$92 ;
+  wire [7:0] \b_out$92.exp ;
+  wire [22:0] \b_out$92.frac ;
+  wire \b_out$92.sign ;
+  wire [31:0] \b_out$98 ;
+  wire [7:0] \b_out$98.exp ;
+  wire [22:0] \b_out$98.frac ;
+  wire \b_out$98.sign ;
   wire [7:0] \b_out.exp ;
   wire [22:0] \b_out.frac ;
   wire \b_out.sign ;
@@ -3349,37 +5237,37 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$21 ;
-  wire [6:0] \code$21.magnitude ;
-  wire \code$21.sign ;
-  wire [7:0] \code$26 ;
-  wire [6:0] \code$26.magnitude ;
-  wire \code$26.sign ;
-  wire [7:0] \code$31 ;
-  wire [6:0] \code$31.magnitude ;
-  wire \code$31.sign ;
-  wire [7:0] \code$38 ;
-  wire [6:0] \code$38.magnitude ;
-  wire \code$38.sign ;
-  wire [7:0] \code$44 ;
-  wire [6:0] \code$44.magnitude ;
-  wire \code$44.sign ;
-  wire [7:0] \code$49 ;
-  wire [6:0] \code$49.magnitude ;
-  wire \code$49.sign ;
-  wire [7:0] \code$54 ;
-  wire [6:0] \code$54.magnitude ;
-  wire \code$54.sign ;
+  wire [7:0] \code$22 ;
+  wire [6:0] \code$22.magnitude ;
+  wire \code$22.sign ;
+  wire [7:0] \code$27 ;
+  wire [6:0] \code$27.magnitude ;
+  wire \code$27.sign ;
+  wire [7:0] \code$32 ;
+  wire [6:0] \code$32.magnitude ;
+  wire \code$32.sign ;
+  wire [7:0] \code$39 ;
+  wire [6:0] \code$39.magnitude ;
+  wire \code$39.sign ;
+  wire [7:0] \code$45 ;
+  wire [6:0] \code$45.magnitude ;
+  wire \code$45.sign ;
+  wire [7:0] \code$50 ;
+  wire [6:0] \code$50.magnitude ;
+  wire \code$50.sign ;
+  wire [7:0] \code$55 ;
+  wire [6:0] \code$55.magnitude ;
+  wire \code$55.sign ;
   wire [6:0] \code.magnitude ;
   wire \code.sign ;
   wire code_valid;
-  wire \code_valid$22 ;
-  wire \code_valid$27 ;
-  wire \code_valid$32 ;
-  wire \code_valid$40 ;
-  wire \code_valid$45 ;
-  wire \code_valid$50 ;
-  wire \code_valid$55 ;
+  wire \code_valid$23 ;
+  wire \code_valid$28 ;
+  wire \code_valid$33 ;
+  wire \code_valid$41 ;
+  wire \code_valid$46 ;
+  wire \code_valid$51 ;
+  wire \code_valid$56 ;
   (* init = 3'h0 *)
   wire [2:0] control;
   wire \control.first ;
@@ -3414,131 +5302,127 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   wire \ctl3_skew_d3.last ;
   wire \ctl3_skew_d3.valid ;
   reg [2:0] ctl_in = 3'h0;
-  wire [2:0] \ctl_in$100 ;
-  wire \ctl_in$100.first ;
-  wire \ctl_in$100.last ;
-  wire \ctl_in$100.valid ;
-  reg [2:0] \ctl_in$106  = 3'h0;
-  wire \ctl_in$106.first ;
-  wire \ctl_in$106.last ;
-  wire \ctl_in$106.valid ;
-  wire [2:0] \ctl_in$112 ;
-  wire \ctl_in$112.first ;
-  wire \ctl_in$112.last ;
-  wire \ctl_in$112.valid ;
-  wire [2:0] \ctl_in$118 ;
-  wire \ctl_in$118.first ;
-  wire \ctl_in$118.last ;
-  wire \ctl_in$118.valid ;
-  wire [2:0] \ctl_in$124 ;
-  wire \ctl_in$124.first ;
-  wire \ctl_in$124.last ;
-  wire \ctl_in$124.valid ;
-  reg [2:0] \ctl_in$130  = 3'h0;
-  wire \ctl_in$130.first ;
-  wire \ctl_in$130.last ;
-  wire \ctl_in$130.valid ;
-  wire [2:0] \ctl_in$136 ;
-  wire \ctl_in$136.first ;
-  wire \ctl_in$136.last ;
-  wire \ctl_in$136.valid ;
-  wire [2:0] \ctl_in$142 ;
-  wire \ctl_in$142.first ;
-  wire \ctl_in$142.last ;
-  wire \ctl_in$142.valid ;
-  wire [2:0] \ctl_in$148 ;
-  wire \ctl_in$148.first ;
-  wire \ctl_in$148.last ;
-  wire \ctl_in$148.valid ;
-  wire [2:0] \ctl_in$64 ;
-  wire \ctl_in$64.first ;
-  wire \ctl_in$64.last ;
-  wire \ctl_in$64.valid ;
-  wire [2:0] \ctl_in$70 ;
-  wire \ctl_in$70.first ;
-  wire \ctl_in$70.last ;
-  wire \ctl_in$70.valid ;
-  wire [2:0] \ctl_in$76 ;
-  wire \ctl_in$76.first ;
-  wire \ctl_in$76.last ;
-  wire \ctl_in$76.valid ;
-  reg [2:0] \ctl_in$82  = 3'h0;
-  wire \ctl_in$82.first ;
-  wire \ctl_in$82.last ;
-  wire \ctl_in$82.valid ;
-  wire [2:0] \ctl_in$88 ;
-  wire \ctl_in$88.first ;
-  wire \ctl_in$88.last ;
-  wire \ctl_in$88.valid ;
-  wire [2:0] \ctl_in$94 ;
-  wire \ctl_in$94.first ;
-  wire \ctl_in$94.last ;
-  wire \ctl_in$94.valid ;
+  wire [2:0] \ctl_in$101 ;
+  wire \ctl_in$101.first ;
+  wire \ctl_in$101.last ;
+  wire \ctl_in$101.valid ;
+  reg [2:0] \ctl_in$107  = 3'h0;
+  wire \ctl_in$107.first ;
+  wire \ctl_in$107.last ;
+  wire \ctl_in$107.valid ;
+  wire [2:0] \ctl_in$113 ;
+  wire \ctl_in$113.first ;
+  wire \ctl_in$113.last ;
+  wire \ctl_in$113.valid ;
+  wire [2:0] \ctl_in$119 ;
+  wire \ctl_in$119.first ;
+  wire \ctl_in$119.last ;
+  wire \ctl_in$119.valid ;
+  wire [2:0] \ctl_in$125 ;
+  wire \ctl_in$125.first ;
+  wire \ctl_in$125.last ;
+  wire \ctl_in$125.valid ;
+  reg [2:0] \ctl_in$131  = 3'h0;
+  wire \ctl_in$131.first ;
+  wire \ctl_in$131.last ;
+  wire \ctl_in$131.valid ;
+  wire [2:0] \ctl_in$137 ;
+  wire \ctl_in$137.first ;
+  wire \ctl_in$137.last ;
+  wire \ctl_in$137.valid ;
+  wire [2:0] \ctl_in$143 ;
+  wire \ctl_in$143.first ;
+  wire \ctl_in$143.last ;
+  wire \ctl_in$143.valid ;
+  wire [2:0] \ctl_in$149 ;
+  wire \ctl_in$149.first ;
+  wire \ctl_in$149.last ;
+  wire \ctl_in$149.valid ;
+  wire [2:0] \ctl_in$65 ;
+  wire \ctl_in$65.first ;
+  wire \ctl_in$65.last ;
+  wire \ctl_in$65.valid ;
+  wire [2:0] \ctl_in$71 ;
+  wire \ctl_in$71.first ;
+  wire \ctl_in$71.last ;
+  wire \ctl_in$71.valid ;
+  wire [2:0] \ctl_in$77 ;
+  wire \ctl_in$77.first ;
+  wire \ctl_in$77.last ;
+  wire \ctl_in$77.valid ;
+  reg [2:0] \ctl_in$83  = 3'h0;
+  wire \ctl_in$83.first ;
+  wire \ctl_in$83.last ;
+  wire \ctl_in$83.valid ;
+  wire [2:0] \ctl_in$89 ;
+  wire \ctl_in$89.first ;
+  wire \ctl_in$89.last ;
+  wire \ctl_in$89.valid ;
+  wire [2:0] \ctl_in$95 ;
+  wire \ctl_in$95.first ;
+  wire \ctl_in$95.last ;
+  wire \ctl_in$95.valid ;
   wire \ctl_in.first ;
   wire \ctl_in.last ;
   wire \ctl_in.valid ;
   wire [2:0] ctl_out;
-  wire [2:0] \ctl_out$101 ;
-  wire \ctl_out$101.first ;
-  wire \ctl_out$101.last ;
-  wire \ctl_out$101.valid ;
-  wire [2:0] \ctl_out$113 ;
-  wire \ctl_out$113.first ;
-  wire \ctl_out$113.last ;
-  wire \ctl_out$113.valid ;
-  wire [2:0] \ctl_out$119 ;
-  wire \ctl_out$119.first ;
-  wire \ctl_out$119.last ;
-  wire \ctl_out$119.valid ;
-  wire [2:0] \ctl_out$125 ;
-  wire \ctl_out$125.first ;
-  wire \ctl_out$125.last ;
-  wire \ctl_out$125.valid ;
-  wire [2:0] \ctl_out$137 ;
-  wire \ctl_out$137.first ;
-  wire \ctl_out$137.last ;
-  wire \ctl_out$137.valid ;
-  wire [2:0] \ctl_out$143 ;
-  wire \ctl_out$143.first ;
-  wire \ctl_out$143.last ;
-  wire \ctl_out$143.valid ;
-  wire [2:0] \ctl_out$149 ;
-  wire \ctl_out$149.first ;
-  wire \ctl_out$149.last ;
-  wire \ctl_out$149.valid ;
-  wire [2:0] \ctl_out$71 ;
-  wire \ctl_out$71.first ;
-  wire \ctl_out$71.last ;
-  wire \ctl_out$71.valid ;
-  wire [2:0] \ctl_out$77 ;
-  wire \ctl_out$77.first ;
-  wire \ctl_out$77.last ;
-  wire \ctl_out$77.valid ;
-  wire [2:0] \ctl_out$89 ;
-  wire \ctl_out$89.first ;
-  wire \ctl_out$89.last ;
-  wire \ctl_out$89.valid ;
-  wire [2:0] \ctl_out$95 ;
-  wire \ctl_out$95.first ;
-  wire \ctl_out$95.last ;
-  wire \ctl_out$95.valid ;
+  wire [2:0] \ctl_out$102 ;
+  wire \ctl_out$102.first ;
+  wire \ctl_out$102.last ;
+  wire \ctl_out$102.valid ;
+  wire [2:0] \ctl_out$114 ;
+  wire \ctl_out$114.first ;
+  wire \ctl_out$114.last ;
+  wire \ctl_out$114.valid ;
+  wire [2:0] \ctl_out$120 ;
+  wire \ctl_out$120.first ;
+  wire \ctl_out$120.last ;
+  wire \ctl_out$120.valid ;
+  wire [2:0] \ctl_out$126 ;
+  wire \ctl_out$126.first ;
+  wire \ctl_out$126.last ;
+  wire \ctl_out$126.valid ;
+  wire [2:0] \ctl_out$138 ;
+  wire \ctl_out$138.first ;
+  wire \ctl_out$138.last ;
+  wire \ctl_out$138.valid ;
+  wire [2:0] \ctl_out$144 ;
+  wire \ctl_out$144.first ;
+  wire \ctl_out$144.last ;
+  wire \ctl_out$144.valid ;
+  wire [2:0] \ctl_out$150 ;
+  wire \ctl_out$150.first ;
+  wire \ctl_out$150.last ;
+  wire \ctl_out$150.valid ;
+  wire [2:0] \ctl_out$72 ;
+  wire \ctl_out$72.first ;
+  wire \ctl_out$72.last ;
+  wire \ctl_out$72.valid ;
+  wire [2:0] \ctl_out$78 ;
+  wire \ctl_out$78.first ;
+  wire \ctl_out$78.last ;
+  wire \ctl_out$78.valid ;
+  wire [2:0] \ctl_out$90 ;
+  wire \ctl_out$90.first ;
+  wire \ctl_out$90.last ;
+  wire \ctl_out$90.valid ;
+  wire [2:0] \ctl_out$96 ;
+  wire \ctl_out$96.first ;
+  wire \ctl_out$96.last ;
+  wire \ctl_out$96.valid ;
   wire \ctl_out.first ;
   wire \ctl_out.last ;
   wire \ctl_out.valid ;
   wire done;
-  wire \done$158 ;
-  wire \done$163 ;
-  wire \done$168 ;
+  wire \done$159 ;
+  wire \done$164 ;
+  wire \done$169 ;
   input [31:0] k;
   wire [31:0] k;
   wire [129:0] r_data;
   wire r_en;
   wire r_rdy;
   wire [31:0] result;
-  wire [31:0] \result$155 ;
-  wire [7:0] \result$155.exp ;
-  wire [22:0] \result$155.frac ;
-  wire \result$155.sign ;
   wire [31:0] \result$156 ;
   wire [7:0] \result$156.exp ;
   wire [22:0] \result$156.frac ;
@@ -3547,10 +5431,10 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   wire [7:0] \result$157.exp ;
   wire [22:0] \result$157.frac ;
   wire \result$157.sign ;
-  wire [31:0] \result$159 ;
-  wire [7:0] \result$159.exp ;
-  wire [22:0] \result$159.frac ;
-  wire \result$159.sign ;
+  wire [31:0] \result$158 ;
+  wire [7:0] \result$158.exp ;
+  wire [22:0] \result$158.frac ;
+  wire \result$158.sign ;
   wire [31:0] \result$160 ;
   wire [7:0] \result$160.exp ;
   wire [22:0] \result$160.frac ;
@@ -3563,10 +5447,10 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   wire [7:0] \result$162.exp ;
   wire [22:0] \result$162.frac ;
   wire \result$162.sign ;
-  wire [31:0] \result$164 ;
-  wire [7:0] \result$164.exp ;
-  wire [22:0] \result$164.frac ;
-  wire \result$164.sign ;
+  wire [31:0] \result$163 ;
+  wire [7:0] \result$163.exp ;
+  wire [22:0] \result$163.frac ;
+  wire \result$163.sign ;
   wire [31:0] \result$165 ;
   wire [7:0] \result$165.exp ;
   wire [22:0] \result$165.frac ;
@@ -3579,10 +5463,10 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   wire [7:0] \result$167.exp ;
   wire [22:0] \result$167.frac ;
   wire \result$167.sign ;
-  wire [31:0] \result$169 ;
-  wire [7:0] \result$169.exp ;
-  wire [22:0] \result$169.frac ;
-  wire \result$169.sign ;
+  wire [31:0] \result$168 ;
+  wire [7:0] \result$168.exp ;
+  wire [22:0] \result$168.frac ;
+  wire \result$168.sign ;
   wire [31:0] \result$170 ;
   wire [7:0] \result$170.exp ;
   wire [22:0] \result$170.frac ;
@@ -3595,6 +5479,10 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   wire [7:0] \result$172.exp ;
   wire [22:0] \result$172.frac ;
   wire \result$172.sign ;
+  wire [31:0] \result$173 ;
+  wire [7:0] \result$173.exp ;
+  wire [22:0] \result$173.frac ;
+  wire \result$173.sign ;
   wire [7:0] \result.exp ;
   wire [22:0] \result.frac ;
   wire \result.sign ;
@@ -3622,56 +5510,56 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   reg [2:0] since_last = 3'h4;
   input [6:0] table__addr;
   wire [6:0] table__addr;
-  wire [6:0] \table__addr$18 ;
-  wire [6:0] \table__addr$23 ;
-  wire [6:0] \table__addr$28 ;
-  input [6:0] \table__addr$33 ;
-  wire [6:0] \table__addr$33 ;
-  wire [6:0] \table__addr$41 ;
-  wire [6:0] \table__addr$46 ;
-  wire [6:0] \table__addr$51 ;
+  wire [6:0] \table__addr$19 ;
+  wire [6:0] \table__addr$24 ;
+  wire [6:0] \table__addr$29 ;
+  input [6:0] \table__addr$34 ;
+  wire [6:0] \table__addr$34 ;
+  wire [6:0] \table__addr$42 ;
+  wire [6:0] \table__addr$47 ;
+  wire [6:0] \table__addr$52 ;
   input [31:0] table__data;
   wire [31:0] table__data;
-  wire [31:0] \table__data$19 ;
-  wire [7:0] \table__data$19.exp ;
-  wire [22:0] \table__data$19.frac ;
-  wire \table__data$19.sign ;
-  wire [31:0] \table__data$24 ;
-  wire [7:0] \table__data$24.exp ;
-  wire [22:0] \table__data$24.frac ;
-  wire \table__data$24.sign ;
-  wire [31:0] \table__data$29 ;
-  wire [7:0] \table__data$29.exp ;
-  wire [22:0] \table__data$29.frac ;
-  wire \table__data$29.sign ;
-  input [31:0] \table__data$35 ;
-  wire [31:0] \table__data$35 ;
-  wire [7:0] \table__data$35.exp ;
-  wire [22:0] \table__data$35.frac ;
-  wire \table__data$35.sign ;
-  wire [31:0] \table__data$42 ;
-  wire [7:0] \table__data$42.exp ;
-  wire [22:0] \table__data$42.frac ;
-  wire \table__data$42.sign ;
-  wire [31:0] \table__data$47 ;
-  wire [7:0] \table__data$47.exp ;
-  wire [22:0] \table__data$47.frac ;
-  wire \table__data$47.sign ;
-  wire [31:0] \table__data$52 ;
-  wire [7:0] \table__data$52.exp ;
-  wire [22:0] \table__data$52.frac ;
-  wire \table__data$52.sign ;
+  wire [31:0] \table__data$20 ;
+  wire [7:0] \table__data$20.exp ;
+  wire [22:0] \table__data$20.frac ;
+  wire \table__data$20.sign ;
+  wire [31:0] \table__data$25 ;
+  wire [7:0] \table__data$25.exp ;
+  wire [22:0] \table__data$25.frac ;
+  wire \table__data$25.sign ;
+  wire [31:0] \table__data$30 ;
+  wire [7:0] \table__data$30.exp ;
+  wire [22:0] \table__data$30.frac ;
+  wire \table__data$30.sign ;
+  input [31:0] \table__data$36 ;
+  wire [31:0] \table__data$36 ;
+  wire [7:0] \table__data$36.exp ;
+  wire [22:0] \table__data$36.frac ;
+  wire \table__data$36.sign ;
+  wire [31:0] \table__data$43 ;
+  wire [7:0] \table__data$43.exp ;
+  wire [22:0] \table__data$43.frac ;
+  wire \table__data$43.sign ;
+  wire [31:0] \table__data$48 ;
+  wire [7:0] \table__data$48.exp ;
+  wire [22:0] \table__data$48.frac ;
+  wire \table__data$48.sign ;
+  wire [31:0] \table__data$53 ;
+  wire [7:0] \table__data$53.exp ;
+  wire [22:0] \table__data$53.frac ;
+  wire \table__data$53.sign ;
   wire [7:0] \table__data.exp ;
   wire [22:0] \table__data.frac ;
   wire \table__data.sign ;
   wire table__en;
-  wire \table__en$20 ;
-  wire \table__en$25 ;
-  wire \table__en$30 ;
-  wire \table__en$37 ;
-  wire \table__en$43 ;
-  wire \table__en$48 ;
-  wire \table__en$53 ;
+  wire \table__en$21 ;
+  wire \table__en$26 ;
+  wire \table__en$31 ;
+  wire \table__en$38 ;
+  wire \table__en$44 ;
+  wire \table__en$49 ;
+  wire \table__en$54 ;
   wire [6:0] table_a__addr;
   wire [31:0] table_a__data;
   wire [7:0] \table_a__data.exp ;
@@ -3687,272 +5575,140 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   input table_b__en;
   wire table_b__en;
   wire [31:0] value;
-  wire [31:0] \value$183 ;
-  wire [7:0] \value$183.exp ;
-  wire [22:0] \value$183.frac ;
-  wire \value$183.sign ;
-  wire [31:0] \value$185 ;
-  wire [7:0] \value$185.exp ;
-  wire [22:0] \value$185.frac ;
-  wire \value$185.sign ;
-  wire [31:0] \value$187 ;
-  wire [7:0] \value$187.exp ;
-  wire [22:0] \value$187.frac ;
-  wire \value$187.sign ;
-  wire [31:0] \value$189 ;
-  wire [7:0] \value$189.exp ;
-  wire [22:0] \value$189.frac ;
-  wire \value$189.sign ;
-  wire [31:0] \value$191 ;
-  wire [7:0] \value$191.exp ;
-  wire [22:0] \value$191.frac ;
-  wire \value$191.sign ;
-  wire [31:0] \value$194 ;
-  wire [7:0] \value$194.exp ;
-  wire [22:0] \value$194.frac ;
-  wire \value$194.sign ;
-  wire [31:0] \value$61 ;
-  wire [7:0] \value$61.exp ;
-  wire [22:0] \value$61.frac ;
-  wire \value$61.sign ;
+  wire [31:0] \value$184 ;
+  wire [7:0] \value$184.exp ;
+  wire [22:0] \value$184.frac ;
+  wire \value$184.sign ;
+  wire [31:0] \value$186 ;
+  wire [7:0] \value$186.exp ;
+  wire [22:0] \value$186.frac ;
+  wire \value$186.sign ;
+  wire [31:0] \value$188 ;
+  wire [7:0] \value$188.exp ;
+  wire [22:0] \value$188.frac ;
+  wire \value$188.sign ;
+  wire [31:0] \value$190 ;
+  wire [7:0] \value$190.exp ;
+  wire [22:0] \value$190.frac ;
+  wire \value$190.sign ;
+  wire [31:0] \value$192 ;
+  wire [7:0] \value$192.exp ;
+  wire [22:0] \value$192.frac ;
+  wire \value$192.sign ;
+  wire [31:0] \value$195 ;
+  wire [7:0] \value$195.exp ;
+  wire [22:0] \value$195.frac ;
+  wire \value$195.sign ;
+  wire [31:0] \value$62 ;
+  wire [7:0] \value$62.exp ;
+  wire [22:0] \value$62.frac ;
+  wire \value$62.sign ;
   wire [7:0] \value.exp ;
   wire [22:0] \value.frac ;
   wire \value.sign ;
   wire [129:0] w_data;
   wire w_en;
-  assign \$1  = table_a__en | table_b__en;
-  assign \$2  = ~ \$1 ;
-  assign \$3  = k - 1'h1;
-  assign \$4  = beat == \$3 ;
-  assign \$5  = since_last < 3'h4;
-  assign \$6  = credits < 3'h4;
-  assign \$7  = \$5  | \$6 ;
-  assign \$8  = \$4  & \$7 ;
-  assign \$9  = ~ \$8 ;
-  assign \$10  = \$2  & \$9 ;
-  assign a__ready = \$10  & b__valid;
-  assign \$11  = table_a__en | table_b__en;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = k - 1'h1;
-  assign \$14  = beat == \$13 ;
-  assign \$15  = since_last < 3'h4;
-  assign \$16  = credits < 3'h4;
-  assign \$17  = \$15  | \$16 ;
-  assign \$18  = \$14  & \$17 ;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = \$12  & \$19 ;
-  assign b__ready = \$20  & a__valid;
-  assign \$21  = a__valid & b__valid;
-  assign \$22  = table_a__en | table_b__en;
-  assign \$23  = ~ \$22 ;
-  assign \$24  = k - 1'h1;
-  assign \$25  = beat == \$24 ;
-  assign \$26  = since_last < 3'h4;
-  assign \$27  = credits < 3'h4;
-  assign \$28  = \$26  | \$27 ;
-  assign \$29  = \$25  & \$28 ;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$23  & \$30 ;
-  assign code_valid = \$21  & \$31 ;
-  assign \$32  = a__valid & b__valid;
-  assign \$33  = table_a__en | table_b__en;
-  assign \$34  = ~ \$33 ;
-  assign \$35  = k - 1'h1;
-  assign \$36  = beat == \$35 ;
-  assign \$37  = since_last < 3'h4;
-  assign \$38  = credits < 3'h4;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = \$36  & \$39 ;
-  assign \$41  = ~ \$40 ;
-  assign \$42  = \$34  & \$41 ;
-  assign \code_valid$22  = \$32  & \$42 ;
-  assign \$43  = a__valid & b__valid;
-  assign \$44  = table_a__en | table_b__en;
-  assign \$45  = ~ \$44 ;
-  assign \$46  = k - 1'h1;
-  assign \$47  = beat == \$46 ;
-  assign \$48  = since_last < 3'h4;
-  assign \$49  = credits < 3'h4;
-  assign \$50  = \$48  | \$49 ;
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = \$45  & \$52 ;
-  assign \code_valid$27  = \$43  & \$53 ;
-  assign \$54  = a__valid & b__valid;
-  assign \$55  = table_a__en | table_b__en;
-  assign \$56  = ~ \$55 ;
-  assign \$57  = k - 1'h1;
-  assign \$58  = beat == \$57 ;
-  assign \$59  = since_last < 3'h4;
-  assign \$60  = credits < 3'h4;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$58  & \$61 ;
-  assign \$63  = ~ \$62 ;
-  assign \$64  = \$56  & \$63 ;
-  assign \code_valid$32  = \$54  & \$64 ;
-  assign \$65  = a__valid & b__valid;
-  assign \$66  = table_a__en | table_b__en;
-  assign \$67  = ~ \$66 ;
-  assign \$68  = k - 1'h1;
-  assign \$69  = beat == \$68 ;
-  assign \$70  = since_last < 3'h4;
-  assign \$71  = credits < 3'h4;
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = \$67  & \$74 ;
-  assign \code_valid$40  = \$65  & \$75 ;
-  assign \$76  = a__valid & b__valid;
-  assign \$77  = table_a__en | table_b__en;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = k - 1'h1;
-  assign \$80  = beat == \$79 ;
-  assign \$81  = since_last < 3'h4;
-  assign \$82  = credits < 3'h4;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$80  & \$83 ;
-  assign \$85  = ~ \$84 ;
-  assign \$86  = \$78  & \$85 ;
-  assign \code_valid$45  = \$76  & \$86 ;
-  assign \$87  = a__valid & b__valid;
-  assign \$88  = table_a__en | table_b__en;
-  assign \$89  = ~ \$88 ;
-  assign \$90  = k - 1'h1;
-  assign \$91  = beat == \$90 ;
-  assign \$92  = since_last < 3'h4;
-  assign \$93  = credits < 3'h4;
-  assign \$94  = \$92  | \$93 ;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = ~ \$95 ;
-  assign \$97  = \$89  & \$96 ;
-  assign \code_valid$50  = \$87  & \$97 ;
-  assign \$98  = a__valid & b__valid;
-  assign \$99  = table_a__en | table_b__en;
-  assign \$100  = ~ \$99 ;
-  assign \$101  = k - 1'h1;
-  assign \$102  = beat == \$101 ;
-  assign \$103  = since_last < 3'h4;
-  assign \$104  = credits < 3'h4;
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = ~ \$106 ;
-  assign \$108  = \$100  & \$107 ;
-  assign \code_valid$55  = \$98  & \$108 ;
-  assign w_en = | { \done$168 , \done$163 , \done$158 , done };
-  assign \$109  = a__valid & b__valid;
-  assign \$110  = table_a__en | table_b__en;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = k - 1'h1;
-  assign \$113  = beat == \$112 ;
-  assign \$114  = since_last < 3'h4;
-  assign \$115  = credits < 3'h4;
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = \$113  & \$116 ;
-  assign \$118  = ~ \$117 ;
-  assign \$119  = \$111  & \$118 ;
-  assign \$120  = \$109  & \$119 ;
-  assign \$121  = k - 1'h1;
-  assign \$122  = beat == \$121 ;
-  assign \$123  = beat + 1'h1;
-  assign \$124  = \$122  ? 33'h000000000 : \$123 ;
-  assign \$125  = a__valid & b__valid;
-  assign \$126  = table_a__en | table_b__en;
-  assign \$127  = ~ \$126 ;
-  assign \$128  = k - 1'h1;
-  assign \$129  = beat == \$128 ;
-  assign \$130  = since_last < 3'h4;
-  assign \$131  = credits < 3'h4;
-  assign \$132  = \$130  | \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = \$127  & \$134 ;
-  assign \$136  = \$125  & \$135 ;
-  assign \$137  = k - 1'h1;
-  assign \$138  = beat == \$137 ;
-  assign \$139  = \$136  & \$138 ;
-  assign \$140  = since_last < 3'h4;
-  assign \$141  = since_last + 1'h1;
-  assign \$143  = credits + \$142 ;
-  assign \$144  = a__valid & b__valid;
-  assign \$145  = table_a__en | table_b__en;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = k - 1'h1;
-  assign \$148  = beat == \$147 ;
-  assign \$149  = since_last < 3'h4;
-  assign \$150  = credits < 3'h4;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = \$148  & \$151 ;
-  assign \$153  = ~ \$152 ;
-  assign \$154  = \$146  & \$153 ;
-  assign \$155  = \$144  & \$154 ;
-  assign \$156  = k - 1'h1;
-  assign \$157  = beat == \$156 ;
-  assign \$158  = \$155  & \$157 ;
-  assign \$159  = \$158  ? 3'h4 : 3'h0;
-  assign \$160  = \$143  - \$159 ;
-  assign \$161  = a__valid & b__valid;
-  assign \$162  = table_a__en | table_b__en;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = k - 1'h1;
-  assign \$165  = beat == \$164 ;
-  assign \$166  = since_last < 3'h4;
-  assign \$167  = credits < 3'h4;
-  assign \$168  = \$166  | \$167 ;
-  assign \$169  = \$165  & \$168 ;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = \$163  & \$170 ;
-  assign \$172  = \$161  & \$171 ;
-  assign \$173  = ! beat;
-  assign \$174  = k - 1'h1;
-  assign \$175  = beat == \$174 ;
+  assign \$23  = \$15  & \$22 ;
+  assign a__ready = \$23  & b__valid;
+  assign \$24  = table_a__en | table_b__en;
+  assign \$25  = ~ \$24 ;
+  assign \$27  = k - 1'h1;
+  assign \$28  = beat == \$27 ;
+  assign \$29  = since_last < 3'h4;
+  assign \$30  = credits < 3'h4;
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = \$28  & \$31 ;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = \$26  & \$33 ;
+  assign b__ready = \$34  & a__valid;
+  assign w_en = | { \done$169 , \done$164 , \done$159 , done };
+  assign \$36  = k - 1'h1;
+  assign \$37  = beat == \$36 ;
+  assign \$38  = beat + 1'h1;
+  assign \$39  = \$37  ? 33'h000000000 : \$38 ;
+  assign \$40  = k - 1'h1;
+  assign \$41  = beat == \$40 ;
+  assign \$42  = accept & \$41 ;
+  assign \$43  = since_last < 3'h4;
+  assign \$44  = since_last + 1'h1;
+  assign \$46  = credits + \$45 ;
+  assign \$47  = k - 1'h1;
+  assign \$48  = beat == \$47 ;
+  assign \$49  = accept & \$48 ;
+  assign \$50  = \$49  ? 3'h4 : 3'h0;
+  assign \$51  = \$46  - \$50 ;
+  assign \$52  = ! beat;
+  assign \$53  = k - 1'h1;
+  assign \$54  = beat == \$53 ;
   always @(posedge clk)
-    beat <= \$176 ;
+    beat <= \$55 ;
   always @(posedge clk)
-    since_last <= \$177 ;
+    since_last <= \$56 ;
   always @(posedge clk)
-    credits <= \$178 ;
+    credits <= \$57 ;
   always @(posedge clk)
-    ctl_in <= \$179 ;
+    ctl_in <= \$58 ;
   always @(posedge clk)
-    \b_in$66  <= \$180 ;
+    \b_in$67  <= \$59 ;
   always @(posedge clk)
-    b2_skew_d1 <= \$181 ;
+    b2_skew_d1 <= \$60 ;
   always @(posedge clk)
-    \b_in$72  <= \$182 ;
+    \b_in$73  <= \$61 ;
   always @(posedge clk)
-    b3_skew_d1 <= \$183 ;
+    b3_skew_d1 <= \$62 ;
   always @(posedge clk)
-    b3_skew_d2 <= \$184 ;
+    b3_skew_d2 <= \$63 ;
   always @(posedge clk)
-    \b_in$78  <= \$185 ;
+    \b_in$79  <= \$64 ;
   always @(posedge clk)
-    \a_in$80  <= \$186 ;
+    \a_in$81  <= \$65 ;
   always @(posedge clk)
-    \ctl_in$82  <= \$187 ;
+    \ctl_in$83  <= \$66 ;
   always @(posedge clk)
-    a2_skew_d1 <= \$188 ;
+    a2_skew_d1 <= \$67 ;
   always @(posedge clk)
-    \a_in$104  <= \$189 ;
+    \a_in$105  <= \$68 ;
   always @(posedge clk)
-    ctl2_skew_d1 <= \$190 ;
+    ctl2_skew_d1 <= \$69 ;
   always @(posedge clk)
-    \ctl_in$106  <= \$191 ;
+    \ctl_in$107  <= \$70 ;
   always @(posedge clk)
-    a3_skew_d1 <= \$192 ;
+    a3_skew_d1 <= \$71 ;
   always @(posedge clk)
-    a3_skew_d2 <= \$193 ;
+    a3_skew_d2 <= \$72 ;
   always @(posedge clk)
-    \a_in$128  <= \$194 ;
+    \a_in$129  <= \$73 ;
   always @(posedge clk)
-    ctl3_skew_d1 <= \$195 ;
+    ctl3_skew_d1 <= \$74 ;
   always @(posedge clk)
-    ctl3_skew_d2 <= \$196 ;
+    ctl3_skew_d2 <= \$75 ;
   always @(posedge clk)
-    \ctl_in$130  <= \$197 ;
+    \ctl_in$131  <= \$76 ;
+  assign \$1  = a__valid & b__valid;
+  assign \$2  = table_a__en | table_b__en;
+  assign \$3  = ~ \$2 ;
+  assign \$5  = k - 1'h1;
+  assign \$6  = beat == \$5 ;
+  assign \$7  = since_last < 3'h4;
+  assign \$8  = credits < 3'h4;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = \$6  & \$9 ;
+  assign \$11  = ~ \$10 ;
+  assign \$12  = \$4  & \$11 ;
+  assign accept = \$1  & \$12 ;
+  assign \$13  = table_a__en | table_b__en;
+  assign \$14  = ~ \$13 ;
+  assign \$16  = k - 1'h1;
+  assign \$17  = beat == \$16 ;
+  assign \$18  = since_last < 3'h4;
+  assign \$19  = credits < 3'h4;
+  assign \$20  = \$18  | \$19 ;
+  assign \$21  = \$17  & \$20 ;
+  assign \$22  = ~ \$21 ;
   \s2fp8_engine_4x4_w24.array.decode_a0  decode_a0 (
     .clk(clk),
     .code(a__payload[7:0]),
-    .code_valid(code_valid),
+    .code_valid(accept),
     .rst(rst),
     .value(a_in),
     .write__addr(table__addr),
@@ -3962,9 +5718,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   \s2fp8_engine_4x4_w24.array.decode_a1  decode_a1 (
     .clk(clk),
     .code(a__payload[15:8]),
-    .code_valid(\code_valid$22 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$189 ),
+    .value(\value$190 ),
     .write__addr(table__addr),
     .write__data(table__data),
     .write__en(table_a__en)
@@ -3972,9 +5728,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   \s2fp8_engine_4x4_w24.array.decode_a2  decode_a2 (
     .clk(clk),
     .code(a__payload[23:16]),
-    .code_valid(\code_valid$27 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$191 ),
+    .value(\value$192 ),
     .write__addr(table__addr),
     .write__data(table__data),
     .write__en(table_a__en)
@@ -3982,9 +5738,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   \s2fp8_engine_4x4_w24.array.decode_a3  decode_a3 (
     .clk(clk),
     .code(a__payload[31:24]),
-    .code_valid(\code_valid$32 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$194 ),
+    .value(\value$195 ),
     .write__addr(table__addr),
     .write__data(table__data),
     .write__en(table_a__en)
@@ -3992,209 +5748,209 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   \s2fp8_engine_4x4_w24.array.decode_b0  decode_b0 (
     .clk(clk),
     .code(b__payload[7:0]),
-    .code_valid(\code_valid$40 ),
+    .code_valid(accept),
     .rst(rst),
     .value(b_in),
-    .write__addr(\table__addr$33 ),
-    .write__data(\table__data$35 ),
+    .write__addr(\table__addr$34 ),
+    .write__data(\table__data$36 ),
     .write__en(table_b__en)
   );
   \s2fp8_engine_4x4_w24.array.decode_b1  decode_b1 (
     .clk(clk),
     .code(b__payload[15:8]),
-    .code_valid(\code_valid$45 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$183 ),
-    .write__addr(\table__addr$33 ),
-    .write__data(\table__data$35 ),
+    .value(\value$184 ),
+    .write__addr(\table__addr$34 ),
+    .write__data(\table__data$36 ),
     .write__en(table_b__en)
   );
   \s2fp8_engine_4x4_w24.array.decode_b2  decode_b2 (
     .clk(clk),
     .code(b__payload[23:16]),
-    .code_valid(\code_valid$50 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$185 ),
-    .write__addr(\table__addr$33 ),
-    .write__data(\table__data$35 ),
+    .value(\value$186 ),
+    .write__addr(\table__addr$34 ),
+    .write__data(\table__data$36 ),
     .write__en(table_b__en)
   );
   \s2fp8_engine_4x4_w24.array.decode_b3  decode_b3 (
     .clk(clk),
     .code(b__payload[31:24]),
-    .code_valid(\code_valid$55 ),
+    .code_valid(accept),
     .rst(rst),
-    .value(\value$187 ),
-    .write__addr(\table__addr$33 ),
-    .write__data(\table__data$35 ),
+    .value(\value$188 ),
+    .write__addr(\table__addr$34 ),
+    .write__data(\table__data$36 ),
     .write__en(table_b__en)
   );
   \s2fp8_engine_4x4_w24.array.pe_0_0  pe_0_0 (
     .a_in(a_in),
-    .a_out(\a_in$62 ),
+    .a_out(\a_in$63 ),
     .b_in(b_in),
-    .b_out(\b_in$84 ),
+    .b_out(\b_in$85 ),
     .clk(clk),
     .ctl_in(ctl_in),
-    .ctl_out(\ctl_in$64 ),
+    .ctl_out(\ctl_in$65 ),
     .result(result),
     .rst(rst)
   );
   \s2fp8_engine_4x4_w24.array.pe_0_1  pe_0_1 (
-    .a_in(\a_in$62 ),
-    .a_out(\a_in$68 ),
-    .b_in(\b_in$66 ),
-    .b_out(\b_in$90 ),
+    .a_in(\a_in$63 ),
+    .a_out(\a_in$69 ),
+    .b_in(\b_in$67 ),
+    .b_out(\b_in$91 ),
     .clk(clk),
-    .ctl_in(\ctl_in$64 ),
-    .ctl_out(\ctl_in$70 ),
-    .result(\result$155 ),
-    .rst(rst)
-  );
-  \s2fp8_engine_4x4_w24.array.pe_0_2  pe_0_2 (
-    .a_in(\a_in$68 ),
-    .a_out(\a_in$74 ),
-    .b_in(\b_in$72 ),
-    .b_out(\b_in$96 ),
-    .clk(clk),
-    .ctl_in(\ctl_in$70 ),
-    .ctl_out(\ctl_in$76 ),
+    .ctl_in(\ctl_in$65 ),
+    .ctl_out(\ctl_in$71 ),
     .result(\result$156 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_0_3  pe_0_3 (
-    .a_in(\a_in$74 ),
-    .b_in(\b_in$78 ),
-    .b_out(\b_in$102 ),
+  \s2fp8_engine_4x4_w24.array.pe_0_2  pe_0_2 (
+    .a_in(\a_in$69 ),
+    .a_out(\a_in$75 ),
+    .b_in(\b_in$73 ),
+    .b_out(\b_in$97 ),
     .clk(clk),
-    .ctl_in(\ctl_in$76 ),
-    .done(done),
+    .ctl_in(\ctl_in$71 ),
+    .ctl_out(\ctl_in$77 ),
     .result(\result$157 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_1_0  pe_1_0 (
-    .a_in(\a_in$80 ),
-    .a_out(\a_in$86 ),
-    .b_in(\b_in$84 ),
-    .b_out(\b_in$108 ),
+  \s2fp8_engine_4x4_w24.array.pe_0_3  pe_0_3 (
+    .a_in(\a_in$75 ),
+    .b_in(\b_in$79 ),
+    .b_out(\b_in$103 ),
     .clk(clk),
-    .ctl_in(\ctl_in$82 ),
-    .ctl_out(\ctl_in$88 ),
-    .result(\result$159 ),
+    .ctl_in(\ctl_in$77 ),
+    .done(done),
+    .result(\result$158 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_1_1  pe_1_1 (
-    .a_in(\a_in$86 ),
-    .a_out(\a_in$92 ),
-    .b_in(\b_in$90 ),
-    .b_out(\b_in$114 ),
+  \s2fp8_engine_4x4_w24.array.pe_1_0  pe_1_0 (
+    .a_in(\a_in$81 ),
+    .a_out(\a_in$87 ),
+    .b_in(\b_in$85 ),
+    .b_out(\b_in$109 ),
     .clk(clk),
-    .ctl_in(\ctl_in$88 ),
-    .ctl_out(\ctl_in$94 ),
+    .ctl_in(\ctl_in$83 ),
+    .ctl_out(\ctl_in$89 ),
     .result(\result$160 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_1_2  pe_1_2 (
-    .a_in(\a_in$92 ),
-    .a_out(\a_in$98 ),
-    .b_in(\b_in$96 ),
-    .b_out(\b_in$120 ),
+  \s2fp8_engine_4x4_w24.array.pe_1_1  pe_1_1 (
+    .a_in(\a_in$87 ),
+    .a_out(\a_in$93 ),
+    .b_in(\b_in$91 ),
+    .b_out(\b_in$115 ),
     .clk(clk),
-    .ctl_in(\ctl_in$94 ),
-    .ctl_out(\ctl_in$100 ),
+    .ctl_in(\ctl_in$89 ),
+    .ctl_out(\ctl_in$95 ),
     .result(\result$161 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_1_3  pe_1_3 (
-    .a_in(\a_in$98 ),
-    .b_in(\b_in$102 ),
-    .b_out(\b_in$126 ),
+  \s2fp8_engine_4x4_w24.array.pe_1_2  pe_1_2 (
+    .a_in(\a_in$93 ),
+    .a_out(\a_in$99 ),
+    .b_in(\b_in$97 ),
+    .b_out(\b_in$121 ),
     .clk(clk),
-    .ctl_in(\ctl_in$100 ),
-    .done(\done$158 ),
+    .ctl_in(\ctl_in$95 ),
+    .ctl_out(\ctl_in$101 ),
     .result(\result$162 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_2_0  pe_2_0 (
-    .a_in(\a_in$104 ),
-    .a_out(\a_in$110 ),
-    .b_in(\b_in$108 ),
-    .b_out(\b_in$132 ),
+  \s2fp8_engine_4x4_w24.array.pe_1_3  pe_1_3 (
+    .a_in(\a_in$99 ),
+    .b_in(\b_in$103 ),
+    .b_out(\b_in$127 ),
     .clk(clk),
-    .ctl_in(\ctl_in$106 ),
-    .ctl_out(\ctl_in$112 ),
-    .result(\result$164 ),
+    .ctl_in(\ctl_in$101 ),
+    .done(\done$159 ),
+    .result(\result$163 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_2_1  pe_2_1 (
-    .a_in(\a_in$110 ),
-    .a_out(\a_in$116 ),
-    .b_in(\b_in$114 ),
-    .b_out(\b_in$138 ),
+  \s2fp8_engine_4x4_w24.array.pe_2_0  pe_2_0 (
+    .a_in(\a_in$105 ),
+    .a_out(\a_in$111 ),
+    .b_in(\b_in$109 ),
+    .b_out(\b_in$133 ),
     .clk(clk),
-    .ctl_in(\ctl_in$112 ),
-    .ctl_out(\ctl_in$118 ),
+    .ctl_in(\ctl_in$107 ),
+    .ctl_out(\ctl_in$113 ),
     .result(\result$165 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_2_2  pe_2_2 (
-    .a_in(\a_in$116 ),
-    .a_out(\a_in$122 ),
-    .b_in(\b_in$120 ),
-    .b_out(\b_in$144 ),
+  \s2fp8_engine_4x4_w24.array.pe_2_1  pe_2_1 (
+    .a_in(\a_in$111 ),
+    .a_out(\a_in$117 ),
+    .b_in(\b_in$115 ),
+    .b_out(\b_in$139 ),
     .clk(clk),
-    .ctl_in(\ctl_in$118 ),
-    .ctl_out(\ctl_in$124 ),
+    .ctl_in(\ctl_in$113 ),
+    .ctl_out(\ctl_in$119 ),
     .result(\result$166 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_2_3  pe_2_3 (
-    .a_in(\a_in$122 ),
-    .b_in(\b_in$126 ),
-    .b_out(\b_in$150 ),
+  \s2fp8_engine_4x4_w24.array.pe_2_2  pe_2_2 (
+    .a_in(\a_in$117 ),
+    .a_out(\a_in$123 ),
+    .b_in(\b_in$121 ),
+    .b_out(\b_in$145 ),
     .clk(clk),
-    .ctl_in(\ctl_in$124 ),
-    .done(\done$163 ),
+    .ctl_in(\ctl_in$119 ),
+    .ctl_out(\ctl_in$125 ),
     .result(\result$167 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_3_0  pe_3_0 (
-    .a_in(\a_in$128 ),
-    .a_out(\a_in$134 ),
-    .b_in(\b_in$132 ),
+  \s2fp8_engine_4x4_w24.array.pe_2_3  pe_2_3 (
+    .a_in(\a_in$123 ),
+    .b_in(\b_in$127 ),
+    .b_out(\b_in$151 ),
     .clk(clk),
-    .ctl_in(\ctl_in$130 ),
-    .ctl_out(\ctl_in$136 ),
-    .result(\result$169 ),
+    .ctl_in(\ctl_in$125 ),
+    .done(\done$164 ),
+    .result(\result$168 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_3_1  pe_3_1 (
-    .a_in(\a_in$134 ),
-    .a_out(\a_in$140 ),
-    .b_in(\b_in$138 ),
+  \s2fp8_engine_4x4_w24.array.pe_3_0  pe_3_0 (
+    .a_in(\a_in$129 ),
+    .a_out(\a_in$135 ),
+    .b_in(\b_in$133 ),
     .clk(clk),
-    .ctl_in(\ctl_in$136 ),
-    .ctl_out(\ctl_in$142 ),
+    .ctl_in(\ctl_in$131 ),
+    .ctl_out(\ctl_in$137 ),
     .result(\result$170 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_3_2  pe_3_2 (
-    .a_in(\a_in$140 ),
-    .a_out(\a_in$146 ),
-    .b_in(\b_in$144 ),
+  \s2fp8_engine_4x4_w24.array.pe_3_1  pe_3_1 (
+    .a_in(\a_in$135 ),
+    .a_out(\a_in$141 ),
+    .b_in(\b_in$139 ),
     .clk(clk),
-    .ctl_in(\ctl_in$142 ),
-    .ctl_out(\ctl_in$148 ),
+    .ctl_in(\ctl_in$137 ),
+    .ctl_out(\ctl_in$143 ),
     .result(\result$171 ),
     .rst(rst)
   );
-  \s2fp8_engine_4x4_w24.array.pe_3_3  pe_3_3 (
-    .a_in(\a_in$146 ),
-    .b_in(\b_in$150 ),
+  \s2fp8_engine_4x4_w24.array.pe_3_2  pe_3_2 (
+    .a_in(\a_in$141 ),
+    .a_out(\a_in$147 ),
+    .b_in(\b_in$145 ),
     .clk(clk),
-    .ctl_in(\ctl_in$148 ),
-    .done(\done$168 ),
+    .ctl_in(\ctl_in$143 ),
+    .ctl_out(\ctl_in$149 ),
     .result(\result$172 ),
+    .rst(rst)
+  );
+  \s2fp8_engine_4x4_w24.array.pe_3_3  pe_3_3 (
+    .a_in(\a_in$147 ),
+    .b_in(\b_in$151 ),
+    .clk(clk),
+    .ctl_in(\ctl_in$149 ),
+    .done(\done$169 ),
+    .result(\result$173 ),
     .rst(rst)
   );
   \s2fp8_engine_4x4_w24.array.results  results (
@@ -4210,265 +5966,273 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
     row_out = 130'h000000000000000000000000000000000;
     if (done) begin
       row_out[1:0] = 2'h0;
-      row_out[129:2] = { \result$157 , \result$156 , \result$155 , result };
+      row_out[129:2] = { \result$158 , \result$157 , \result$156 , result };
     end
-    if (\done$158 ) begin
+    if (\done$159 ) begin
       row_out[1:0] = 2'h1;
-      row_out[129:2] = { \result$162 , \result$161 , \result$160 , \result$159  };
+      row_out[129:2] = { \result$163 , \result$162 , \result$161 , \result$160  };
     end
-    if (\done$163 ) begin
+    if (\done$164 ) begin
       row_out[1:0] = 2'h2;
-      row_out[129:2] = { \result$167 , \result$166 , \result$165 , \result$164  };
+      row_out[129:2] = { \result$168 , \result$167 , \result$166 , \result$165  };
     end
-    if (\done$168 ) begin
+    if (\done$169 ) begin
       row_out[1:0] = 2'h3;
-      row_out[129:2] = { \result$172 , \result$171 , \result$170 , \result$169  };
+      row_out[129:2] = { \result$173 , \result$172 , \result$171 , \result$170  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$176  = beat;
-    if (\$120 ) begin
-      \$176  = \$124 [31:0];
+    \$55  = beat;
+    if (\$35 ) begin
+      \$55  = \$39 [31:0];
     end
     if (rst) begin
-      \$176  = 32'd0;
+      \$55  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$177  = since_last;
-    if (\$139 ) begin
-      \$177  = 3'h1;
-    end else if (\$140 ) begin
-      \$177  = \$141 [2:0];
+    \$56  = since_last;
+    if (\$42 ) begin
+      \$56  = 3'h1;
+    end else if (\$43 ) begin
+      \$56  = \$44 [2:0];
     end
     if (rst) begin
-      \$177  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$178  = \$160 [4:0];
-    if (rst) begin
-      \$178  = 5'h10;
+      \$56  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$179 [0] = \$172 ;
-    \$179 [1] = \$173 ;
-    \$179 [2] = \$175 ;
+    \$57  = \$51 [4:0];
     if (rst) begin
-      \$179  = 3'h0;
+      \$57  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$180  = \value$183 ;
+    \$58 [0] = accept;
+    \$58 [1] = \$52 ;
+    \$58 [2] = \$54 ;
     if (rst) begin
-      \$180  = 32'd0;
+      \$58  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$181  = \value$185 ;
+    \$59  = \value$184 ;
     if (rst) begin
-      \$181  = 32'd0;
+      \$59  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$182  = b2_skew_d1;
+    \$60  = \value$186 ;
     if (rst) begin
-      \$182  = 32'd0;
+      \$60  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$183  = \value$187 ;
+    \$61  = b2_skew_d1;
     if (rst) begin
-      \$183  = 32'd0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$184  = b3_skew_d1;
+    \$62  = \value$188 ;
     if (rst) begin
-      \$184  = 32'd0;
+      \$62  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$185  = b3_skew_d2;
+    \$63  = b3_skew_d1;
     if (rst) begin
-      \$185  = 32'd0;
+      \$63  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$186  = \value$189 ;
+    \$64  = b3_skew_d2;
     if (rst) begin
-      \$186  = 32'd0;
+      \$64  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$187  = ctl_in;
+    \$65  = \value$190 ;
     if (rst) begin
-      \$187  = 3'h0;
+      \$65  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$188  = \value$191 ;
+    \$66  = ctl_in;
     if (rst) begin
-      \$188  = 32'd0;
+      \$66  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$189  = a2_skew_d1;
+    \$67  = \value$192 ;
     if (rst) begin
-      \$189  = 32'd0;
+      \$67  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$190  = ctl_in;
+    \$68  = a2_skew_d1;
     if (rst) begin
-      \$190  = 3'h0;
+      \$68  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$191  = ctl2_skew_d1;
+    \$69  = ctl_in;
     if (rst) begin
-      \$191  = 3'h0;
+      \$69  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$192  = \value$194 ;
+    \$70  = ctl2_skew_d1;
     if (rst) begin
-      \$192  = 32'd0;
+      \$70  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$193  = a3_skew_d1;
+    \$71  = \value$195 ;
     if (rst) begin
-      \$193  = 32'd0;
+      \$71  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$194  = a3_skew_d2;
+    \$72  = a3_skew_d1;
     if (rst) begin
-      \$194  = 32'd0;
+      \$72  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$195  = ctl_in;
+    \$73  = a3_skew_d2;
     if (rst) begin
-      \$195  = 3'h0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$196  = ctl3_skew_d1;
+    \$74  = ctl_in;
     if (rst) begin
-      \$196  = 3'h0;
+      \$74  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$197  = ctl3_skew_d2;
+    \$75  = ctl3_skew_d1;
     if (rst) begin
-      \$197  = 3'h0;
+      \$75  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = ctl3_skew_d2;
+    if (rst) begin
+      \$76  = 3'h0;
     end
   end
   assign table_a__addr = table__addr;
   assign table_a__data = table__data;
   assign table__en = table_a__en;
   assign code = a__payload[7:0];
-  assign \table__addr$18  = table__addr;
-  assign \table__data$19  = table__data;
-  assign \table__en$20  = table_a__en;
-  assign \code$21  = a__payload[15:8];
-  assign \table__addr$23  = table__addr;
-  assign \table__data$24  = table__data;
-  assign \table__en$25  = table_a__en;
-  assign \code$26  = a__payload[23:16];
-  assign \table__addr$28  = table__addr;
-  assign \table__data$29  = table__data;
-  assign \table__en$30  = table_a__en;
-  assign \code$31  = a__payload[31:24];
-  assign table_b__addr = \table__addr$33 ;
-  assign table_b__data = \table__data$35 ;
-  assign \table__en$37  = table_b__en;
-  assign \code$38  = b__payload[7:0];
-  assign \table__addr$41  = \table__addr$33 ;
-  assign \table__data$42  = \table__data$35 ;
-  assign \table__en$43  = table_b__en;
-  assign \code$44  = b__payload[15:8];
-  assign \table__addr$46  = \table__addr$33 ;
-  assign \table__data$47  = \table__data$35 ;
-  assign \table__en$48  = table_b__en;
-  assign \code$49  = b__payload[23:16];
-  assign \table__addr$51  = \table__addr$33 ;
-  assign \table__data$52  = \table__data$35 ;
-  assign \table__en$53  = table_b__en;
-  assign \code$54  = b__payload[31:24];
+  assign code_valid = accept;
+  assign \table__addr$19  = table__addr;
+  assign \table__data$20  = table__data;
+  assign \table__en$21  = table_a__en;
+  assign \code$22  = a__payload[15:8];
+  assign \code_valid$23  = accept;
+  assign \table__addr$24  = table__addr;
+  assign \table__data$25  = table__data;
+  assign \table__en$26  = table_a__en;
+  assign \code$27  = a__payload[23:16];
+  assign \code_valid$28  = accept;
+  assign \table__addr$29  = table__addr;
+  assign \table__data$30  = table__data;
+  assign \table__en$31  = table_a__en;
+  assign \code$32  = a__payload[31:24];
+  assign \code_valid$33  = accept;
+  assign table_b__addr = \table__addr$34 ;
+  assign table_b__data = \table__data$36 ;
+  assign \table__en$38  = table_b__en;
+  assign \code$39  = b__payload[7:0];
+  assign \code_valid$41  = accept;
+  assign \table__addr$42  = \table__addr$34 ;
+  assign \table__data$43  = \table__data$36 ;
+  assign \table__en$44  = table_b__en;
+  assign \code$45  = b__payload[15:8];
+  assign \code_valid$46  = accept;
+  assign \table__addr$47  = \table__addr$34 ;
+  assign \table__data$48  = \table__data$36 ;
+  assign \table__en$49  = table_b__en;
+  assign \code$50  = b__payload[23:16];
+  assign \code_valid$51  = accept;
+  assign \table__addr$52  = \table__addr$34 ;
+  assign \table__data$53  = \table__data$36 ;
+  assign \table__en$54  = table_b__en;
+  assign \code$55  = b__payload[31:24];
+  assign \code_valid$56  = accept;
   assign value = a_in;
   assign control = ctl_in;
-  assign \value$61  = b_in;
-  assign a_out = \a_in$62 ;
-  assign ctl_out = \ctl_in$64 ;
-  assign b1_skew_d1 = \b_in$66 ;
-  assign \a_out$69  = \a_in$68 ;
-  assign \ctl_out$71  = \ctl_in$70 ;
-  assign b2_skew_d2 = \b_in$72 ;
-  assign \a_out$75  = \a_in$74 ;
-  assign \ctl_out$77  = \ctl_in$76 ;
-  assign b3_skew_d3 = \b_in$78 ;
-  assign a1_skew_d1 = \a_in$80 ;
-  assign ctl1_skew_d1 = \ctl_in$82 ;
-  assign b_out = \b_in$84 ;
-  assign \a_out$87  = \a_in$86 ;
-  assign \ctl_out$89  = \ctl_in$88 ;
-  assign \b_out$91  = \b_in$90 ;
-  assign \a_out$93  = \a_in$92 ;
-  assign \ctl_out$95  = \ctl_in$94 ;
-  assign \b_out$97  = \b_in$96 ;
-  assign \a_out$99  = \a_in$98 ;
-  assign \ctl_out$101  = \ctl_in$100 ;
-  assign \b_out$103  = \b_in$102 ;
-  assign a2_skew_d2 = \a_in$104 ;
-  assign ctl2_skew_d2 = \ctl_in$106 ;
-  assign \b_out$109  = \b_in$108 ;
-  assign \a_out$111  = \a_in$110 ;
-  assign \ctl_out$113  = \ctl_in$112 ;
-  assign \b_out$115  = \b_in$114 ;
-  assign \a_out$117  = \a_in$116 ;
-  assign \ctl_out$119  = \ctl_in$118 ;
-  assign \b_out$121  = \b_in$120 ;
-  assign \a_out$123  = \a_in$122 ;
-  assign \ctl_out$125  = \ctl_in$124 ;
-  assign \b_out$127  = \b_in$126 ;
-  assign a3_skew_d3 = \a_in$128 ;
-  assign ctl3_skew_d3 = \ctl_in$130 ;
-  assign \b_out$133  = \b_in$132 ;
-  assign \a_out$135  = \a_in$134 ;
-  assign \ctl_out$137  = \ctl_in$136 ;
-  assign \b_out$139  = \b_in$138 ;
-  assign \a_out$141  = \a_in$140 ;
-  assign \ctl_out$143  = \ctl_in$142 ;
-  assign \b_out$145  = \b_in$144 ;
-  assign \a_out$147  = \a_in$146 ;
-  assign \ctl_out$149  = \ctl_in$148 ;
-  assign \b_out$151  = \b_in$150 ;
+  assign \value$62  = b_in;
+  assign a_out = \a_in$63 ;
+  assign ctl_out = \ctl_in$65 ;
+  assign b1_skew_d1 = \b_in$67 ;
+  assign \a_out$70  = \a_in$69 ;
+  assign \ctl_out$72  = \ctl_in$71 ;
+  assign b2_skew_d2 = \b_in$73 ;
+  assign \a_out$76  = \a_in$75 ;
+  assign \ctl_out$78  = \ctl_in$77 ;
+  assign b3_skew_d3 = \b_in$79 ;
+  assign a1_skew_d1 = \a_in$81 ;
+  assign ctl1_skew_d1 = \ctl_in$83 ;
+  assign b_out = \b_in$85 ;
+  assign \a_out$88  = \a_in$87 ;
+  assign \ctl_out$90  = \ctl_in$89 ;
+  assign \b_out$92  = \b_in$91 ;
+  assign \a_out$94  = \a_in$93 ;
+  assign \ctl_out$96  = \ctl_in$95 ;
+  assign \b_out$98  = \b_in$97 ;
+  assign \a_out$100  = \a_in$99 ;
+  assign \ctl_out$102  = \ctl_in$101 ;
+  assign \b_out$104  = \b_in$103 ;
+  assign a2_skew_d2 = \a_in$105 ;
+  assign ctl2_skew_d2 = \ctl_in$107 ;
+  assign \b_out$110  = \b_in$109 ;
+  assign \a_out$112  = \a_in$111 ;
+  assign \ctl_out$114  = \ctl_in$113 ;
+  assign \b_out$116  = \b_in$115 ;
+  assign \a_out$118  = \a_in$117 ;
+  assign \ctl_out$120  = \ctl_in$119 ;
+  assign \b_out$122  = \b_in$121 ;
+  assign \a_out$124  = \a_in$123 ;
+  assign \ctl_out$126  = \ctl_in$125 ;
+  assign \b_out$128  = \b_in$127 ;
+  assign a3_skew_d3 = \a_in$129 ;
+  assign ctl3_skew_d3 = \ctl_in$131 ;
+  assign \b_out$134  = \b_in$133 ;
+  assign \a_out$136  = \a_in$135 ;
+  assign \ctl_out$138  = \ctl_in$137 ;
+  assign \b_out$140  = \b_in$139 ;
+  assign \a_out$142  = \a_in$141 ;
+  assign \ctl_out$144  = \ctl_in$143 ;
+  assign \b_out$146  = \b_in$145 ;
+  assign \a_out$148  = \a_in$147 ;
+  assign \ctl_out$150  = \ctl_in$149 ;
+  assign \b_out$152  = \b_in$151 ;
   assign w_data = row_out;
   assign r_rdy = c__valid;
   assign r_data = c__payload;
@@ -4494,29 +6258,29 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \a__payload[3]  = a__payload[31:24];
   assign \a__payload[3].magnitude  = a__payload[30:24];
   assign \a__payload[3].sign  = a__payload[31];
-  assign \table__data$19.frac  = table__data[22:0];
-  assign \table__data$19.exp  = table__data[30:23];
-  assign \table__data$19.sign  = table__data[31];
-  assign \code$21.magnitude  = a__payload[14:8];
-  assign \code$21.sign  = a__payload[15];
-  assign \table__data$24.frac  = table__data[22:0];
-  assign \table__data$24.exp  = table__data[30:23];
-  assign \table__data$24.sign  = table__data[31];
-  assign \code$26.magnitude  = a__payload[22:16];
-  assign \code$26.sign  = a__payload[23];
-  assign \table__data$29.frac  = table__data[22:0];
-  assign \table__data$29.exp  = table__data[30:23];
-  assign \table__data$29.sign  = table__data[31];
-  assign \code$31.magnitude  = a__payload[30:24];
-  assign \code$31.sign  = a__payload[31];
-  assign \table__data$35.frac  = \table__data$35 [22:0];
-  assign \table__data$35.exp  = \table__data$35 [30:23];
-  assign \table__data$35.sign  = \table__data$35 [31];
-  assign \table_b__data.frac  = \table__data$35 [22:0];
-  assign \table_b__data.exp  = \table__data$35 [30:23];
-  assign \table_b__data.sign  = \table__data$35 [31];
-  assign \code$38.magnitude  = b__payload[6:0];
-  assign \code$38.sign  = b__payload[7];
+  assign \table__data$20.frac  = table__data[22:0];
+  assign \table__data$20.exp  = table__data[30:23];
+  assign \table__data$20.sign  = table__data[31];
+  assign \code$22.magnitude  = a__payload[14:8];
+  assign \code$22.sign  = a__payload[15];
+  assign \table__data$25.frac  = table__data[22:0];
+  assign \table__data$25.exp  = table__data[30:23];
+  assign \table__data$25.sign  = table__data[31];
+  assign \code$27.magnitude  = a__payload[22:16];
+  assign \code$27.sign  = a__payload[23];
+  assign \table__data$30.frac  = table__data[22:0];
+  assign \table__data$30.exp  = table__data[30:23];
+  assign \table__data$30.sign  = table__data[31];
+  assign \code$32.magnitude  = a__payload[30:24];
+  assign \code$32.sign  = a__payload[31];
+  assign \table__data$36.frac  = \table__data$36 [22:0];
+  assign \table__data$36.exp  = \table__data$36 [30:23];
+  assign \table__data$36.sign  = \table__data$36 [31];
+  assign \table_b__data.frac  = \table__data$36 [22:0];
+  assign \table_b__data.exp  = \table__data$36 [30:23];
+  assign \table_b__data.sign  = \table__data$36 [31];
+  assign \code$39.magnitude  = b__payload[6:0];
+  assign \code$39.sign  = b__payload[7];
   assign \b__payload[0]  = b__payload[7:0];
   assign \b__payload[0].magnitude  = b__payload[6:0];
   assign \b__payload[0].sign  = b__payload[7];
@@ -4529,21 +6293,21 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \b__payload[3]  = b__payload[31:24];
   assign \b__payload[3].magnitude  = b__payload[30:24];
   assign \b__payload[3].sign  = b__payload[31];
-  assign \table__data$42.frac  = \table__data$35 [22:0];
-  assign \table__data$42.exp  = \table__data$35 [30:23];
-  assign \table__data$42.sign  = \table__data$35 [31];
-  assign \code$44.magnitude  = b__payload[14:8];
-  assign \code$44.sign  = b__payload[15];
-  assign \table__data$47.frac  = \table__data$35 [22:0];
-  assign \table__data$47.exp  = \table__data$35 [30:23];
-  assign \table__data$47.sign  = \table__data$35 [31];
-  assign \code$49.magnitude  = b__payload[22:16];
-  assign \code$49.sign  = b__payload[23];
-  assign \table__data$52.frac  = \table__data$35 [22:0];
-  assign \table__data$52.exp  = \table__data$35 [30:23];
-  assign \table__data$52.sign  = \table__data$35 [31];
-  assign \code$54.magnitude  = b__payload[30:24];
-  assign \code$54.sign  = b__payload[31];
+  assign \table__data$43.frac  = \table__data$36 [22:0];
+  assign \table__data$43.exp  = \table__data$36 [30:23];
+  assign \table__data$43.sign  = \table__data$36 [31];
+  assign \code$45.magnitude  = b__payload[14:8];
+  assign \code$45.sign  = b__payload[15];
+  assign \table__data$48.frac  = \table__data$36 [22:0];
+  assign \table__data$48.exp  = \table__data$36 [30:23];
+  assign \table__data$48.sign  = \table__data$36 [31];
+  assign \code$50.magnitude  = b__payload[22:16];
+  assign \code$50.sign  = b__payload[23];
+  assign \table__data$53.frac  = \table__data$36 [22:0];
+  assign \table__data$53.exp  = \table__data$36 [30:23];
+  assign \table__data$53.sign  = \table__data$36 [31];
+  assign \code$55.magnitude  = b__payload[30:24];
+  assign \code$55.sign  = b__payload[31];
   assign \a_in.frac  = a_in[22:0];
   assign \a_in.exp  = a_in[30:23];
   assign \a_in.sign  = a_in[31];
@@ -4559,279 +6323,279 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \b_in.frac  = b_in[22:0];
   assign \b_in.exp  = b_in[30:23];
   assign \b_in.sign  = b_in[31];
-  assign \value$61.frac  = b_in[22:0];
-  assign \value$61.exp  = b_in[30:23];
-  assign \value$61.sign  = b_in[31];
-  assign \a_in$62.frac  = \a_in$62 [22:0];
-  assign \a_in$62.exp  = \a_in$62 [30:23];
-  assign \a_in$62.sign  = \a_in$62 [31];
-  assign \a_out.frac  = \a_in$62 [22:0];
-  assign \a_out.exp  = \a_in$62 [30:23];
-  assign \a_out.sign  = \a_in$62 [31];
-  assign \ctl_in$64.valid  = \ctl_in$64 [0];
-  assign \ctl_in$64.first  = \ctl_in$64 [1];
-  assign \ctl_in$64.last  = \ctl_in$64 [2];
-  assign \ctl_out.valid  = \ctl_in$64 [0];
-  assign \ctl_out.first  = \ctl_in$64 [1];
-  assign \ctl_out.last  = \ctl_in$64 [2];
-  assign \b_in$66.frac  = \b_in$66 [22:0];
-  assign \b_in$66.exp  = \b_in$66 [30:23];
-  assign \b_in$66.sign  = \b_in$66 [31];
-  assign \b1_skew_d1.frac  = \b_in$66 [22:0];
-  assign \b1_skew_d1.exp  = \b_in$66 [30:23];
-  assign \b1_skew_d1.sign  = \b_in$66 [31];
-  assign \a_in$68.frac  = \a_in$68 [22:0];
-  assign \a_in$68.exp  = \a_in$68 [30:23];
-  assign \a_in$68.sign  = \a_in$68 [31];
-  assign \a_out$69.frac  = \a_in$68 [22:0];
-  assign \a_out$69.exp  = \a_in$68 [30:23];
-  assign \a_out$69.sign  = \a_in$68 [31];
-  assign \ctl_in$70.valid  = \ctl_in$70 [0];
-  assign \ctl_in$70.first  = \ctl_in$70 [1];
-  assign \ctl_in$70.last  = \ctl_in$70 [2];
-  assign \ctl_out$71.valid  = \ctl_in$70 [0];
-  assign \ctl_out$71.first  = \ctl_in$70 [1];
-  assign \ctl_out$71.last  = \ctl_in$70 [2];
-  assign \b_in$72.frac  = \b_in$72 [22:0];
-  assign \b_in$72.exp  = \b_in$72 [30:23];
-  assign \b_in$72.sign  = \b_in$72 [31];
-  assign \b2_skew_d2.frac  = \b_in$72 [22:0];
-  assign \b2_skew_d2.exp  = \b_in$72 [30:23];
-  assign \b2_skew_d2.sign  = \b_in$72 [31];
-  assign \a_in$74.frac  = \a_in$74 [22:0];
-  assign \a_in$74.exp  = \a_in$74 [30:23];
-  assign \a_in$74.sign  = \a_in$74 [31];
-  assign \a_out$75.frac  = \a_in$74 [22:0];
-  assign \a_out$75.exp  = \a_in$74 [30:23];
-  assign \a_out$75.sign  = \a_in$74 [31];
-  assign \ctl_in$76.valid  = \ctl_in$76 [0];
-  assign \ctl_in$76.first  = \ctl_in$76 [1];
-  assign \ctl_in$76.last  = \ctl_in$76 [2];
-  assign \ctl_out$77.valid  = \ctl_in$76 [0];
-  assign \ctl_out$77.first  = \ctl_in$76 [1];
-  assign \ctl_out$77.last  = \ctl_in$76 [2];
-  assign \b_in$78.frac  = \b_in$78 [22:0];
-  assign \b_in$78.exp  = \b_in$78 [30:23];
-  assign \b_in$78.sign  = \b_in$78 [31];
-  assign \b3_skew_d3.frac  = \b_in$78 [22:0];
-  assign \b3_skew_d3.exp  = \b_in$78 [30:23];
-  assign \b3_skew_d3.sign  = \b_in$78 [31];
-  assign \a_in$80.frac  = \a_in$80 [22:0];
-  assign \a_in$80.exp  = \a_in$80 [30:23];
-  assign \a_in$80.sign  = \a_in$80 [31];
-  assign \a1_skew_d1.frac  = \a_in$80 [22:0];
-  assign \a1_skew_d1.exp  = \a_in$80 [30:23];
-  assign \a1_skew_d1.sign  = \a_in$80 [31];
-  assign \ctl_in$82.valid  = \ctl_in$82 [0];
-  assign \ctl_in$82.first  = \ctl_in$82 [1];
-  assign \ctl_in$82.last  = \ctl_in$82 [2];
-  assign \ctl1_skew_d1.valid  = \ctl_in$82 [0];
-  assign \ctl1_skew_d1.first  = \ctl_in$82 [1];
-  assign \ctl1_skew_d1.last  = \ctl_in$82 [2];
-  assign \b_in$84.frac  = \b_in$84 [22:0];
-  assign \b_in$84.exp  = \b_in$84 [30:23];
-  assign \b_in$84.sign  = \b_in$84 [31];
-  assign \b_out.frac  = \b_in$84 [22:0];
-  assign \b_out.exp  = \b_in$84 [30:23];
-  assign \b_out.sign  = \b_in$84 [31];
-  assign \a_in$86.frac  = \a_in$86 [22:0];
-  assign \a_in$86.exp  = \a_in$86 [30:23];
-  assign \a_in$86.sign  = \a_in$86 [31];
-  assign \a_out$87.frac  = \a_in$86 [22:0];
-  assign \a_out$87.exp  = \a_in$86 [30:23];
-  assign \a_out$87.sign  = \a_in$86 [31];
-  assign \ctl_in$88.valid  = \ctl_in$88 [0];
-  assign \ctl_in$88.first  = \ctl_in$88 [1];
-  assign \ctl_in$88.last  = \ctl_in$88 [2];
-  assign \ctl_out$89.valid  = \ctl_in$88 [0];
-  assign \ctl_out$89.first  = \ctl_in$88 [1];
-  assign \ctl_out$89.last  = \ctl_in$88 [2];
-  assign \b_in$90.frac  = \b_in$90 [22:0];
-  assign \b_in$90.exp  = \b_in$90 [30:23];
-  assign \b_in$90.sign  = \b_in$90 [31];
-  assign \b_out$91.frac  = \b_in$90 [22:0];
-  assign \b_out$91.exp  = \b_in$90 [30:23];
-  assign \b_out$91.sign  = \b_in$90 [31];
-  assign \a_in$92.frac  = \a_in$92 [22:0];
-  assign \a_in$92.exp  = \a_in$92 [30:23];
-  assign \a_in$92.sign  = \a_in$92 [31];
-  assign \a_out$93.frac  = \a_in$92 [22:0];
-  assign \a_out$93.exp  = \a_in$92 [30:23];
-  assign \a_out$93.sign  = \a_in$92 [31];
-  assign \ctl_in$94.valid  = \ctl_in$94 [0];
-  assign \ctl_in$94.first  = \ctl_in$94 [1];
-  assign \ctl_in$94.last  = \ctl_in$94 [2];
-  assign \ctl_out$95.valid  = \ctl_in$94 [0];
-  assign \ctl_out$95.first  = \ctl_in$94 [1];
-  assign \ctl_out$95.last  = \ctl_in$94 [2];
-  assign \b_in$96.frac  = \b_in$96 [22:0];
-  assign \b_in$96.exp  = \b_in$96 [30:23];
-  assign \b_in$96.sign  = \b_in$96 [31];
-  assign \b_out$97.frac  = \b_in$96 [22:0];
-  assign \b_out$97.exp  = \b_in$96 [30:23];
-  assign \b_out$97.sign  = \b_in$96 [31];
-  assign \a_in$98.frac  = \a_in$98 [22:0];
-  assign \a_in$98.exp  = \a_in$98 [30:23];
-  assign \a_in$98.sign  = \a_in$98 [31];
-  assign \a_out$99.frac  = \a_in$98 [22:0];
-  assign \a_out$99.exp  = \a_in$98 [30:23];
-  assign \a_out$99.sign  = \a_in$98 [31];
-  assign \ctl_in$100.valid  = \ctl_in$100 [0];
-  assign \ctl_in$100.first  = \ctl_in$100 [1];
-  assign \ctl_in$100.last  = \ctl_in$100 [2];
-  assign \ctl_out$101.valid  = \ctl_in$100 [0];
-  assign \ctl_out$101.first  = \ctl_in$100 [1];
-  assign \ctl_out$101.last  = \ctl_in$100 [2];
-  assign \b_in$102.frac  = \b_in$102 [22:0];
-  assign \b_in$102.exp  = \b_in$102 [30:23];
-  assign \b_in$102.sign  = \b_in$102 [31];
-  assign \b_out$103.frac  = \b_in$102 [22:0];
-  assign \b_out$103.exp  = \b_in$102 [30:23];
-  assign \b_out$103.sign  = \b_in$102 [31];
-  assign \a_in$104.frac  = \a_in$104 [22:0];
-  assign \a_in$104.exp  = \a_in$104 [30:23];
-  assign \a_in$104.sign  = \a_in$104 [31];
-  assign \a2_skew_d2.frac  = \a_in$104 [22:0];
-  assign \a2_skew_d2.exp  = \a_in$104 [30:23];
-  assign \a2_skew_d2.sign  = \a_in$104 [31];
-  assign \ctl_in$106.valid  = \ctl_in$106 [0];
-  assign \ctl_in$106.first  = \ctl_in$106 [1];
-  assign \ctl_in$106.last  = \ctl_in$106 [2];
-  assign \ctl2_skew_d2.valid  = \ctl_in$106 [0];
-  assign \ctl2_skew_d2.first  = \ctl_in$106 [1];
-  assign \ctl2_skew_d2.last  = \ctl_in$106 [2];
-  assign \b_in$108.frac  = \b_in$108 [22:0];
-  assign \b_in$108.exp  = \b_in$108 [30:23];
-  assign \b_in$108.sign  = \b_in$108 [31];
-  assign \b_out$109.frac  = \b_in$108 [22:0];
-  assign \b_out$109.exp  = \b_in$108 [30:23];
-  assign \b_out$109.sign  = \b_in$108 [31];
-  assign \a_in$110.frac  = \a_in$110 [22:0];
-  assign \a_in$110.exp  = \a_in$110 [30:23];
-  assign \a_in$110.sign  = \a_in$110 [31];
-  assign \a_out$111.frac  = \a_in$110 [22:0];
-  assign \a_out$111.exp  = \a_in$110 [30:23];
-  assign \a_out$111.sign  = \a_in$110 [31];
-  assign \ctl_in$112.valid  = \ctl_in$112 [0];
-  assign \ctl_in$112.first  = \ctl_in$112 [1];
-  assign \ctl_in$112.last  = \ctl_in$112 [2];
-  assign \ctl_out$113.valid  = \ctl_in$112 [0];
-  assign \ctl_out$113.first  = \ctl_in$112 [1];
-  assign \ctl_out$113.last  = \ctl_in$112 [2];
-  assign \b_in$114.frac  = \b_in$114 [22:0];
-  assign \b_in$114.exp  = \b_in$114 [30:23];
-  assign \b_in$114.sign  = \b_in$114 [31];
-  assign \b_out$115.frac  = \b_in$114 [22:0];
-  assign \b_out$115.exp  = \b_in$114 [30:23];
-  assign \b_out$115.sign  = \b_in$114 [31];
-  assign \a_in$116.frac  = \a_in$116 [22:0];
-  assign \a_in$116.exp  = \a_in$116 [30:23];
-  assign \a_in$116.sign  = \a_in$116 [31];
-  assign \a_out$117.frac  = \a_in$116 [22:0];
-  assign \a_out$117.exp  = \a_in$116 [30:23];
-  assign \a_out$117.sign  = \a_in$116 [31];
-  assign \ctl_in$118.valid  = \ctl_in$118 [0];
-  assign \ctl_in$118.first  = \ctl_in$118 [1];
-  assign \ctl_in$118.last  = \ctl_in$118 [2];
-  assign \ctl_out$119.valid  = \ctl_in$118 [0];
-  assign \ctl_out$119.first  = \ctl_in$118 [1];
-  assign \ctl_out$119.last  = \ctl_in$118 [2];
-  assign \b_in$120.frac  = \b_in$120 [22:0];
-  assign \b_in$120.exp  = \b_in$120 [30:23];
-  assign \b_in$120.sign  = \b_in$120 [31];
-  assign \b_out$121.frac  = \b_in$120 [22:0];
-  assign \b_out$121.exp  = \b_in$120 [30:23];
-  assign \b_out$121.sign  = \b_in$120 [31];
-  assign \a_in$122.frac  = \a_in$122 [22:0];
-  assign \a_in$122.exp  = \a_in$122 [30:23];
-  assign \a_in$122.sign  = \a_in$122 [31];
-  assign \a_out$123.frac  = \a_in$122 [22:0];
-  assign \a_out$123.exp  = \a_in$122 [30:23];
-  assign \a_out$123.sign  = \a_in$122 [31];
-  assign \ctl_in$124.valid  = \ctl_in$124 [0];
-  assign \ctl_in$124.first  = \ctl_in$124 [1];
-  assign \ctl_in$124.last  = \ctl_in$124 [2];
-  assign \ctl_out$125.valid  = \ctl_in$124 [0];
-  assign \ctl_out$125.first  = \ctl_in$124 [1];
-  assign \ctl_out$125.last  = \ctl_in$124 [2];
-  assign \b_in$126.frac  = \b_in$126 [22:0];
-  assign \b_in$126.exp  = \b_in$126 [30:23];
-  assign \b_in$126.sign  = \b_in$126 [31];
-  assign \b_out$127.frac  = \b_in$126 [22:0];
-  assign \b_out$127.exp  = \b_in$126 [30:23];
-  assign \b_out$127.sign  = \b_in$126 [31];
-  assign \a_in$128.frac  = \a_in$128 [22:0];
-  assign \a_in$128.exp  = \a_in$128 [30:23];
-  assign \a_in$128.sign  = \a_in$128 [31];
-  assign \a3_skew_d3.frac  = \a_in$128 [22:0];
-  assign \a3_skew_d3.exp  = \a_in$128 [30:23];
-  assign \a3_skew_d3.sign  = \a_in$128 [31];
-  assign \ctl_in$130.valid  = \ctl_in$130 [0];
-  assign \ctl_in$130.first  = \ctl_in$130 [1];
-  assign \ctl_in$130.last  = \ctl_in$130 [2];
-  assign \ctl3_skew_d3.valid  = \ctl_in$130 [0];
-  assign \ctl3_skew_d3.first  = \ctl_in$130 [1];
-  assign \ctl3_skew_d3.last  = \ctl_in$130 [2];
-  assign \b_in$132.frac  = \b_in$132 [22:0];
-  assign \b_in$132.exp  = \b_in$132 [30:23];
-  assign \b_in$132.sign  = \b_in$132 [31];
-  assign \b_out$133.frac  = \b_in$132 [22:0];
-  assign \b_out$133.exp  = \b_in$132 [30:23];
-  assign \b_out$133.sign  = \b_in$132 [31];
-  assign \a_in$134.frac  = \a_in$134 [22:0];
-  assign \a_in$134.exp  = \a_in$134 [30:23];
-  assign \a_in$134.sign  = \a_in$134 [31];
-  assign \a_out$135.frac  = \a_in$134 [22:0];
-  assign \a_out$135.exp  = \a_in$134 [30:23];
-  assign \a_out$135.sign  = \a_in$134 [31];
-  assign \ctl_in$136.valid  = \ctl_in$136 [0];
-  assign \ctl_in$136.first  = \ctl_in$136 [1];
-  assign \ctl_in$136.last  = \ctl_in$136 [2];
-  assign \ctl_out$137.valid  = \ctl_in$136 [0];
-  assign \ctl_out$137.first  = \ctl_in$136 [1];
-  assign \ctl_out$137.last  = \ctl_in$136 [2];
-  assign \b_in$138.frac  = \b_in$138 [22:0];
-  assign \b_in$138.exp  = \b_in$138 [30:23];
-  assign \b_in$138.sign  = \b_in$138 [31];
-  assign \b_out$139.frac  = \b_in$138 [22:0];
-  assign \b_out$139.exp  = \b_in$138 [30:23];
-  assign \b_out$139.sign  = \b_in$138 [31];
-  assign \a_in$140.frac  = \a_in$140 [22:0];
-  assign \a_in$140.exp  = \a_in$140 [30:23];
-  assign \a_in$140.sign  = \a_in$140 [31];
-  assign \a_out$141.frac  = \a_in$140 [22:0];
-  assign \a_out$141.exp  = \a_in$140 [30:23];
-  assign \a_out$141.sign  = \a_in$140 [31];
-  assign \ctl_in$142.valid  = \ctl_in$142 [0];
-  assign \ctl_in$142.first  = \ctl_in$142 [1];
-  assign \ctl_in$142.last  = \ctl_in$142 [2];
-  assign \ctl_out$143.valid  = \ctl_in$142 [0];
-  assign \ctl_out$143.first  = \ctl_in$142 [1];
-  assign \ctl_out$143.last  = \ctl_in$142 [2];
-  assign \b_in$144.frac  = \b_in$144 [22:0];
-  assign \b_in$144.exp  = \b_in$144 [30:23];
-  assign \b_in$144.sign  = \b_in$144 [31];
-  assign \b_out$145.frac  = \b_in$144 [22:0];
-  assign \b_out$145.exp  = \b_in$144 [30:23];
-  assign \b_out$145.sign  = \b_in$144 [31];
-  assign \a_in$146.frac  = \a_in$146 [22:0];
-  assign \a_in$146.exp  = \a_in$146 [30:23];
-  assign \a_in$146.sign  = \a_in$146 [31];
-  assign \a_out$147.frac  = \a_in$146 [22:0];
-  assign \a_out$147.exp  = \a_in$146 [30:23];
-  assign \a_out$147.sign  = \a_in$146 [31];
-  assign \ctl_in$148.valid  = \ctl_in$148 [0];
-  assign \ctl_in$148.first  = \ctl_in$148 [1];
-  assign \ctl_in$148.last  = \ctl_in$148 [2];
-  assign \ctl_out$149.valid  = \ctl_in$148 [0];
-  assign \ctl_out$149.first  = \ctl_in$148 [1];
-  assign \ctl_out$149.last  = \ctl_in$148 [2];
-  assign \b_in$150.frac  = \b_in$150 [22:0];
-  assign \b_in$150.exp  = \b_in$150 [30:23];
-  assign \b_in$150.sign  = \b_in$150 [31];
-  assign \b_out$151.frac  = \b_in$150 [22:0];
-  assign \b_out$151.exp  = \b_in$150 [30:23];
-  assign \b_out$151.sign  = \b_in$150 [31];
+  assign \value$62.frac  = b_in[22:0];
+  assign \value$62.exp  = b_in[30:23];
+  assign \value$62.sign  = b_in[31];
+  assign \a_in$63.frac  = \a_in$63 [22:0];
+  assign \a_in$63.exp  = \a_in$63 [30:23];
+  assign \a_in$63.sign  = \a_in$63 [31];
+  assign \a_out.frac  = \a_in$63 [22:0];
+  assign \a_out.exp  = \a_in$63 [30:23];
+  assign \a_out.sign  = \a_in$63 [31];
+  assign \ctl_in$65.valid  = \ctl_in$65 [0];
+  assign \ctl_in$65.first  = \ctl_in$65 [1];
+  assign \ctl_in$65.last  = \ctl_in$65 [2];
+  assign \ctl_out.valid  = \ctl_in$65 [0];
+  assign \ctl_out.first  = \ctl_in$65 [1];
+  assign \ctl_out.last  = \ctl_in$65 [2];
+  assign \b_in$67.frac  = \b_in$67 [22:0];
+  assign \b_in$67.exp  = \b_in$67 [30:23];
+  assign \b_in$67.sign  = \b_in$67 [31];
+  assign \b1_skew_d1.frac  = \b_in$67 [22:0];
+  assign \b1_skew_d1.exp  = \b_in$67 [30:23];
+  assign \b1_skew_d1.sign  = \b_in$67 [31];
+  assign \a_in$69.frac  = \a_in$69 [22:0];
+  assign \a_in$69.exp  = \a_in$69 [30:23];
+  assign \a_in$69.sign  = \a_in$69 [31];
+  assign \a_out$70.frac  = \a_in$69 [22:0];
+  assign \a_out$70.exp  = \a_in$69 [30:23];
+  assign \a_out$70.sign  = \a_in$69 [31];
+  assign \ctl_in$71.valid  = \ctl_in$71 [0];
+  assign \ctl_in$71.first  = \ctl_in$71 [1];
+  assign \ctl_in$71.last  = \ctl_in$71 [2];
+  assign \ctl_out$72.valid  = \ctl_in$71 [0];
+  assign \ctl_out$72.first  = \ctl_in$71 [1];
+  assign \ctl_out$72.last  = \ctl_in$71 [2];
+  assign \b_in$73.frac  = \b_in$73 [22:0];
+  assign \b_in$73.exp  = \b_in$73 [30:23];
+  assign \b_in$73.sign  = \b_in$73 [31];
+  assign \b2_skew_d2.frac  = \b_in$73 [22:0];
+  assign \b2_skew_d2.exp  = \b_in$73 [30:23];
+  assign \b2_skew_d2.sign  = \b_in$73 [31];
+  assign \a_in$75.frac  = \a_in$75 [22:0];
+  assign \a_in$75.exp  = \a_in$75 [30:23];
+  assign \a_in$75.sign  = \a_in$75 [31];
+  assign \a_out$76.frac  = \a_in$75 [22:0];
+  assign \a_out$76.exp  = \a_in$75 [30:23];
+  assign \a_out$76.sign  = \a_in$75 [31];
+  assign \ctl_in$77.valid  = \ctl_in$77 [0];
+  assign \ctl_in$77.first  = \ctl_in$77 [1];
+  assign \ctl_in$77.last  = \ctl_in$77 [2];
+  assign \ctl_out$78.valid  = \ctl_in$77 [0];
+  assign \ctl_out$78.first  = \ctl_in$77 [1];
+  assign \ctl_out$78.last  = \ctl_in$77 [2];
+  assign \b_in$79.frac  = \b_in$79 [22:0];
+  assign \b_in$79.exp  = \b_in$79 [30:23];
+  assign \b_in$79.sign  = \b_in$79 [31];
+  assign \b3_skew_d3.frac  = \b_in$79 [22:0];
+  assign \b3_skew_d3.exp  = \b_in$79 [30:23];
+  assign \b3_skew_d3.sign  = \b_in$79 [31];
+  assign \a_in$81.frac  = \a_in$81 [22:0];
+  assign \a_in$81.exp  = \a_in$81 [30:23];
+  assign \a_in$81.sign  = \a_in$81 [31];
+  assign \a1_skew_d1.frac  = \a_in$81 [22:0];
+  assign \a1_skew_d1.exp  = \a_in$81 [30:23];
+  assign \a1_skew_d1.sign  = \a_in$81 [31];
+  assign \ctl_in$83.valid  = \ctl_in$83 [0];
+  assign \ctl_in$83.first  = \ctl_in$83 [1];
+  assign \ctl_in$83.last  = \ctl_in$83 [2];
+  assign \ctl1_skew_d1.valid  = \ctl_in$83 [0];
+  assign \ctl1_skew_d1.first  = \ctl_in$83 [1];
+  assign \ctl1_skew_d1.last  = \ctl_in$83 [2];
+  assign \b_in$85.frac  = \b_in$85 [22:0];
+  assign \b_in$85.exp  = \b_in$85 [30:23];
+  assign \b_in$85.sign  = \b_in$85 [31];
+  assign \b_out.frac  = \b_in$85 [22:0];
+  assign \b_out.exp  = \b_in$85 [30:23];
+  assign \b_out.sign  = \b_in$85 [31];
+  assign \a_in$87.frac  = \a_in$87 [22:0];
+  assign \a_in$87.exp  = \a_in$87 [30:23];
+  assign \a_in$87.sign  = \a_in$87 [31];
+  assign \a_out$88.frac  = \a_in$87 [22:0];
+  assign \a_out$88.exp  = \a_in$87 [30:23];
+  assign \a_out$88.sign  = \a_in$87 [31];
+  assign \ctl_in$89.valid  = \ctl_in$89 [0];
+  assign \ctl_in$89.first  = \ctl_in$89 [1];
+  assign \ctl_in$89.last  = \ctl_in$89 [2];
+  assign \ctl_out$90.valid  = \ctl_in$89 [0];
+  assign \ctl_out$90.first  = \ctl_in$89 [1];
+  assign \ctl_out$90.last  = \ctl_in$89 [2];
+  assign \b_in$91.frac  = \b_in$91 [22:0];
+  assign \b_in$91.exp  = \b_in$91 [30:23];
+  assign \b_in$91.sign  = \b_in$91 [31];
+  assign \b_out$92.frac  = \b_in$91 [22:0];
+  assign \b_out$92.exp  = \b_in$91 [30:23];
+  assign \b_out$92.sign  = \b_in$91 [31];
+  assign \a_in$93.frac  = \a_in$93 [22:0];
+  assign \a_in$93.exp  = \a_in$93 [30:23];
+  assign \a_in$93.sign  = \a_in$93 [31];
+  assign \a_out$94.frac  = \a_in$93 [22:0];
+  assign \a_out$94.exp  = \a_in$93 [30:23];
+  assign \a_out$94.sign  = \a_in$93 [31];
+  assign \ctl_in$95.valid  = \ctl_in$95 [0];
+  assign \ctl_in$95.first  = \ctl_in$95 [1];
+  assign \ctl_in$95.last  = \ctl_in$95 [2];
+  assign \ctl_out$96.valid  = \ctl_in$95 [0];
+  assign \ctl_out$96.first  = \ctl_in$95 [1];
+  assign \ctl_out$96.last  = \ctl_in$95 [2];
+  assign \b_in$97.frac  = \b_in$97 [22:0];
+  assign \b_in$97.exp  = \b_in$97 [30:23];
+  assign \b_in$97.sign  = \b_in$97 [31];
+  assign \b_out$98.frac  = \b_in$97 [22:0];
+  assign \b_out$98.exp  = \b_in$97 [30:23];
+  assign \b_out$98.sign  = \b_in$97 [31];
+  assign \a_in$99.frac  = \a_in$99 [22:0];
+  assign \a_in$99.exp  = \a_in$99 [30:23];
+  assign \a_in$99.sign  = \a_in$99 [31];
+  assign \a_out$100.frac  = \a_in$99 [22:0];
+  assign \a_out$100.exp  = \a_in$99 [30:23];
+  assign \a_out$100.sign  = \a_in$99 [31];
+  assign \ctl_in$101.valid  = \ctl_in$101 [0];
+  assign \ctl_in$101.first  = \ctl_in$101 [1];
+  assign \ctl_in$101.last  = \ctl_in$101 [2];
+  assign \ctl_out$102.valid  = \ctl_in$101 [0];
+  assign \ctl_out$102.first  = \ctl_in$101 [1];
+  assign \ctl_out$102.last  = \ctl_in$101 [2];
+  assign \b_in$103.frac  = \b_in$103 [22:0];
+  assign \b_in$103.exp  = \b_in$103 [30:23];
+  assign \b_in$103.sign  = \b_in$103 [31];
+  assign \b_out$104.frac  = \b_in$103 [22:0];
+  assign \b_out$104.exp  = \b_in$103 [30:23];
+  assign \b_out$104.sign  = \b_in$103 [31];
+  assign \a_in$105.frac  = \a_in$105 [22:0];
+  assign \a_in$105.exp  = \a_in$105 [30:23];
+  assign \a_in$105.sign  = \a_in$105 [31];
+  assign \a2_skew_d2.frac  = \a_in$105 [22:0];
+  assign \a2_skew_d2.exp  = \a_in$105 [30:23];
+  assign \a2_skew_d2.sign  = \a_in$105 [31];
+  assign \ctl_in$107.valid  = \ctl_in$107 [0];
+  assign \ctl_in$107.first  = \ctl_in$107 [1];
+  assign \ctl_in$107.last  = \ctl_in$107 [2];
+  assign \ctl2_skew_d2.valid  = \ctl_in$107 [0];
+  assign \ctl2_skew_d2.first  = \ctl_in$107 [1];
+  assign \ctl2_skew_d2.last  = \ctl_in$107 [2];
+  assign \b_in$109.frac  = \b_in$109 [22:0];
+  assign \b_in$109.exp  = \b_in$109 [30:23];
+  assign \b_in$109.sign  = \b_in$109 [31];
+  assign \b_out$110.frac  = \b_in$109 [22:0];
+  assign \b_out$110.exp  = \b_in$109 [30:23];
+  assign \b_out$110.sign  = \b_in$109 [31];
+  assign \a_in$111.frac  = \a_in$111 [22:0];
+  assign \a_in$111.exp  = \a_in$111 [30:23];
+  assign \a_in$111.sign  = \a_in$111 [31];
+  assign \a_out$112.frac  = \a_in$111 [22:0];
+  assign \a_out$112.exp  = \a_in$111 [30:23];
+  assign \a_out$112.sign  = \a_in$111 [31];
+  assign \ctl_in$113.valid  = \ctl_in$113 [0];
+  assign \ctl_in$113.first  = \ctl_in$113 [1];
+  assign \ctl_in$113.last  = \ctl_in$113 [2];
+  assign \ctl_out$114.valid  = \ctl_in$113 [0];
+  assign \ctl_out$114.first  = \ctl_in$113 [1];
+  assign \ctl_out$114.last  = \ctl_in$113 [2];
+  assign \b_in$115.frac  = \b_in$115 [22:0];
+  assign \b_in$115.exp  = \b_in$115 [30:23];
+  assign \b_in$115.sign  = \b_in$115 [31];
+  assign \b_out$116.frac  = \b_in$115 [22:0];
+  assign \b_out$116.exp  = \b_in$115 [30:23];
+  assign \b_out$116.sign  = \b_in$115 [31];
+  assign \a_in$117.frac  = \a_in$117 [22:0];
+  assign \a_in$117.exp  = \a_in$117 [30:23];
+  assign \a_in$117.sign  = \a_in$117 [31];
+  assign \a_out$118.frac  = \a_in$117 [22:0];
+  assign \a_out$118.exp  = \a_in$117 [30:23];
+  assign \a_out$118.sign  = \a_in$117 [31];
+  assign \ctl_in$119.valid  = \ctl_in$119 [0];
+  assign \ctl_in$119.first  = \ctl_in$119 [1];
+  assign \ctl_in$119.last  = \ctl_in$119 [2];
+  assign \ctl_out$120.valid  = \ctl_in$119 [0];
+  assign \ctl_out$120.first  = \ctl_in$119 [1];
+  assign \ctl_out$120.last  = \ctl_in$119 [2];
+  assign \b_in$121.frac  = \b_in$121 [22:0];
+  assign \b_in$121.exp  = \b_in$121 [30:23];
+  assign \b_in$121.sign  = \b_in$121 [31];
+  assign \b_out$122.frac  = \b_in$121 [22:0];
+  assign \b_out$122.exp  = \b_in$121 [30:23];
+  assign \b_out$122.sign  = \b_in$121 [31];
+  assign \a_in$123.frac  = \a_in$123 [22:0];
+  assign \a_in$123.exp  = \a_in$123 [30:23];
+  assign \a_in$123.sign  = \a_in$123 [31];
+  assign \a_out$124.frac  = \a_in$123 [22:0];
+  assign \a_out$124.exp  = \a_in$123 [30:23];
+  assign \a_out$124.sign  = \a_in$123 [31];
+  assign \ctl_in$125.valid  = \ctl_in$125 [0];
+  assign \ctl_in$125.first  = \ctl_in$125 [1];
+  assign \ctl_in$125.last  = \ctl_in$125 [2];
+  assign \ctl_out$126.valid  = \ctl_in$125 [0];
+  assign \ctl_out$126.first  = \ctl_in$125 [1];
+  assign \ctl_out$126.last  = \ctl_in$125 [2];
+  assign \b_in$127.frac  = \b_in$127 [22:0];
+  assign \b_in$127.exp  = \b_in$127 [30:23];
+  assign \b_in$127.sign  = \b_in$127 [31];
+  assign \b_out$128.frac  = \b_in$127 [22:0];
+  assign \b_out$128.exp  = \b_in$127 [30:23];
+  assign \b_out$128.sign  = \b_in$127 [31];
+  assign \a_in$129.frac  = \a_in$129 [22:0];
+  assign \a_in$129.exp  = \a_in$129 [30:23];
+  assign \a_in$129.sign  = \a_in$129 [31];
+  assign \a3_skew_d3.frac  = \a_in$129 [22:0];
+  assign \a3_skew_d3.exp  = \a_in$129 [30:23];
+  assign \a3_skew_d3.sign  = \a_in$129 [31];
+  assign \ctl_in$131.valid  = \ctl_in$131 [0];
+  assign \ctl_in$131.first  = \ctl_in$131 [1];
+  assign \ctl_in$131.last  = \ctl_in$131 [2];
+  assign \ctl3_skew_d3.valid  = \ctl_in$131 [0];
+  assign \ctl3_skew_d3.first  = \ctl_in$131 [1];
+  assign \ctl3_skew_d3.last  = \ctl_in$131 [2];
+  assign \b_in$133.frac  = \b_in$133 [22:0];
+  assign \b_in$133.exp  = \b_in$133 [30:23];
+  assign \b_in$133.sign  = \b_in$133 [31];
+  assign \b_out$134.frac  = \b_in$133 [22:0];
+  assign \b_out$134.exp  = \b_in$133 [30:23];
+  assign \b_out$134.sign  = \b_in$133 [31];
+  assign \a_in$135.frac  = \a_in$135 [22:0];
+  assign \a_in$135.exp  = \a_in$135 [30:23];
+  assign \a_in$135.sign  = \a_in$135 [31];
+  assign \a_out$136.frac  = \a_in$135 [22:0];
+  assign \a_out$136.exp  = \a_in$135 [30:23];
+  assign \a_out$136.sign  = \a_in$135 [31];
+  assign \ctl_in$137.valid  = \ctl_in$137 [0];
+  assign \ctl_in$137.first  = \ctl_in$137 [1];
+  assign \ctl_in$137.last  = \ctl_in$137 [2];
+  assign \ctl_out$138.valid  = \ctl_in$137 [0];
+  assign \ctl_out$138.first  = \ctl_in$137 [1];
+  assign \ctl_out$138.last  = \ctl_in$137 [2];
+  assign \b_in$139.frac  = \b_in$139 [22:0];
+  assign \b_in$139.exp  = \b_in$139 [30:23];
+  assign \b_in$139.sign  = \b_in$139 [31];
+  assign \b_out$140.frac  = \b_in$139 [22:0];
+  assign \b_out$140.exp  = \b_in$139 [30:23];
+  assign \b_out$140.sign  = \b_in$139 [31];
+  assign \a_in$141.frac  = \a_in$141 [22:0];
+  assign \a_in$141.exp  = \a_in$141 [30:23];
+  assign \a_in$141.sign  = \a_in$141 [31];
+  assign \a_out$142.frac  = \a_in$141 [22:0];
+  assign \a_out$142.exp  = \a_in$141 [30:23];
+  assign \a_out$142.sign  = \a_in$141 [31];
+  assign \ctl_in$143.valid  = \ctl_in$143 [0];
+  assign \ctl_in$143.first  = \ctl_in$143 [1];
+  assign \ctl_in$143.last  = \ctl_in$143 [2];
+  assign \ctl_out$144.valid  = \ctl_in$143 [0];
+  assign \ctl_out$144.first  = \ctl_in$143 [1];
+  assign \ctl_out$144.last  = \ctl_in$143 [2];
+  assign \b_in$145.frac  = \b_in$145 [22:0];
+  assign \b_in$145.exp  = \b_in$145 [30:23];
+  assign \b_in$145.sign  = \b_in$145 [31];
+  assign \b_out$146.frac  = \b_in$145 [22:0];
+  assign \b_out$146.exp  = \b_in$145 [30:23];
+  assign \b_out$146.sign  = \b_in$145 [31];
+  assign \a_in$147.frac  = \a_in$147 [22:0];
+  assign \a_in$147.exp  = \a_in$147 [30:23];
+  assign \a_in$147.sign  = \a_in$147 [31];
+  assign \a_out$148.frac  = \a_in$147 [22:0];
+  assign \a_out$148.exp  = \a_in$147 [30:23];
+  assign \a_out$148.sign  = \a_in$147 [31];
+  assign \ctl_in$149.valid  = \ctl_in$149 [0];
+  assign \ctl_in$149.first  = \ctl_in$149 [1];
+  assign \ctl_in$149.last  = \ctl_in$149 [2];
+  assign \ctl_out$150.valid  = \ctl_in$149 [0];
+  assign \ctl_out$150.first  = \ctl_in$149 [1];
+  assign \ctl_out$150.last  = \ctl_in$149 [2];
+  assign \b_in$151.frac  = \b_in$151 [22:0];
+  assign \b_in$151.exp  = \b_in$151 [30:23];
+  assign \b_in$151.sign  = \b_in$151 [31];
+  assign \b_out$152.frac  = \b_in$151 [22:0];
+  assign \b_out$152.exp  = \b_in$151 [30:23];
+  assign \b_out$152.sign  = \b_in$151 [31];
   assign \row_out.row  = row_out[1:0];
   assign \row_out.values  = row_out[129:2];
   assign \row_out.values[0]  = row_out[33:2];
@@ -4853,18 +6617,15 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \result.frac  = result[22:0];
   assign \result.exp  = result[30:23];
   assign \result.sign  = result[31];
-  assign \result$155.frac  = \result$155 [22:0];
-  assign \result$155.exp  = \result$155 [30:23];
-  assign \result$155.sign  = \result$155 [31];
   assign \result$156.frac  = \result$156 [22:0];
   assign \result$156.exp  = \result$156 [30:23];
   assign \result$156.sign  = \result$156 [31];
   assign \result$157.frac  = \result$157 [22:0];
   assign \result$157.exp  = \result$157 [30:23];
   assign \result$157.sign  = \result$157 [31];
-  assign \result$159.frac  = \result$159 [22:0];
-  assign \result$159.exp  = \result$159 [30:23];
-  assign \result$159.sign  = \result$159 [31];
+  assign \result$158.frac  = \result$158 [22:0];
+  assign \result$158.exp  = \result$158 [30:23];
+  assign \result$158.sign  = \result$158 [31];
   assign \result$160.frac  = \result$160 [22:0];
   assign \result$160.exp  = \result$160 [30:23];
   assign \result$160.sign  = \result$160 [31];
@@ -4874,9 +6635,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \result$162.frac  = \result$162 [22:0];
   assign \result$162.exp  = \result$162 [30:23];
   assign \result$162.sign  = \result$162 [31];
-  assign \result$164.frac  = \result$164 [22:0];
-  assign \result$164.exp  = \result$164 [30:23];
-  assign \result$164.sign  = \result$164 [31];
+  assign \result$163.frac  = \result$163 [22:0];
+  assign \result$163.exp  = \result$163 [30:23];
+  assign \result$163.sign  = \result$163 [31];
   assign \result$165.frac  = \result$165 [22:0];
   assign \result$165.exp  = \result$165 [30:23];
   assign \result$165.sign  = \result$165 [31];
@@ -4886,9 +6647,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \result$167.frac  = \result$167 [22:0];
   assign \result$167.exp  = \result$167 [30:23];
   assign \result$167.sign  = \result$167 [31];
-  assign \result$169.frac  = \result$169 [22:0];
-  assign \result$169.exp  = \result$169 [30:23];
-  assign \result$169.sign  = \result$169 [31];
+  assign \result$168.frac  = \result$168 [22:0];
+  assign \result$168.exp  = \result$168 [30:23];
+  assign \result$168.sign  = \result$168 [31];
   assign \result$170.frac  = \result$170 [22:0];
   assign \result$170.exp  = \result$170 [30:23];
   assign \result$170.sign  = \result$170 [31];
@@ -4898,6 +6659,9 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \result$172.frac  = \result$172 [22:0];
   assign \result$172.exp  = \result$172 [30:23];
   assign \result$172.sign  = \result$172 [31];
+  assign \result$173.frac  = \result$173 [22:0];
+  assign \result$173.exp  = \result$173 [30:23];
+  assign \result$173.sign  = \result$173 [31];
   assign \c__payload.row  = c__payload[1:0];
   assign \c__payload.values  = c__payload[129:2];
   assign \c__payload.values[0]  = c__payload[33:2];
@@ -4916,42 +6680,42 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \c__payload.values[3].frac  = c__payload[120:98];
   assign \c__payload.values[3].exp  = c__payload[128:121];
   assign \c__payload.values[3].sign  = c__payload[129];
-  assign \value$183.frac  = \value$183 [22:0];
-  assign \value$183.exp  = \value$183 [30:23];
-  assign \value$183.sign  = \value$183 [31];
+  assign \value$184.frac  = \value$184 [22:0];
+  assign \value$184.exp  = \value$184 [30:23];
+  assign \value$184.sign  = \value$184 [31];
   assign \b2_skew_d1.frac  = b2_skew_d1[22:0];
   assign \b2_skew_d1.exp  = b2_skew_d1[30:23];
   assign \b2_skew_d1.sign  = b2_skew_d1[31];
-  assign \value$185.frac  = \value$185 [22:0];
-  assign \value$185.exp  = \value$185 [30:23];
-  assign \value$185.sign  = \value$185 [31];
+  assign \value$186.frac  = \value$186 [22:0];
+  assign \value$186.exp  = \value$186 [30:23];
+  assign \value$186.sign  = \value$186 [31];
   assign \b3_skew_d1.frac  = b3_skew_d1[22:0];
   assign \b3_skew_d1.exp  = b3_skew_d1[30:23];
   assign \b3_skew_d1.sign  = b3_skew_d1[31];
-  assign \value$187.frac  = \value$187 [22:0];
-  assign \value$187.exp  = \value$187 [30:23];
-  assign \value$187.sign  = \value$187 [31];
+  assign \value$188.frac  = \value$188 [22:0];
+  assign \value$188.exp  = \value$188 [30:23];
+  assign \value$188.sign  = \value$188 [31];
   assign \b3_skew_d2.frac  = b3_skew_d2[22:0];
   assign \b3_skew_d2.exp  = b3_skew_d2[30:23];
   assign \b3_skew_d2.sign  = b3_skew_d2[31];
-  assign \value$189.frac  = \value$189 [22:0];
-  assign \value$189.exp  = \value$189 [30:23];
-  assign \value$189.sign  = \value$189 [31];
+  assign \value$190.frac  = \value$190 [22:0];
+  assign \value$190.exp  = \value$190 [30:23];
+  assign \value$190.sign  = \value$190 [31];
   assign \a2_skew_d1.frac  = a2_skew_d1[22:0];
   assign \a2_skew_d1.exp  = a2_skew_d1[30:23];
   assign \a2_skew_d1.sign  = a2_skew_d1[31];
-  assign \value$191.frac  = \value$191 [22:0];
-  assign \value$191.exp  = \value$191 [30:23];
-  assign \value$191.sign  = \value$191 [31];
+  assign \value$192.frac  = \value$192 [22:0];
+  assign \value$192.exp  = \value$192 [30:23];
+  assign \value$192.sign  = \value$192 [31];
   assign \ctl2_skew_d1.valid  = ctl2_skew_d1[0];
   assign \ctl2_skew_d1.first  = ctl2_skew_d1[1];
   assign \ctl2_skew_d1.last  = ctl2_skew_d1[2];
   assign \a3_skew_d1.frac  = a3_skew_d1[22:0];
   assign \a3_skew_d1.exp  = a3_skew_d1[30:23];
   assign \a3_skew_d1.sign  = a3_skew_d1[31];
-  assign \value$194.frac  = \value$194 [22:0];
-  assign \value$194.exp  = \value$194 [30:23];
-  assign \value$194.sign  = \value$194 [31];
+  assign \value$195.frac  = \value$195 [22:0];
+  assign \value$195.exp  = \value$195 [30:23];
+  assign \value$195.sign  = \value$195 [31];
   assign \a3_skew_d2.frac  = a3_skew_d2[22:0];
   assign \a3_skew_d2.exp  = a3_skew_d2[30:23];
   assign \a3_skew_d2.sign  = a3_skew_d2[31];
@@ -4961,7 +6725,11 @@ module \s2fp8_engine_4x4_w24.array (table__addr, table__data, table_b__en, \tabl
   assign \ctl3_skew_d2.valid  = ctl3_skew_d2[0];
   assign \ctl3_skew_d2.first  = ctl3_skew_d2[1];
   assign \ctl3_skew_d2.last  = ctl3_skew_d2[2];
-  assign \$142  = c__valid;
+  assign \$4  = \$3 ;
+  assign \$15  = \$14 ;
+  assign \$26  = \$25 ;
+  assign \$35  = accept;
+  assign \$45  = c__valid;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15149,7 +16917,7 @@ module \s2fp8_engine_4x4_w24.stats (rst, valid_in, beats__payload, result__paylo
   \s2fp8_engine_4x4_w24.stats.max_log2  max_log2 (
     .clk(clk),
     .log2(\log2$35 ),
-    .\port$1150$95 (running[125:95]),
+    .\port$1902$95 (running[125:95]),
     .rst(rst),
     .valid_in(\valid_in$29 ),
     .\valid_out$10 (result__valid)
@@ -16881,7 +18649,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_0.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_engine_4x4_w24.stats.log2_0.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -16909,88 +18677,458 @@ module \s2fp8_engine_4x4_w24.stats.log2_0.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.log2_0.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_engine_4x4_w24.stats.log2_0.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17092,7 +19230,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_1.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -17133,7 +19271,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.interpolate (rst, lookup, valid_in, lo
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -17142,7 +19280,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.interpolate (rst, lookup, valid_in, lo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -17165,7 +19303,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14 (rst, valid_in, operand, lookup, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -18254,7 +20392,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14 (rst, valid_in, operand, loo
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -18265,7 +20403,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14 (rst, valid_in, operand, loo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -18365,7 +20503,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -18393,88 +20531,458 @@ module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_engine_4x4_w24.stats.log2_1.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18576,7 +21084,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_2.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -18617,7 +21125,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.interpolate (rst, lookup, valid_in, lo
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -18626,7 +21134,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.interpolate (rst, lookup, valid_in, lo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -18649,7 +21157,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14 (rst, valid_in, operand, lookup, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$49  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -19738,7 +22246,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14 (rst, valid_in, operand, loo
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -19749,7 +22257,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14 (rst, valid_in, operand, loo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$49 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -19849,7 +22357,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -19877,88 +22385,458 @@ module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_engine_4x4_w24.stats.log2_2.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20060,7 +22938,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_3.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$50  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -20101,7 +22979,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.interpolate (rst, lookup, valid_in, lo
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -20110,7 +22988,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.interpolate (rst, lookup, valid_in, lo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$50 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -20133,7 +23011,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14 (rst, valid_in, operand, lookup, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$51  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -21222,7 +24100,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14 (rst, valid_in, operand, loo
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -21233,7 +24111,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14 (rst, valid_in, operand, loo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$51 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -21333,7 +24211,7 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -21361,92 +24239,462 @@ module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_engine_4x4_w24.stats.log2_3.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.max_log2 (rst, \port$1150$95 , valid_in, log2, \valid_out$10 , clk);
+module \s2fp8_engine_4x4_w24.stats.max_log2 (rst, \port$1902$95 , valid_in, log2, \valid_out$10 , clk);
   input clk;
   wire clk;
   output [32:0] log2;
@@ -21474,8 +24722,8 @@ module \s2fp8_engine_4x4_w24.stats.max_log2 (rst, \port$1150$95 , valid_in, log2
   wire [21:0] \lookup.segment.base ;
   wire [12:0] \lookup.segment.slope ;
   wire [12:0] \lookup.weight ;
-  input [30:0] \port$1150$95 ;
-  wire [30:0] \port$1150$95 ;
+  input [30:0] \port$1902$95 ;
+  wire [30:0] \port$1902$95 ;
   input rst;
   wire rst;
   input valid_in;
@@ -21505,23 +24753,23 @@ module \s2fp8_engine_4x4_w24.stats.max_log2 (rst, \port$1150$95 , valid_in, log2
   \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14  \lookup$14  (
     .clk(clk),
     .lookup(lookup),
-    .\port$1150$95 (\port$1150$95 ),
+    .\port$1902$95 (\port$1902$95 ),
     .rst(rst),
     .valid_in(valid_in),
     .valid_out(\valid_in$6 )
   );
-  assign value = { 1'h0, \port$1150$95  };
-  assign \value$1  = { 1'h0, \port$1150$95  };
+  assign value = { 1'h0, \port$1902$95  };
+  assign \value$1  = { 1'h0, \port$1902$95  };
   assign \valid_in$3  = valid_in;
   assign \lookup$5  = lookup;
   assign valid_out = \valid_in$6 ;
   assign \log2$9  = log2;
   assign \valid_out$11  = \valid_out$10 ;
-  assign \value.frac  = \port$1150$95 [22:0];
-  assign \value.exp  = \port$1150$95 [30:23];
+  assign \value.frac  = \port$1902$95 [22:0];
+  assign \value.exp  = \port$1902$95 [30:23];
   assign \value.sign  = 1'h0;
-  assign \value$1.frac  = \port$1150$95 [22:0];
-  assign \value$1.exp  = \port$1150$95 [30:23];
+  assign \value$1.frac  = \port$1902$95 [22:0];
+  assign \value$1.exp  = \port$1902$95 [30:23];
   assign \value$1.sign  = 1'h0;
   assign \lookup.exponent  = lookup[8:0];
   assign \lookup.segment  = lookup[43:9];
@@ -21547,7 +24795,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.max_log2.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$52  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -21588,7 +24836,7 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.interpolate (rst, lookup, valid_in, 
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -21597,7 +24845,7 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.interpolate (rst, lookup, valid_in, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$56 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$52 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -21619,8 +24867,8 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.interpolate (rst, lookup, valid_in, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1150$95 , valid_in, lookup, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$57  = 0;
+module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1902$95 , valid_in, lookup, valid_out, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$53  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -21643,8 +24891,8 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1150$95 , vali
   wire [7:0] \operand.exp ;
   wire [22:0] \operand.frac ;
   wire \operand.sign ;
-  input [30:0] \port$1150$95 ;
-  wire [30:0] \port$1150$95 ;
+  input [30:0] \port$1902$95 ;
+  wire [30:0] \port$1902$95 ;
   wire [9:0] read__addr;
   wire [34:0] read__data;
   wire [21:0] \read__data.base ;
@@ -22706,11 +25954,11 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1150$95 , vali
   assign \$1  = ~ unpacked[35];
   assign \$2  = unpacked[37] | unpacked[38];
   \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack  unpack (
-    .\port$1150$95 (\port$1150$95 ),
+    .\port$1902$95 (\port$1902$95 ),
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -22721,20 +25969,20 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1150$95 , vali
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$57 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$53 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
-  assign operand = { 1'h0, \port$1150$95  };
-  assign value = { 1'h0, \port$1150$95  };
+  assign operand = { 1'h0, \port$1902$95  };
+  assign value = { 1'h0, \port$1902$95  };
   assign read__addr = unpacked[22:13];
-  assign \operand.frac  = \port$1150$95 [22:0];
-  assign \operand.exp  = \port$1150$95 [30:23];
+  assign \operand.frac  = \port$1902$95 [22:0];
+  assign \operand.exp  = \port$1902$95 [30:23];
   assign \operand.sign  = 1'h0;
-  assign \value.frac  = \port$1150$95 [22:0];
-  assign \value.exp  = \port$1150$95 [30:23];
+  assign \value.frac  = \port$1902$95 [22:0];
+  assign \value.exp  = \port$1902$95 [30:23];
   assign \value.sign  = 1'h0;
   assign \unpacked.sig  = unpacked[23:0];
   assign \unpacked.exp  = unpacked[33:24];
@@ -22756,7 +26004,7 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14 (rst, \port$1150$95 , vali
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$1150$95 );
+module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$1902$95 );
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -22785,8 +26033,8 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$11
   wire [7:0] \operand.exp ;
   wire [22:0] \operand.frac ;
   wire \operand.sign ;
-  input [30:0] \port$1150$95 ;
-  wire [30:0] \port$1150$95 ;
+  input [30:0] \port$1902$95 ;
+  wire [30:0] \port$1902$95 ;
   wire [9:0] raw_exp;
   wire [23:0] raw_sig;
   output [38:0] unpacked;
@@ -22800,33 +26048,33 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$11
   wire [23:0] \unpacked.sig ;
   wire \unpacked.sign ;
   wire [23:0] value;
-  assign \$1  = ! \port$1150$95 [30:23];
-  assign \$2  = ! \port$1150$95 [22:0];
+  assign \$1  = ! \port$1902$95 [30:23];
+  assign \$2  = ! \port$1902$95 [22:0];
   assign \$3  = \$1  & \$2 ;
-  assign \$4  = ! \port$1150$95 [30:23];
-  assign \$5  = ! \port$1150$95 [22:0];
+  assign \$4  = ! \port$1902$95 [30:23];
+  assign \$5  = ! \port$1902$95 [22:0];
   assign \$6  = ~ \$5 ;
   assign \$7  = \$4  & \$6 ;
-  assign \$8  = \port$1150$95 [30:23] == 8'hff;
-  assign \$9  = ! \port$1150$95 [22:0];
+  assign \$8  = \port$1902$95 [30:23] == 8'hff;
+  assign \$9  = ! \port$1902$95 [22:0];
   assign \$10  = \$8  & \$9 ;
-  assign \$11  = \port$1150$95 [30:23] == 8'hff;
-  assign \$12  = ! \port$1150$95 [22:0];
+  assign \$11  = \port$1902$95 [30:23] == 8'hff;
+  assign \$12  = ! \port$1902$95 [22:0];
   assign \$13  = ~ \$12 ;
   assign \$14  = \$11  & \$13 ;
-  assign \$15  = ! \port$1150$95 [30:23];
+  assign \$15  = ! \port$1902$95 [30:23];
   assign \$16  = ~ \$15 ;
-  assign \$18  = { 9'h000, \port$1150$95 [22:0] } | \$17 ;
-  assign \$19  = ! \port$1150$95 [30:23];
-  assign \$20  = \$19  ? 8'h01 : \port$1150$95 [30:23];
+  assign \$18  = { 9'h000, \port$1902$95 [22:0] } | \$17 ;
+  assign \$19  = ! \port$1902$95 [30:23];
+  assign \$20  = \$19  ? 8'h01 : \port$1902$95 [30:23];
   assign \$21  = \$20  - 7'h7f;
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
-  assign operand = { 1'h0, \port$1150$95  };
+  assign operand = { 1'h0, \port$1902$95  };
   assign raw_sig = \$18 [23:0];
   assign raw_exp = { \$21 [8], \$21  };
   assign value = \$18 [23:0];
@@ -22838,8 +26086,8 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$11
   assign \unpacked.cls.subnormal  = unpacked[36];
   assign \unpacked.cls.inf  = unpacked[37];
   assign \unpacked.cls.nan  = unpacked[38];
-  assign \operand.frac  = \port$1150$95 [22:0];
-  assign \operand.exp  = \port$1150$95 [30:23];
+  assign \operand.frac  = \port$1902$95 [22:0];
+  assign \operand.exp  = \port$1902$95 [30:23];
   assign \operand.sign  = 1'h0;
   assign unpacked[33:24] = \$23 [9:0];
   assign unpacked[23:0] = \$22 [23:0];
@@ -22852,93 +26100,463 @@ module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack (unpacked, \port$11
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_engine_4x4_w24.stats.max_log2.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_engine_4x4_w24.stats.reduce (rst, log2, values, valid_in, moments, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$54  = 0;
   wire [1:0] \$1 ;
   wire [30:0] \$10 ;
   wire \$11 ;
@@ -23165,7 +26783,7 @@ module \s2fp8_engine_4x4_w24.stats.reduce (rst, log2, values, valid_in, moments,
   assign \$12  = log2[31] ? values[30:0] : 31'h00000000;
   assign \$13  = log2[64] ? values[62:32] : 31'h00000000;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$85 [31:0] = { 27'h0000000, \$4  };
     \$85 [94:32] = { \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8  };
     \$85 [125:95] = \$44 ;
@@ -23176,7 +26794,7 @@ module \s2fp8_engine_4x4_w24.stats.reduce (rst, log2, values, valid_in, moments,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$54 ) begin end
     \$86  = valid_in;
     if (rst) begin
       \$86  = 1'h0;

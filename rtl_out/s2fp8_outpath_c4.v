@@ -6166,7 +6166,7 @@ module \s2fp8_outpath_c4.stats (beats__payload, clk, rst, result__payload, resul
   \s2fp8_outpath_c4.stats.max_log2  max_log2 (
     .clk(clk),
     .log2(\log2$35 ),
-    .\port$746$95 (running[125:95]),
+    .\port$1626$95 (running[125:95]),
     .rst(rst),
     .valid_in(\valid_in$29 ),
     .\valid_out$10 (result__valid)
@@ -7898,7 +7898,7 @@ module \s2fp8_outpath_c4.stats.log2_0.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_outpath_c4.stats.log2_0.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -7926,88 +7926,458 @@ module \s2fp8_outpath_c4.stats.log2_0.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.log2_0.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_outpath_c4.stats.log2_0.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8109,7 +8479,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_1.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -8150,7 +8520,7 @@ module \s2fp8_outpath_c4.stats.log2_1.interpolate (rst, lookup, valid_in, log2, 
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -8159,7 +8529,7 @@ module \s2fp8_outpath_c4.stats.log2_1.interpolate (rst, lookup, valid_in, log2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -8182,7 +8552,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_1.lookup$14 (operand, clk, rst, lookup, valid_out, valid_in);
-  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$35  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -9271,7 +9641,7 @@ module \s2fp8_outpath_c4.stats.log2_1.lookup$14 (operand, clk, rst, lookup, vali
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -9282,7 +9652,7 @@ module \s2fp8_outpath_c4.stats.log2_1.lookup$14 (operand, clk, rst, lookup, vali
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$35 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -9382,7 +9752,7 @@ module \s2fp8_outpath_c4.stats.log2_1.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_outpath_c4.stats.log2_1.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -9410,88 +9780,458 @@ module \s2fp8_outpath_c4.stats.log2_1.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.log2_1.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_outpath_c4.stats.log2_1.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9593,7 +10333,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_2.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$36  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -9634,7 +10374,7 @@ module \s2fp8_outpath_c4.stats.log2_2.interpolate (rst, lookup, valid_in, log2, 
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -9643,7 +10383,7 @@ module \s2fp8_outpath_c4.stats.log2_2.interpolate (rst, lookup, valid_in, log2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$36 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -9666,7 +10406,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_2.lookup$14 (operand, clk, rst, lookup, valid_out, valid_in);
-  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$37  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -10755,7 +11495,7 @@ module \s2fp8_outpath_c4.stats.log2_2.lookup$14 (operand, clk, rst, lookup, vali
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -10766,7 +11506,7 @@ module \s2fp8_outpath_c4.stats.log2_2.lookup$14 (operand, clk, rst, lookup, vali
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$37 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -10866,7 +11606,7 @@ module \s2fp8_outpath_c4.stats.log2_2.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_outpath_c4.stats.log2_2.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -10894,88 +11634,458 @@ module \s2fp8_outpath_c4.stats.log2_2.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.log2_2.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_outpath_c4.stats.log2_2.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11077,7 +12187,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_3.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$38  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -11118,7 +12228,7 @@ module \s2fp8_outpath_c4.stats.log2_3.interpolate (rst, lookup, valid_in, log2, 
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -11127,7 +12237,7 @@ module \s2fp8_outpath_c4.stats.log2_3.interpolate (rst, lookup, valid_in, log2, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$38 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -11150,7 +12260,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.log2_3.lookup$14 (operand, clk, rst, lookup, valid_out, valid_in);
-  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$39  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12239,7 +13349,7 @@ module \s2fp8_outpath_c4.stats.log2_3.lookup$14 (operand, clk, rst, lookup, vali
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -12250,7 +13360,7 @@ module \s2fp8_outpath_c4.stats.log2_3.lookup$14 (operand, clk, rst, lookup, vali
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$39 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
@@ -12350,7 +13460,7 @@ module \s2fp8_outpath_c4.stats.log2_3.lookup$14.unpack (unpacked, operand);
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_outpath_c4.stats.log2_3.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
   assign raw_sig = \$18 [23:0];
@@ -12378,92 +13488,462 @@ module \s2fp8_outpath_c4.stats.log2_3.lookup$14.unpack (unpacked, operand);
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.log2_3.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$43  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_outpath_c4.stats.log2_3.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.max_log2 (rst, \port$746$95 , valid_in, log2, \valid_out$10 , clk);
+module \s2fp8_outpath_c4.stats.max_log2 (rst, \port$1626$95 , valid_in, log2, \valid_out$10 , clk);
   input clk;
   wire clk;
   output [32:0] log2;
@@ -12491,8 +13971,8 @@ module \s2fp8_outpath_c4.stats.max_log2 (rst, \port$746$95 , valid_in, log2, \va
   wire [21:0] \lookup.segment.base ;
   wire [12:0] \lookup.segment.slope ;
   wire [12:0] \lookup.weight ;
-  input [30:0] \port$746$95 ;
-  wire [30:0] \port$746$95 ;
+  input [30:0] \port$1626$95 ;
+  wire [30:0] \port$1626$95 ;
   input rst;
   wire rst;
   input valid_in;
@@ -12522,23 +14002,23 @@ module \s2fp8_outpath_c4.stats.max_log2 (rst, \port$746$95 , valid_in, log2, \va
   \s2fp8_outpath_c4.stats.max_log2.lookup$14  \lookup$14  (
     .clk(clk),
     .lookup(lookup),
-    .\port$746$95 (\port$746$95 ),
+    .\port$1626$95 (\port$1626$95 ),
     .rst(rst),
     .valid_in(valid_in),
     .valid_out(\valid_in$6 )
   );
-  assign value = { 1'h0, \port$746$95  };
-  assign \value$1  = { 1'h0, \port$746$95  };
+  assign value = { 1'h0, \port$1626$95  };
+  assign \value$1  = { 1'h0, \port$1626$95  };
   assign \valid_in$3  = valid_in;
   assign \lookup$5  = lookup;
   assign valid_out = \valid_in$6 ;
   assign \log2$9  = log2;
   assign \valid_out$11  = \valid_out$10 ;
-  assign \value.frac  = \port$746$95 [22:0];
-  assign \value.exp  = \port$746$95 [30:23];
+  assign \value.frac  = \port$1626$95 [22:0];
+  assign \value.exp  = \port$1626$95 [30:23];
   assign \value.sign  = 1'h0;
-  assign \value$1.frac  = \port$746$95 [22:0];
-  assign \value$1.exp  = \port$746$95 [30:23];
+  assign \value$1.frac  = \port$1626$95 [22:0];
+  assign \value$1.exp  = \port$1626$95 [30:23];
   assign \value$1.sign  = 1'h0;
   assign \lookup.exponent  = lookup[8:0];
   assign \lookup.segment  = lookup[43:9];
@@ -12564,7 +14044,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.max_log2.interpolate (rst, lookup, valid_in, log2, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$40  = 0;
   wire [25:0] \$1 ;
   wire [25:0] \$2 ;
   wire [39:0] \$3 ;
@@ -12605,7 +14085,7 @@ module \s2fp8_outpath_c4.stats.max_log2.interpolate (rst, lookup, valid_in, log2
     valid_out <= \$8 ;
   assign \$1  = lookup[43:31] * lookup[56:44];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$7 [30:0] = \$6 [30:0];
     \$7 [31] = lookup[57];
     \$7 [32] = lookup[58];
@@ -12614,7 +14094,7 @@ module \s2fp8_outpath_c4.stats.max_log2.interpolate (rst, lookup, valid_in, log2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$8  = valid_in;
     if (rst) begin
       \$8  = 1'h0;
@@ -12636,8 +14116,8 @@ module \s2fp8_outpath_c4.stats.max_log2.interpolate (rst, lookup, valid_in, log2
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$746$95 , valid_in, lookup, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$45  = 0;
+module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$1626$95 , valid_in, lookup, valid_out, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -12660,8 +14140,8 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$746$95 , valid_in,
   wire [7:0] \operand.exp ;
   wire [22:0] \operand.frac ;
   wire \operand.sign ;
-  input [30:0] \port$746$95 ;
-  wire [30:0] \port$746$95 ;
+  input [30:0] \port$1626$95 ;
+  wire [30:0] \port$1626$95 ;
   wire [9:0] read__addr;
   wire [34:0] read__data;
   wire [21:0] \read__data.base ;
@@ -13723,11 +15203,11 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$746$95 , valid_in,
   assign \$1  = ~ unpacked[35];
   assign \$2  = unpacked[37] | unpacked[38];
   \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack  unpack (
-    .\port$746$95 (\port$746$95 ),
+    .\port$1626$95 (\port$1626$95 ),
     .unpacked(unpacked)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$6 [8:0] = unpacked[32:24];
     \$6 [43:9] = read__data;
     \$6 [56:44] = unpacked[12:0];
@@ -13738,20 +15218,20 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$746$95 , valid_in,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     \$7  = valid_in;
     if (rst) begin
       \$7  = 1'h0;
     end
   end
-  assign operand = { 1'h0, \port$746$95  };
-  assign value = { 1'h0, \port$746$95  };
+  assign operand = { 1'h0, \port$1626$95  };
+  assign value = { 1'h0, \port$1626$95  };
   assign read__addr = unpacked[22:13];
-  assign \operand.frac  = \port$746$95 [22:0];
-  assign \operand.exp  = \port$746$95 [30:23];
+  assign \operand.frac  = \port$1626$95 [22:0];
+  assign \operand.exp  = \port$1626$95 [30:23];
   assign \operand.sign  = 1'h0;
-  assign \value.frac  = \port$746$95 [22:0];
-  assign \value.exp  = \port$746$95 [30:23];
+  assign \value.frac  = \port$1626$95 [22:0];
+  assign \value.exp  = \port$1626$95 [30:23];
   assign \value.sign  = 1'h0;
   assign \unpacked.sig  = unpacked[23:0];
   assign \unpacked.exp  = unpacked[33:24];
@@ -13773,7 +15253,7 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14 (rst, \port$746$95 , valid_in,
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$746$95 );
+module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$1626$95 );
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -13802,8 +15282,8 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$746$95
   wire [7:0] \operand.exp ;
   wire [22:0] \operand.frac ;
   wire \operand.sign ;
-  input [30:0] \port$746$95 ;
-  wire [30:0] \port$746$95 ;
+  input [30:0] \port$1626$95 ;
+  wire [30:0] \port$1626$95 ;
   wire [9:0] raw_exp;
   wire [23:0] raw_sig;
   output [38:0] unpacked;
@@ -13817,33 +15297,33 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$746$95
   wire [23:0] \unpacked.sig ;
   wire \unpacked.sign ;
   wire [23:0] value;
-  assign \$1  = ! \port$746$95 [30:23];
-  assign \$2  = ! \port$746$95 [22:0];
+  assign \$1  = ! \port$1626$95 [30:23];
+  assign \$2  = ! \port$1626$95 [22:0];
   assign \$3  = \$1  & \$2 ;
-  assign \$4  = ! \port$746$95 [30:23];
-  assign \$5  = ! \port$746$95 [22:0];
+  assign \$4  = ! \port$1626$95 [30:23];
+  assign \$5  = ! \port$1626$95 [22:0];
   assign \$6  = ~ \$5 ;
   assign \$7  = \$4  & \$6 ;
-  assign \$8  = \port$746$95 [30:23] == 8'hff;
-  assign \$9  = ! \port$746$95 [22:0];
+  assign \$8  = \port$1626$95 [30:23] == 8'hff;
+  assign \$9  = ! \port$1626$95 [22:0];
   assign \$10  = \$8  & \$9 ;
-  assign \$11  = \port$746$95 [30:23] == 8'hff;
-  assign \$12  = ! \port$746$95 [22:0];
+  assign \$11  = \port$1626$95 [30:23] == 8'hff;
+  assign \$12  = ! \port$1626$95 [22:0];
   assign \$13  = ~ \$12 ;
   assign \$14  = \$11  & \$13 ;
-  assign \$15  = ! \port$746$95 [30:23];
+  assign \$15  = ! \port$1626$95 [30:23];
   assign \$16  = ~ \$15 ;
-  assign \$18  = { 9'h000, \port$746$95 [22:0] } | \$17 ;
-  assign \$19  = ! \port$746$95 [30:23];
-  assign \$20  = \$19  ? 8'h01 : \port$746$95 [30:23];
+  assign \$18  = { 9'h000, \port$1626$95 [22:0] } | \$17 ;
+  assign \$19  = ! \port$1626$95 [30:23];
+  assign \$20  = \$19  ? 8'h01 : \port$1626$95 [30:23];
   assign \$21  = \$20  - 7'h7f;
   assign \$22  = \$18 [23:0] << count;
   assign \$23  = $signed(\$21 ) - $signed({ 1'h0, count });
   \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack.lzc  lzc (
-    .count(count),
+    .\count$32 (count),
     .value(\$18 [23:0])
   );
-  assign operand = { 1'h0, \port$746$95  };
+  assign operand = { 1'h0, \port$1626$95  };
   assign raw_sig = \$18 [23:0];
   assign raw_exp = { \$21 [8], \$21  };
   assign value = \$18 [23:0];
@@ -13855,8 +15335,8 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$746$95
   assign \unpacked.cls.subnormal  = unpacked[36];
   assign \unpacked.cls.inf  = unpacked[37];
   assign \unpacked.cls.nan  = unpacked[38];
-  assign \operand.frac  = \port$746$95 [22:0];
-  assign \operand.exp  = \port$746$95 [30:23];
+  assign \operand.frac  = \port$1626$95 [22:0];
+  assign \operand.exp  = \port$1626$95 [30:23];
   assign \operand.sign  = 1'h0;
   assign unpacked[33:24] = \$23 [9:0];
   assign unpacked[23:0] = \$22 [23:0];
@@ -13869,93 +15349,463 @@ module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack (unpacked, \port$746$95
 endmodule
 
 (* generator = "Amaranth" *)
-module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack.lzc (count, value);
-  reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
-  output [4:0] count;
-  reg [4:0] count;
+module \s2fp8_outpath_c4.stats.max_log2.lookup$14.unpack.lzc (\count$32 , value);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire count;
+  wire \count$10 ;
+  wire \count$11 ;
+  wire \count$12 ;
+  wire \count$13 ;
+  wire \count$14 ;
+  wire \count$15 ;
+  wire \count$16 ;
+  wire [1:0] \count$17 ;
+  wire [1:0] \count$18 ;
+  wire [1:0] \count$19 ;
+  wire \count$2 ;
+  wire [1:0] \count$20 ;
+  wire [1:0] \count$21 ;
+  wire [1:0] \count$22 ;
+  wire [1:0] \count$23 ;
+  wire [1:0] \count$24 ;
+  wire [2:0] \count$25 ;
+  wire [2:0] \count$26 ;
+  wire [2:0] \count$27 ;
+  wire [2:0] \count$28 ;
+  wire [3:0] \count$29 ;
+  wire \count$3 ;
+  wire [3:0] \count$30 ;
+  wire [4:0] \count$31 ;
+  output [4:0] \count$32 ;
+  wire [4:0] \count$32 ;
+  wire \count$4 ;
+  wire \count$5 ;
+  wire \count$6 ;
+  wire \count$7 ;
+  wire \count$8 ;
+  wire \count$9 ;
   input [23:0] value;
   wire [23:0] value;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
-    count = 5'h18;
-    if (value[0]) begin
-      count = 5'h17;
-    end
-    if (value[1]) begin
-      count = 5'h16;
-    end
-    if (value[2]) begin
-      count = 5'h15;
-    end
-    if (value[3]) begin
-      count = 5'h14;
-    end
-    if (value[4]) begin
-      count = 5'h13;
-    end
-    if (value[5]) begin
-      count = 5'h12;
-    end
-    if (value[6]) begin
-      count = 5'h11;
-    end
-    if (value[7]) begin
-      count = 5'h10;
-    end
-    if (value[8]) begin
-      count = 5'h0f;
-    end
-    if (value[9]) begin
-      count = 5'h0e;
-    end
-    if (value[10]) begin
-      count = 5'h0d;
-    end
-    if (value[11]) begin
-      count = 5'h0c;
-    end
-    if (value[12]) begin
-      count = 5'h0b;
-    end
-    if (value[13]) begin
-      count = 5'h0a;
-    end
-    if (value[14]) begin
-      count = 5'h09;
-    end
-    if (value[15]) begin
-      count = 5'h08;
-    end
-    if (value[16]) begin
-      count = 5'h07;
-    end
-    if (value[17]) begin
-      count = 5'h06;
-    end
-    if (value[18]) begin
-      count = 5'h05;
-    end
-    if (value[19]) begin
-      count = 5'h04;
-    end
-    if (value[20]) begin
-      count = 5'h03;
-    end
-    if (value[21]) begin
-      count = 5'h02;
-    end
-    if (value[22]) begin
-      count = 5'h01;
-    end
-    if (value[23]) begin
-      count = 5'h00;
-    end
-  end
+  assign \$5  = ~ value[1];
+  assign \count$5  = value[1] ? 1'h0 : 1'h1;
+  assign \$6  = ~ value[3];
+  assign \count$6  = value[3] ? 1'h0 : 1'h1;
+  assign \$7  = ~ value[5];
+  assign \count$7  = value[5] ? 1'h0 : 1'h1;
+  assign \$8  = ~ value[7];
+  assign \count$8  = value[7] ? 1'h0 : 1'h1;
+  assign \$9  = ~ value[9];
+  assign \count$9  = value[9] ? 1'h0 : 1'h1;
+  assign \$10  = ~ value[11];
+  assign \count$10  = value[11] ? 1'h0 : 1'h1;
+  assign \$11  = ~ value[13];
+  assign \count$11  = value[13] ? 1'h0 : 1'h1;
+  assign \$12  = ~ value[15];
+  assign \count$12  = value[15] ? 1'h0 : 1'h1;
+  assign \$13  = ~ value[17];
+  assign \count$13  = value[17] ? 1'h0 : 1'h1;
+  assign \$14  = ~ value[19];
+  assign \count$14  = value[19] ? 1'h0 : 1'h1;
+  assign \$15  = ~ value[21];
+  assign \count$15  = value[21] ? 1'h0 : 1'h1;
+  assign \$16  = ~ value[23];
+  assign \count$16  = value[23] ? 1'h0 : 1'h1;
+  assign \$23  = ~ value[3];
+  assign \$24  = ~ value[2];
+  assign \$25  = \$23  & \$24 ;
+  assign \count$19  = \$25  ? { 1'h1, \count$5  } : { 1'h0, \count$6  };
+  assign \$26  = ~ value[7];
+  assign \$27  = ~ value[6];
+  assign \$28  = \$26  & \$27 ;
+  assign \count$20  = \$28  ? { 1'h1, \count$7  } : { 1'h0, \count$8  };
+  assign \$29  = ~ value[11];
+  assign \$30  = ~ value[10];
+  assign \$31  = \$29  & \$30 ;
+  assign \count$21  = \$31  ? { 1'h1, \count$9  } : { 1'h0, \count$10  };
+  assign \$32  = ~ value[15];
+  assign \$33  = ~ value[14];
+  assign \$34  = \$32  & \$33 ;
+  assign \count$22  = \$34  ? { 1'h1, \count$11  } : { 1'h0, \count$12  };
+  assign \$35  = ~ value[19];
+  assign \$36  = ~ value[18];
+  assign \$37  = \$35  & \$36 ;
+  assign \count$23  = \$37  ? { 1'h1, \count$13  } : { 1'h0, \count$14  };
+  assign \$38  = ~ value[23];
+  assign \$39  = ~ value[22];
+  assign \$40  = \$38  & \$39 ;
+  assign \count$24  = \$40  ? { 1'h1, \count$15  } : { 1'h0, \count$16  };
+  assign \$48  = ~ value[7];
+  assign \$49  = ~ value[6];
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ value[5];
+  assign \$52  = ~ value[4];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \count$26  = \$54  ? { 1'h1, \count$19  } : { 1'h0, \count$20  };
+  assign \$55  = ~ value[15];
+  assign \$56  = ~ value[14];
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ value[13];
+  assign \$59  = ~ value[12];
+  assign \$60  = \$58  & \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \count$27  = \$61  ? { 1'h1, \count$21  } : { 1'h0, \count$22  };
+  assign \$62  = ~ value[23];
+  assign \$63  = ~ value[22];
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = ~ value[21];
+  assign \$66  = ~ value[20];
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$64  & \$67 ;
+  assign \count$28  = \$68  ? { 1'h1, \count$23  } : { 1'h0, \count$24  };
+  assign \$69  = ~ value[7];
+  assign \$70  = ~ value[6];
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = ~ value[5];
+  assign \$73  = ~ value[4];
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$71  & \$74 ;
+  assign \$76  = ~ value[3];
+  assign \$77  = ~ value[2];
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = ~ value[1];
+  assign \$80  = ~ value[0];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = \$78  & \$81 ;
+  assign \$83  = \$75  & \$82 ;
+  assign \count$29  = \$83  ? 4'hf : { 1'h0, \count$26  };
+  assign \$84  = ~ value[23];
+  assign \$85  = ~ value[22];
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ value[21];
+  assign \$88  = ~ value[20];
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = ~ value[19];
+  assign \$92  = ~ value[18];
+  assign \$93  = \$91  & \$92 ;
+  assign \$94  = ~ value[17];
+  assign \$95  = ~ value[16];
+  assign \$96  = \$94  & \$95 ;
+  assign \$97  = \$93  & \$96 ;
+  assign \$98  = \$90  & \$97 ;
+  assign \count$30  = \$98  ? { 1'h1, \count$27  } : { 1'h0, \count$28  };
+  assign \$99  = ~ value[23];
+  assign \$100  = ~ value[22];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = ~ value[21];
+  assign \$103  = ~ value[20];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = \$101  & \$104 ;
+  assign \$106  = ~ value[19];
+  assign \$107  = ~ value[18];
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ value[17];
+  assign \$110  = ~ value[16];
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = \$108  & \$111 ;
+  assign \$113  = \$105  & \$112 ;
+  assign \$114  = ~ value[15];
+  assign \$115  = ~ value[14];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = ~ value[13];
+  assign \$118  = ~ value[12];
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$116  & \$119 ;
+  assign \$121  = ~ value[11];
+  assign \$122  = ~ value[10];
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = ~ value[9];
+  assign \$125  = ~ value[8];
+  assign \$126  = \$124  & \$125 ;
+  assign \$127  = \$123  & \$126 ;
+  assign \$128  = \$120  & \$127 ;
+  assign \$129  = \$113  & \$128 ;
+  assign \count$31  = \$129  ? { 1'h1, \count$29  } : { 1'h0, \count$30  };
+  assign \$130  = ~ value[23];
+  assign \$131  = ~ value[22];
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = ~ value[21];
+  assign \$134  = ~ value[20];
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$132  & \$135 ;
+  assign \$137  = ~ value[19];
+  assign \$138  = ~ value[18];
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = ~ value[17];
+  assign \$141  = ~ value[16];
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = \$136  & \$143 ;
+  assign \$145  = ~ value[15];
+  assign \$146  = ~ value[14];
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = ~ value[13];
+  assign \$149  = ~ value[12];
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$147  & \$150 ;
+  assign \$152  = ~ value[11];
+  assign \$153  = ~ value[10];
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = ~ value[9];
+  assign \$156  = ~ value[8];
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$154  & \$157 ;
+  assign \$159  = \$151  & \$158 ;
+  assign \$160  = \$144  & \$159 ;
+  assign \$161  = ~ value[7];
+  assign \$162  = ~ value[6];
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = ~ value[5];
+  assign \$165  = ~ value[4];
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ~ value[3];
+  assign \$169  = ~ value[2];
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = ~ value[1];
+  assign \$172  = ~ value[0];
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = \$167  & \$174 ;
+  assign \$192  = \$160  & \$191 ;
+  assign \count$32  = \$192  ? 5'h18 : \count$31 ;
+  assign \$1  = 1'h1;
+  assign count = 1'h1;
+  assign \$2  = 1'h1;
+  assign \count$2  = 1'h1;
+  assign \$3  = 1'h1;
+  assign \count$3  = 1'h1;
+  assign \$4  = 1'h1;
+  assign \count$4  = 1'h1;
+  assign \$17  = 1'h1;
+  assign \$18  = 1'h1;
+  assign \$19  = 1'h1;
+  assign \count$17  = 2'h3;
+  assign \$20  = 1'h1;
+  assign \$21  = 1'h1;
+  assign \$22  = 1'h1;
+  assign \count$18  = 2'h3;
+  assign \$41  = 1'h1;
+  assign \$42  = 1'h1;
+  assign \$43  = 1'h1;
+  assign \$44  = 1'h1;
+  assign \$45  = 1'h1;
+  assign \$46  = 1'h1;
+  assign \$47  = 1'h1;
+  assign \count$25  = 3'h7;
+  assign \$176  = 1'h1;
+  assign \$177  = 1'h1;
+  assign \$178  = 1'h1;
+  assign \$179  = 1'h1;
+  assign \$180  = 1'h1;
+  assign \$181  = 1'h1;
+  assign \$182  = 1'h1;
+  assign \$183  = 1'h1;
+  assign \$184  = 1'h1;
+  assign \$185  = 1'h1;
+  assign \$186  = 1'h1;
+  assign \$187  = 1'h1;
+  assign \$188  = 1'h1;
+  assign \$189  = 1'h1;
+  assign \$190  = 1'h1;
+  assign \$191  = \$175 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \s2fp8_outpath_c4.stats.reduce (rst, log2, values, valid_in, moments, valid_out, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$47  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$42  = 0;
   wire [1:0] \$1 ;
   wire [30:0] \$10 ;
   wire \$11 ;
@@ -14182,7 +16032,7 @@ module \s2fp8_outpath_c4.stats.reduce (rst, log2, values, valid_in, moments, val
   assign \$12  = log2[31] ? values[30:0] : 31'h00000000;
   assign \$13  = log2[64] ? values[62:32] : 31'h00000000;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$85 [31:0] = { 27'h0000000, \$4  };
     \$85 [94:32] = { \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8 [34], \$8  };
     \$85 [125:95] = \$44 ;
@@ -14193,7 +16043,7 @@ module \s2fp8_outpath_c4.stats.reduce (rst, log2, values, valid_in, moments, val
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$47 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$42 ) begin end
     \$86  = valid_in;
     if (rst) begin
       \$86  = 1'h0;
