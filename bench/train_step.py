@@ -6,7 +6,9 @@ with the GEMM operands in FP32, S2FP8, S2FP8-HW, E5M2 and E4M3. The formats are 
 in turn, round after round, so that a load change on the shared machine hits all of
 them; best and median of N rounds are printed, with the S2FP8 / FP32 ratio against the
 issue's target (< 2), the process's CPU time over the timed rounds and the load average
-before and after (the machine is shared). A report, not a test.
+before and after (the machine is shared). The row ``s2fp8/pysim`` times the same S2FP8
+round trip through pysim's own encode and decode (the quantizer before the compiled
+passes of pysim.accuracy.quantize), interleaved with the others. A report, not a test.
 """
 from __future__ import annotations
 
@@ -20,6 +22,14 @@ import torch.nn.functional as F
 
 from pysim.accuracy.quantize import MODES, QUANTIZERS
 from pysim.accuracy.train import TrainConfig, build_model, load_data
+from pysim.numerics import s2fp8
+
+#: the S2FP8 round trip through pysim's encode and decode, as a reference
+PYSIM_S2FP8 = "s2fp8/pysim"
+
+
+def quantize_through_pysim(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(s2fp8.decode(s2fp8.encode(x.detach().contiguous().numpy())))
 
 TARGET_S2FP8_RATIO = 2.0
 
@@ -34,10 +44,12 @@ def main(argv=None) -> int:
     config = TrainConfig()
     x_train, y_train, _, _ = load_data()
     x, y = x_train[:config.batch_size], y_train[:config.batch_size]
+    quantizers = dict(QUANTIZERS, **{PYSIM_S2FP8: quantize_through_pysim})
+    formats = MODES + (PYSIM_S2FP8,)
     steps = {}
-    for mode in MODES:
+    for mode in formats:
         torch.manual_seed(0)
-        model = build_model(config.model, QUANTIZERS.get(mode))
+        model = build_model(config.model, quantizers.get(mode))
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr,
                                     momentum=config.momentum,
                                     weight_decay=config.weight_decay)
@@ -48,7 +60,7 @@ def main(argv=None) -> int:
             optimizer.step()
         step()  # warm-up: allocations, kernel selection
         steps[mode] = step
-    times = {mode: [] for mode in MODES}
+    times = {mode: [] for mode in formats}
     load_before = os.getloadavg()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     for _ in range(args.repeats):
@@ -62,11 +74,11 @@ def main(argv=None) -> int:
           f"{args.repeats} rounds: {wall:.1f} s wall, {cpu:.1f} s CPU; load average "
           f"(1, 5, 15 min) {' '.join(f'{v:.2f}' for v in load_before)} before, "
           f"{' '.join(f'{v:.2f}' for v in load_after)} after")
-    print(f"{'format':9s} {'best ms':>9s} {'median ms':>10s} {'best / FP32':>12s}")
+    print(f"{'format':11s} {'best ms':>9s} {'median ms':>10s} {'best / FP32':>12s}")
     best_fp32 = min(times["fp32"])
-    for mode in MODES:
+    for mode in formats:
         best = min(times[mode])
-        print(f"{mode:9s} {1e3 * best:9.0f} {1e3 * statistics.median(times[mode]):10.0f} "
+        print(f"{mode:11s} {1e3 * best:9.0f} {1e3 * statistics.median(times[mode]):10.0f} "
               f"{best / best_fp32:12.2f}")
     ratio = min(times["s2fp8"]) / best_fp32
     verdict = "PASS" if ratio < TARGET_S2FP8_RATIO else "ABOVE"
