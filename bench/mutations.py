@@ -48,7 +48,7 @@ MUTATIONS = (
              "increment = pr.round & (pr.sticky | pr.sig[0])", "increment = pr.round",
              (_FP32, "-k", "test_round or fpmul_full")),
     Mutation("sticky: shifted-out bits dropped", "hw/fp32/align.py",
-             "al.small.eq(shifted | lost)", "al.small.eq(shifted)",
+             "aligned_small = shifted | lost", "aligned_small = shifted",
              (_FP32, "-k", "align or fpadd")),
     Mutation("sign: code sign not applied", "hw/decoder.py",
              "self.value.sign.eq(read.data.sign ^ code_sign)",
@@ -69,6 +69,20 @@ MUTATIONS = (
              "(since_last < self.tile_spacing) | (credits < rows)",
              "(since_last < self.tile_spacing)",
              (_ARRAY, "-k", "backpressure or credits")),
+    # the pipelined accumulator loop (docs/silicon.md, "Lifting the clock")
+    Mutation("interleave: MAC accepts a beat out of its slot's phase", "hw/mac.py",
+             "self.operands.ready.eq(~writing & turn)", "self.operands.ready.eq(~writing)",
+             ("tests/test_hw_mac.py", "-k", "sequences")),
+    Mutation("interleave: array accepts a beat out of its slot's phase", "hw/array.py",
+             "ready = ~writing & turn", "ready = ~writing",
+             (_ARRAY, "-k", "interleaved")),
+    Mutation("interleave: idle loop cycles add +0 instead of -0", "hw/mac.py",
+             "add.b.eq(Mux(valid, product, NEGATIVE_ZERO))", "add.b.eq(Mux(valid, product, 0))",
+             ("tests/test_hw_mac.py", "-k", "zero")),
+    Mutation("interleave: PE result taken one loop stage early", "hw/array.py",
+             'delay(m, ctl.valid & ctl.last, self._acc_stages - 1, "last_sum")',
+             'delay(m, ctl.valid & ctl.last, max(self._acc_stages - 2, 0), "last_sum")',
+             (_ARRAY, "-k", "interleaved")),
 )
 
 

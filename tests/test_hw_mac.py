@@ -120,6 +120,23 @@ def test_mac_sequences_match_golden(mant_bits, acc_stages):
     assert dut.latency == arch.mac_latency(acc_stages) == 1 + dut.mul_stages + acc_stages
 
 
+@pytest.mark.parametrize("acc_stages", [1, 3])
+def test_idle_loop_cycles_keep_a_negative_zero_sum(acc_stages):
+    """Sums that stay -0 (init -0, every product -0) across idle gaps: an accumulator loop
+    cycle without a product adds -0 (x + -0 == x), never +0 (-0 + +0 == +0)."""
+    rng = np.random.default_rng(acc_stages)
+    table_a, table_b = _tables(24, rng)
+    seqs, steps = 4 * acc_stages, 6
+    lengths = np.full(seqs, steps)
+    codes_a = np.zeros((seqs, steps), np.uint8)                  # +0
+    codes_b = rng.integers(0x81, 0x90, (seqs, steps), dtype=np.uint8)  # negative values
+    init = np.full(seqs, 0x80000000, np.uint32)                  # -0
+    got, _ = run_mac(24, table_a, table_b, codes_a, codes_b, init, lengths, rng, acc_stages)
+    assert golden.mac(table_a, table_b, codes_a, codes_b, init, lengths).tolist() \
+        == [0x80000000] * seqs
+    assert got.tolist() == [0x80000000] * seqs
+
+
 def test_operands_not_accepted_while_a_table_is_written():
     dut = S2FP8MAC()
     seen = []
