@@ -124,6 +124,12 @@ class S2FP8LayerEngine(wiring.Component):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"S2FP8LayerEngine: config must be a pysim.perf.arch.ArrayConfig, "
                             f"not {config!r}")
+        if config.interleave != 1:
+            # its controller counts result rows tile by tile; an interleaved array's padding
+            # tiles (tiler.padded_tiles) would enter the statistics: not modelled yet
+            raise ValueError(f"S2FP8LayerEngine: the layer engine drives the compact array "
+                             f"(acc_stages 1), not {config.name} (acc_stages "
+                             f"{config.acc_stages})")
         self._config = config
         self._buffer_rows = check_int(buffer_rows, "S2FP8LayerEngine: buffer_rows", minimum=1,
                                       maximum=MAX_BUFFER_ROWS, error=ValueError)

@@ -198,6 +198,8 @@ def test_engine_parameters_validated():
         S2FP8LayerEngine(config=(4, 4))
     with pytest.raises(ValueError, match="buffer_rows"):
         S2FP8LayerEngine(config=ArrayConfig(4, 4), buffer_rows=0)
+    with pytest.raises(ValueError, match="compact array .* not 4x4_w24_l6"):
+        S2FP8LayerEngine(config=ArrayConfig(4, 4, acc_stages=6))
     dut = S2FP8LayerEngine(config=ArrayConfig(2, 3), buffer_rows=12)
     assert (dut.lanes, dut.buffer_rows, dut.stats_latency, dut.read_latency) == (3, 12, 6, 8)
     assert dut.buffer_fits(6, 6) and not dut.buffer_fits(7, 6)     # 12 and 16 rows
