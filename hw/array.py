@@ -41,7 +41,6 @@ from amaranth import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signa
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.errors import ShapeError
 from pysim.numerics.formats import FP32, check_mant_bits
 from pysim.perf import arch
 from pysim.perf.arch import ArrayConfig
@@ -50,13 +49,13 @@ from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
 from .mac import accumulator_loop, slot_turn
-from .pipeline import delay
+from .pipeline import PipelineDepth, delay
 
 #: Control bits that travel with the A operand along a row.
 ControlLayout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 
 
-class ProcessingElement(wiring.Component):
+class ProcessingElement(PipelineDepth, wiring.Component):
     """One PE: multiply the passing a and b, accumulate, keep the tile's result.
 
     Ports: ``a_in``, ``b_in``, ``ctl_in`` (from the left / above); ``a_out``, ``b_out``,
@@ -76,23 +75,12 @@ class ProcessingElement(wiring.Component):
     def __init__(self, *, mant_bits: int = FP32.precision, acc_stages: int = 1,
                  mul_stages: int | None = None):
         self._mant_bits = check_mant_bits(mant_bits)
-        try:
-            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
-        except ShapeError as error:
-            raise ValueError(f"ProcessingElement: {error}") from None
+        self._set_depth("ProcessingElement", acc_stages, mul_stages)
         super().__init__()
 
     @property
     def mant_bits(self) -> int:
         return self._mant_bits
-
-    @property
-    def acc_stages(self) -> int:
-        return self._acc_stages
-
-    @property
-    def mul_stages(self) -> int:
-        return self._mul_stages
 
     def elaborate(self, platform):
         m = Module()

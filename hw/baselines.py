@@ -29,14 +29,13 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from pysim.errors import ShapeError
 from pysim.numerics.formats import BF16, E5M2, FP32, FloatFormat
 from pysim.perf import arch
 
 from .fp32 import FPAdd, FPMul
 from .layouts import FP32Layout, float_layout
 from .mac import ResultSignature, SequenceLayout, accumulator_loop, slot_turn
-from .pipeline import delay
+from .pipeline import PipelineDepth, delay
 
 #: name -> operand format of the baseline MACs ``s2fp8 synth`` compares against.
 BASELINE_FORMATS = {"fp32": FP32, "bf16": BF16, "e5m2": E5M2}
@@ -102,7 +101,7 @@ class WidenToFP32(wiring.Component):
         return m
 
 
-class BaselineMAC(wiring.Component):
+class BaselineMAC(PipelineDepth, wiring.Component):
     """Multiply-accumulate of ``fmt`` operands with the S2FP8 MAC's accumulator.
 
     Parameters (keyword-only):
@@ -118,10 +117,7 @@ class BaselineMAC(wiring.Component):
 
     def __init__(self, *, fmt: FloatFormat, acc_stages: int = 1, mul_stages: int | None = None):
         self._fmt = _check_format(fmt)
-        try:
-            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
-        except ShapeError as error:
-            raise ValueError(f"BaselineMAC: {error}") from None
+        self._set_depth("BaselineMAC", acc_stages, mul_stages)
         word = float_layout(fmt)
         self._operand_layout = data.StructLayout({"a": word, "b": word, "first": 1, "last": 1})
         super().__init__({
@@ -138,14 +134,6 @@ class BaselineMAC(wiring.Component):
     @property
     def operand_layout(self) -> data.StructLayout:
         return self._operand_layout
-
-    @property
-    def acc_stages(self) -> int:
-        return self._acc_stages
-
-    @property
-    def mul_stages(self) -> int:
-        return self._mul_stages
 
     @property
     def latency(self) -> int:

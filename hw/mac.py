@@ -46,12 +46,11 @@ from amaranth.lib.wiring import In, Out
 
 from pysim.perf import arch
 from pysim.numerics.formats import FP32, check_mant_bits
-from pysim.errors import ShapeError
 
 from .decoder import OperandDecoder, TableWriteSignature
 from .fp32 import FPAdd, FPMul
 from .layouts import CodeLayout, FP32Layout
-from .pipeline import delay
+from .pipeline import PipelineDepth, delay
 
 #: One beat of the operand stream.
 OperandLayout = data.StructLayout({
@@ -72,7 +71,7 @@ SequenceLayout = data.StructLayout({
 })
 
 
-class S2FP8MAC(wiring.Component):
+class S2FP8MAC(PipelineDepth, wiring.Component):
     """S2FP8 decode-multiply-accumulate unit.
 
     Parameters (keyword-only):
@@ -103,23 +102,12 @@ class S2FP8MAC(wiring.Component):
     def __init__(self, *, mant_bits: int = FP32.precision, acc_stages: int = 1,
                  mul_stages: int | None = None):
         self._mant_bits = check_mant_bits(mant_bits)
-        try:
-            self._acc_stages, self._mul_stages = arch.check_stages(acc_stages, mul_stages)
-        except ShapeError as error:
-            raise ValueError(f"S2FP8MAC: {error}") from None
+        self._set_depth("S2FP8MAC", acc_stages, mul_stages)
         super().__init__()
 
     @property
     def mant_bits(self) -> int:
         return self._mant_bits
-
-    @property
-    def acc_stages(self) -> int:
-        return self._acc_stages
-
-    @property
-    def mul_stages(self) -> int:
-        return self._mul_stages
 
     @property
     def latency(self) -> int:
