@@ -286,3 +286,26 @@ def test_cli_json_plot_and_bad_input(tmp_path, capsys):
     assert main(["synth", "--blocks", "nope"]) == 2
     assert main(["synth", "--flow", "asic"]) == 2
     assert "unknown 'asic'" in capsys.readouterr().err
+
+
+def test_overheads_pair_equal_depths_and_clock_gains():
+    """S2FP8 blocks are compared with the baselines of the same accumulator depth; each
+    pipelined block's Fmax gain is taken against its compact counterpart."""
+    from pysim.cli.synth import format_clock_gains
+
+    def entry(role, acc_stages, fmax, lut4, compact=None):
+        return {"role": role, "acc_stages": acc_stages, "compact": compact,
+                "ecp5": {"fmax_mhz": fmax, "lut4": lut4, "ff": 100 * acc_stages}}
+    blocks = {"s2fp8_mac_w24": entry("s2fp8", 1, 20.0, 1000),
+              "fp32_mac": entry("baseline", 1, 25.0, 800),
+              "s2fp8_mac_w24_l6": entry("s2fp8", 6, 70.0, 1100, compact="s2fp8_mac_w24"),
+              "fp32_mac_l6": entry("baseline", 6, 50.0, 880, compact="fp32_mac")}
+    table = synth.overheads(blocks)
+    same = {"ecp5.lut4": 25.0, "ecp5.ff": 0.0}
+    assert table == {"s2fp8_mac_w24": {"fp32_mac": {**same, "ecp5.fmax_mhz": -20.0}},
+                     "s2fp8_mac_w24_l6": {"fp32_mac_l6": {**same, "ecp5.fmax_mhz": 40.0}}}
+    gains = synth.clock_gains(blocks)
+    assert gains["s2fp8_mac_w24_l6"]["gain"] == 3.5 and gains["fp32_mac_l6"]["gain"] == 2.0
+    assert set(gains) == {"s2fp8_mac_w24_l6", "fp32_mac_l6"}
+    text = format_clock_gains(gains)
+    assert "20.0 -> 70.0" in text and "3.50x" in text
