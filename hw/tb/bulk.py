@@ -12,8 +12,9 @@ Two models (``build_harness(config, registered=...)``):
   run of its own, only the harness is compiled (a few seconds) and linked through that
   build's generated makefile; ``make --old-file`` marks the shared objects up to date, so
   this never rebuilds them under a cocotb run using the same directory;
-- ``registered=True``: :class:`RegisteredInputsArray`, its own Verilator build, ~1.65x
-  less CPU per cycle (measured on 4x4: 2.3 instead of 3.8 us).
+- ``registered=True``: :class:`RegisteredInputsArray`, its own Verilator build with the
+  PE kept a module (:data:`NO_INLINE_PE`): 2x less CPU per cycle on 8x8 (6.0 - 6.5
+  instead of 12.3 - 13 us; 4x4 with the PE inlined: 2.3 instead of 3.8 us).
 The binary is named by a hash of the harness source and its defines, next to the model.
 
 Per run: ``run_bulk(built, vectors)`` writes the stimulus as raw little-endian files into
