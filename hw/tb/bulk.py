@@ -302,7 +302,7 @@ class RegisteredInputsArray(wiring.Component):
         m.domains.array = ClockDomain("array", local=True)
         m.d.comb += ClockSignal("array").eq(ClockSignal("sync"))
         m.d.sync += ResetSignal("array").eq(ResetSignal("sync"))
-        m.submodules.array = array = DomainRenamer("array")(self._array)
+        m.submodules.array = DomainRenamer("array")(self._array)
         outer = {path: value for path, _, value in self.signature.flatten(self)}
         for path, member, inner in self._array.signature.flatten(self._array):
             if member.flow == In:
