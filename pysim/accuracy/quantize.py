@@ -44,10 +44,11 @@ work on 128 entries:
    ``s2fp8``: the same float64 estimate, each entry then checked (and if need be
    searched) with pysim's own :func:`~pysim.numerics.s2fp8.encode_with` on the entry
    and its float32 predecessor. Exact because pysim's code is nondecreasing in |x|:
-   consecutive float32 magnitudes differ by >= 8.6e-8 in log2, and the float64 log2,
-   scaling (alpha >= 0.054) and exp2 err by < 1e-12 there.
-3. Round-trip pass: per value the encoder's 7-step binary search of its magnitude bits
-   in the table (as the RTL does), then the decode table
+   consecutive float32 magnitudes differ by >= 8.6e-8 in log2 (alpha >= 0.054 times
+   that after scaling), while the float64 log2, scaling and exp2 err by less than 1e-6
+   of that gap.
+3. Round-trip pass: per value the code the encoder's 7-step binary search finds in the
+   table (the RTL's search), looked up per 1/16-binade bucket, then the decode table
    (:func:`~pysim.numerics.s2fp8.decode_table`) with the sign.
 
 :class:`QuantizedConv2d` and :class:`QuantizedLinear` are the paper's quantization points
