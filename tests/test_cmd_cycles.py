@@ -43,10 +43,31 @@ def test_builtin_model_totals_equal_breakdown(tmp_path, capsys):
     assert data["totals"]["cycles"] == cycles and data["totals"]["MACs"] == macs
     assert data["totals"]["gemms"] == len(gemms) == len(data["gemms"]) == 161
     assert sum(r["cycles"] for r in data["gemms"]) == cycles
-    assert data["array"] == {"rows": 32, "cols": 16, "mant_bits": 24}
+    assert data["array"] == {"rows": 32, "cols": 16, "mant_bits": 24, "acc_stages": 1}
     # all rows printed (header + 161 rows + totals)
     assert stdout.count(" forward ") + stdout.count(" dgrad ") + stdout.count(" wgrad ") == 161
     assert "TOTAL" in stdout and f"{cycles:,}" in stdout
+
+
+def test_pipelined_array_cycles(tmp_path, capsys):
+    """--acc-stages 6: the interleaved array's cycle model (padding tiles, spaced last
+    beats), every GEMM equal to the breakdown of ArrayConfig(R, C, acc_stages=6); memory
+    options refused with it (not modelled)."""
+    from pysim.perf.arch import ArrayConfig
+    data, stdout = run_json(tmp_path, capsys, "resnet50", "--rows", 16, "--cols", 16,
+                            "--acc-stages", 6, "-q")
+    gemms = training_step_gemms(build_model("resnet50"))
+    s = gemm_arrays(gemms)
+    b = breakdown(s.m, s.k, s.n, ArrayConfig(16, 16, acc_stages=6), count=s.count)
+    assert data["totals"]["cycles"] == int(b.total.sum())
+    assert data["array"]["acc_stages"] == 6 and "6-deep accumulator loop" in stdout
+    compact, _ = expected_totals(gemms, 16, 16)
+    assert compact < data["totals"]["cycles"] < 1.1 * compact    # a few % more cycles
+    assert main(["cycles", "resnet50", "--rows", "4", "--cols", "4", "--acc-stages", "6",
+                 "--dram-bw", "8"]) == 2
+    assert "not modelled" in capsys.readouterr().err
+    assert main(["cycles", "resnet50", "--rows", "4", "--cols", "4", "--acc-stages", "0"]) == 2
+    assert "--acc-stages: must be an integer in 1..6" in capsys.readouterr().err
 
 
 def test_bytes_and_utilization_columns(tmp_path, capsys):

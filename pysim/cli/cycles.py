@@ -41,6 +41,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mant-bits", "-W", default="24", metavar="W",
                         help="decoded-significand width of the array (1..24, default 24); "
                              "recorded in the report, the cycle count does not depend on it")
+    parser.add_argument("--acc-stages", "-L", default="1", metavar="L",
+                        help="accumulator loop depth of each PE (1..6, default 1: the compact "
+                             "array; 6: the pipelined array, 3.3-3.5x the clock, L tiles "
+                             "interleaved: docs/array.md)")
     parser.add_argument("--batch", metavar="N", default=None,
                         help="batch of SCALE-Sim conv rows and of a symbolic ONNX batch "
                              "dimension (default 1); refused for inputs with a fixed batch "
@@ -118,7 +122,7 @@ def warn_unsupported(prog: str, source: str, unsupported) -> None:
 
 
 def run(args) -> int:
-    from pysim.perf.arch import ARRAY_DIM_MAX, ARRAY_DIM_MIN
+    from pysim.perf.arch import ACC_STAGES, ARRAY_DIM_MAX, ARRAY_DIM_MIN
     from pysim.numerics.formats import MANT_BITS_MAX, MANT_BITS_MIN
     from pysim.workload.importers import load_input
     from pysim.workload.models import MODELS, build_model, training_step_gemms
@@ -128,6 +132,13 @@ def run(args) -> int:
     rows = parse_int_option("--rows", args.rows, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
     cols = parse_int_option("--cols", args.cols, ARRAY_DIM_MIN, ARRAY_DIM_MAX)
     mant_bits = parse_int_option("--mant-bits", args.mant_bits, MANT_BITS_MIN, MANT_BITS_MAX)
+    acc_stages = parse_int_option("--acc-stages", args.acc_stages, min(ACC_STAGES),
+                                  max(ACC_STAGES))
+    memory_requested = any(getattr(args, option) is not None for option in args.memory_options)
+    if acc_stages > 1 and memory_requested:
+        raise BadInput("--acc-stages: the memory model streams whole tiles to the compact "
+                       "array (acc_stages 1); an interleaved array with memory options is "
+                       "not modelled")
     batch = None if args.batch is None else parse_int_option("--batch", args.batch, 1)
     check_batch_applies(args.trace, batch)
     for option in ("csv", "json", "plot"):
@@ -154,9 +165,9 @@ def run(args) -> int:
     if not gemms:
         raise BadInput(f"{source}: no GEMM to run (every requested phase was dropped)")
 
-    report = cycle_report(gemms, rows, cols, mant_bits, source=source)
+    report = cycle_report(gemms, rows, cols, mant_bits, source=source, acc_stages=acc_stages)
     memory_text, memory_files = "", {}
-    if any(getattr(args, option) is not None for option in args.memory_options):
+    if memory_requested:
         from pysim.perf.memory import memory_cli_outputs
         memory_text, memory_files = memory_cli_outputs(args, gemms, source, rows, cols,
                                                        mant_bits)

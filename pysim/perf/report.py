@@ -28,6 +28,7 @@ import numpy as np
 
 from pysim.errors import ShapeError
 from pysim.numerics.formats import FP32, MANT_BITS_MAX, S2FP8_BASE
+from pysim.perf.arch import ArrayConfig
 from pysim.perf.cycles import CycleBreakdown, breakdown, utilization
 from pysim.perf.gemm import Gemm
 from pysim.perf.tiler import gemm_arrays
@@ -60,6 +61,8 @@ class CycleReport:
     utilization: np.ndarray
     s2fp8_bytes: np.ndarray
     fp32_bytes: np.ndarray
+    #: the accumulator loop depth L (``ArrayConfig.acc_stages``; 1: the compact array)
+    acc_stages: int = 1
 
     @property
     def total_cycles(self) -> int:
@@ -103,12 +106,14 @@ class CycleReport:
 
 
 def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = MANT_BITS_MAX,
-                 source: str = "") -> CycleReport:
-    """Cycles, utilization and bytes of every GEMM on an ``rows x cols`` array."""
+                 source: str = "", acc_stages: int = 1) -> CycleReport:
+    """Cycles, utilization and bytes of every GEMM on an ``rows x cols`` array (with an
+    ``acc_stages``-deep accumulator loop: L tiles interleaved, docs/array.md)."""
     gemms = list(gemms)
     shapes = gemm_arrays(gemms)
+    config = ArrayConfig(rows, cols, mant_bits, acc_stages)
     try:
-        cycles = breakdown(shapes.m, shapes.k, shapes.n, rows, cols, shapes.count)
+        cycles = breakdown(shapes.m, shapes.k, shapes.n, config, count=shapes.count)
     except ShapeError as error:   # a limit of the array (K's port width): name the layer
         if error.index is None or error.index >= len(gemms):
             raise
@@ -122,7 +127,7 @@ def cycle_report(gemms: list[Gemm], rows: int, cols: int, mant_bits: int = MANT_
     return CycleReport(source, rows, cols, mant_bits, gemms, shapes.m, shapes.k, shapes.n,
                        shapes.count, macs, cycles,
                        utilization(macs, cycles.total, rows, cols),
-                       s2fp8, elements * FP32_BYTES_PER_ELEMENT)
+                       s2fp8, elements * FP32_BYTES_PER_ELEMENT, config.acc_stages)
 
 
 # ------------------------------------------------------------------------- text
@@ -137,8 +142,10 @@ def _fmt_bytes(value: int) -> str:
 def format_table(report: CycleReport, quiet: bool = False) -> str:
     """The per-GEMM table (all rows) and a totals row; ``quiet``: totals only."""
     t = report.totals()
+    loop = (f", {report.acc_stages}-deep accumulator loop: {report.acc_stages} tiles "
+            f"interleaved" if report.acc_stages > 1 else "")
     head = (f"{report.source}: {t['gemms']} GEMMs on a {report.rows}x{report.cols} "
-            f"array (W={report.mant_bits})")
+            f"array (W={report.mant_bits}{loop})")
     lines = [head]
     width = max([len("layer"), len("TOTAL")] + [len(g.layer) for g in report.gemms])
     width = min(width, 48)
@@ -197,7 +204,7 @@ def to_json(report: CycleReport, unsupported=()) -> str:
     Each GEMM row is encoded by the C encoder instead."""
     data = {"format": "s2fp8-cycles", "version": 1, "source": report.source,
             "array": {"rows": report.rows, "cols": report.cols,
-                      "mant_bits": report.mant_bits},
+                      "mant_bits": report.mant_bits, "acc_stages": report.acc_stages},
             "totals": report.totals(), "gemms": report.rows_as_dicts(),
             "unsupported": [{"node": u[0], "op_type": u[1]} for u in unsupported]}
     fields = []
