@@ -67,7 +67,8 @@ import torch
 from numba import njit
 
 from pysim.numerics import outpath, s2fp8
-from pysim.numerics.formats import E4M3, E5M2, FP32, TABLE_ENTRIES
+from pysim.numerics.formats import (
+    E4M3, E5M2, FP32, S2FP8_TARGET_MAX_LOG2, S2FP8_TARGET_MEAN_LOG2, TABLE_ENTRIES)
 
 MODES = ("fp32", "s2fp8", "s2fp8-hw", "e5m2", "e4m3")
 LABELS = {"fp32": "FP32", "s2fp8": "S2FP8", "s2fp8-hw": "S2FP8-HW", "e5m2": "E5M2",
@@ -321,6 +322,8 @@ _U = 2.0 ** -53
 #: Bound on numpy's float64 log2 error per value, in ulps: numpy's accuracy tests hold
 #: it to 1 ulp (umath-validation-set-log2.csv, SIMD paths included); 4 is the margin.
 _LOG2_ULPS = 4
+#: max - mean of the encoded log2 magnitudes: alpha = _SPREAD / (m - mu) unless limited
+_SPREAD = S2FP8_TARGET_MAX_LOG2 - S2FP8_TARGET_MEAN_LOG2
 
 
 def _float_moments(bits: np.ndarray):
@@ -377,8 +380,8 @@ def _exact_alpha_beta(count, total_lo, total_hi, high_log2):
             or 0.0 in mus:
         return None
     if mus[0] < high_log2:
-        limited = [s2fp8.squeeze_limit(mu) < 15.0 / (high_log2 - mu) for mu in mus]
-        near = [abs(s2fp8.squeeze_limit(mu) * (high_log2 - mu) / 15.0 - 1) < 2.0 ** -40
+        limited = [s2fp8.squeeze_limit(mu) < _SPREAD / (high_log2 - mu) for mu in mus]
+        near = [abs(s2fp8.squeeze_limit(mu) * (high_log2 - mu) / _SPREAD - 1) < 2.0 ** -40
                 for mu in mus]
         if limited[0] != limited[1] or any(near):
             return None
@@ -421,7 +424,8 @@ def s2fp8_alpha_beta(x: torch.Tensor, bits: np.ndarray | None = None):
     return np.float32(alpha), np.float32(beta)
 
 
-#: Largest finite E5M2 magnitude code and the first unreachable one (pysim saturates).
+#: Largest finite E5M2 magnitude code (pysim saturates there) and the magnitude bits of
+#: the largest finite FP32 value.
 _MAX_CODE = outpath.MAX_FINITE_CODE
 _LARGEST_FINITE = FP32.inf_bits - 1
 
