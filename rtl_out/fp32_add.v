@@ -65,18 +65,18 @@ module fp32_add(b, valid_in, clk, rst, result, valid_out, a);
   input rst;
   wire rst;
   (* init = 1'h0 *)
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire valid_d1;
   (* src = "hw/fp32/fpadd.py:133" *)
   input valid_in;
   wire valid_in;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   output valid_out;
   reg valid_out = 1'h0;
   (* src = "hw/fp32/fpadd.py:140" *)
   always @(posedge clk)
     result <= \$1 ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   always @(posedge clk)
     valid_out <= \$2 ;
   (* src = "hw/fp32/fpadd.py:152" *)

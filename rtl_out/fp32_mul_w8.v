@@ -135,21 +135,21 @@ module fp32_mul_w8(b, valid_in, clk, rst, result, valid_out, a);
   (* src = "hw/fp32/multiply.py:43" *)
   wire \product.sticky ;
   (* init = 40'h0000000000 *)
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire [39:0] product_d1;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire [9:0] \product_d1.exp ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire [25:0] \product_d1.sig ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire \product_d1.sign ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire [1:0] \product_d1.special ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire \product_d1.special.inf ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire \product_d1.special.nan ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire \product_d1.sticky ;
   (* src = "hw/fp32/fpmul.py:78" *)
   output [31:0] result;
@@ -207,15 +207,15 @@ module fp32_mul_w8(b, valid_in, clk, rst, result, valid_out, a);
   wire [23:0] \unpacked.sig ;
   (* src = "hw/fp32/unpack.py:37" *)
   wire \unpacked.sign ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   reg valid_d1 = 1'h0;
   (* init = 1'h0 *)
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   wire valid_d2;
   (* src = "hw/fp32/fpmul.py:64" *)
   input valid_in;
   wire valid_in;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   output valid_out;
   reg valid_out = 1'h0;
   (* src = "hw/fp32/normalize.py:46" *)
@@ -234,13 +234,13 @@ module fp32_mul_w8(b, valid_in, clk, rst, result, valid_out, a);
   wire \wide.special.nan ;
   (* src = "hw/fp32/normalize.py:46" *)
   wire \wide.sticky ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   always @(posedge clk)
     valid_d1 <= \$3 ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   always @(posedge clk)
     valid_out <= \$4 ;
-  (* src = "hw/pipeline.py:9" *)
+  (* src = "hw/pipeline.py:12" *)
   always @(posedge clk)
     wide <= \$1 ;
   (* src = "hw/fp32/fpmul.py:78" *)
