@@ -170,6 +170,10 @@ BLOCKS: dict[str, Block] = {block.name: block for block in [
           "FP32 adder with output register (the accumulator's adder)", "part"),
     Block(f"s2fp8_array_4x4_w{_W}", _registered(f"s2fp8_array_4x4_w{_W}"),
           f"4x4 systolic array, W={_W}", "s2fp8", has_tables=True, hierarchical=True),
+    Block(f"s2fp8_array_4x4_w{_W}_l{_L}", _registered(f"s2fp8_array_4x4_w{_W}_l{_L}"),
+          f"4x4 systolic array, W={_W}, pipelined PEs ({_L}-deep accumulator loop)", "s2fp8",
+          has_tables=True, hierarchical=True, acc_stages=_L,
+          compact=f"s2fp8_array_4x4_w{_W}"),
 ]}
 #: what ``s2fp8 synth`` runs without ``--blocks``: the MACs, their parts, the output path
 #: and the baselines (the arrays take tens of minutes: ``python -m bench.synth``)
