@@ -21,8 +21,10 @@ held for the whole GEMM). Operands are decoded once, at the edges, and the decod
 values move one PE per cycle: a to the right along its row, b down its column, so
 PE(i, j) sees the pair of beat t at cycle t + arch.DECODE_LATENCY + i + j. The control bits
 (valid, first, last) travel with a. Each PE multiplies (FPMul) and accumulates into its
-own register (one combinational FPAdd, as in the MAC); the `last` product of a tile also
-loads the PE's result register.
+own loop (``hw.mac.accumulator_loop``, as in the MAC: one combinational FPAdd for the
+compact array; with ``ArrayConfig.acc_stages`` L > 1 an L-stage loop holding L tiles'
+sums, their beats interleaved: docs/array.md, "Interleaved accumulation"); the sum of a
+tile's `last` product also loads the PE's result register.
 
 Draining overlaps the next tile completely: results sit in per-PE result registers while
 the accumulators start on the next tile. Row i is read (all C values, one beat) the cycle

@@ -11,16 +11,16 @@ what the S2FP8 tables cost::
    └─────┬──────┘           (FP32 operands: the register only)
          ▼
    ┌───────────┐
-   │ FPMul (P) │   stages M1, M2: P x P significand multiply, P = the format's
-   └─────┬─────┘   precision (24 FP32, 8 BF16, 3 E5M2)                   (2 cycles)
+   │ FPMul (P) │   M stages: P x P significand multiply, P = the format's
+   └─────┬─────┘   precision (24 FP32, 8 BF16, 3 E5M2)          (M cycles, 2 compact)
          ▼
    ┌───────────┐  ┌─────┐
-   │   FPAdd   │◄─┤ acc │   stage A: one combinational FP32 add closes the loop (1 cycle)
-   └───────────┘  └─────┘
+   │   FPAdd   │◄─┤ acc │   the S2FP8 MAC's accumulator loop (``hw.mac.accumulator_loop``):
+   └───────────┘  └─────┘   one combinational FP32 add (L = 1), or L stages, L sums
 
-Same accumulator, same latency (``latency``), same FP32 result stream as the S2FP8 MAC;
-the operand stream has no back-pressure (there is no table to write), so its ``ready``
-is always high. ``BASELINE_FORMATS`` lists the three: FP32 operands (the "no 8-bit
+Same accumulator, same latency (``latency``), same FP32 result stream as the S2FP8 MAC
+of the same depth; the operand stream has no table to wait for, so its ``ready`` is
+always high in the compact unit (with L > 1, in each beat's slot phase). ``BASELINE_FORMATS`` lists the three: FP32 operands (the "no 8-bit
 format" reference), E5M2 (S2FP8's base format without the squeeze/shift, i.e. plain
 FP8) and BF16.
 """

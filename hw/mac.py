@@ -12,7 +12,7 @@
               ▼
         ┌───────────┐
         │ FPMul (W) │            M cycles: unpack | W x W significand product |
-        └─────┬─────┘            normalize | round (M = 2: compact; 3, 4: pipelined)
+        └─────┬─────┘            normalize | round (M = 2: compact; up to 6: pipelined)
               ▼
         ┌───────────┐  ┌─────┐
         │ FPAdd     │◄─┤ acc │   L cycles: the FP32 adder over L - 1 stages plus the
