@@ -1,6 +1,7 @@
 """SCALE-Sim CSV and ONNX importers: GEMM shapes, phases, unsupported ops, errors."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -259,6 +260,59 @@ def test_onnx_errors(tmp_path, capsys):
         import_file(path)
     assert main(["cycles", str(path), "--rows", "4", "--cols", "4"]) == 2
     assert "node 'mm'" in capsys.readouterr().err
+
+
+def _fc_onnx(path, batch_dim):
+    """x[batch_dim, 8] @ W[8, 4]: one Linear of M = the batch."""
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")],
+                              "fc", [_vi("x", [batch_dim, 8])], [_vi("y", None)],
+                              [_init("w", [8, 4])])
+    return _save(graph, path)
+
+
+def test_onnx_batch_refused_for_a_fixed_batch(tmp_path, capsys):
+    """issue 9: before, --batch 3 on a model whose batch is fixed at 1 was silently
+    ignored (exit 0, the batch-1 cycles)."""
+    path = _fc_onnx(tmp_path / "model.onnx", 1)
+    outputs = [tmp_path / "o.csv", tmp_path / "o.json"]
+    assert main(["cycles", str(path), "--rows", "4", "--cols", "4", "--batch", "3",
+                 "--csv", str(outputs[0]), "--json", str(outputs[1])]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"s2fp8 cycles: error: {path}: input 'x' has a fixed batch of 1; "
+                   f"--batch applies to a symbolic batch dimension (dim_param) only\n")
+    assert not any(out.exists() for out in outputs)
+    assert main(["trace", "import", str(path), "-o", str(outputs[1]), "--batch", "3"]) == 2
+    assert "input 'x' has a fixed batch of 1" in capsys.readouterr().err
+    assert not outputs[1].exists()
+    # --batch equal to the fixed batch ignores nothing: accepted, same GEMMs as without
+    assert import_file(path, batch=1).gemms() == import_file(path).gemms()
+    # every input whose fixed batch differs is named; a scalar input has no batch
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc"),
+         helper.make_node("MatMul", ["z", "w"], ["v"], name="fc2")], "fc2",
+        [_vi("x", [2, 8]), _vi("z", [5, 8]), _vi("s", [])], [_vi("y", None), _vi("v", None)],
+        [_init("w", [8, 4])])
+    two = _save(graph, tmp_path / "two.onnx")
+    with pytest.raises(TraceError, match=r"two\.onnx: inputs 'x', 'z' have fixed batches "
+                                         r"of 2, 5; --batch applies"):
+        import_file(two, batch=3)
+    with pytest.raises(TraceError, match=r"two\.onnx: input 'z' has a fixed batch of 5;"):
+        import_file(two, batch=2)
+
+
+def test_onnx_batch_applies_to_a_symbolic_batch(tmp_path, capsys):
+    """The same model with a dim_param batch: --batch sets M, and the cycles follow."""
+    path = _fc_onnx(tmp_path / "model.onnx", "N")
+    assert [(g.m, g.k, g.n) for g in import_file(path, batch=3).gemms()] == [(3, 8, 4)]
+    totals = {}
+    for batch in ("1", "8"):
+        out = tmp_path / f"b{batch}.json"
+        assert main(["cycles", str(path), "--rows", "4", "--cols", "4", "--batch", batch,
+                     "--json", str(out), "-q"]) == 0
+        totals[batch] = json.loads(out.read_text())["totals"]
+    capsys.readouterr()
+    assert (totals["1"]["MACs"], totals["8"]["MACs"]) == (1 * 8 * 4, 8 * 8 * 4)
+    assert totals["8"]["cycles"] > totals["1"]["cycles"]
 
 
 def test_trace_import_cli_onnx_warns_and_writes(conv_onnx, tmp_path, capsys):

@@ -48,7 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", metavar="N", default=None,
                         help="batch of SCALE-Sim conv rows and of a symbolic ONNX batch "
                              "dimension (default 1); refused for inputs with a fixed batch "
-                             "(built-in models, trace JSON, GEMM-form CSV)")
+                             "(built-in models, trace JSON, GEMM-form CSV, ONNX models "
+                             "without a symbolic batch unless N equals theirs)")
     parser.add_argument("--training", action="store_true",
                         help="for .csv/.onnx/.json inputs: forward + dgrad + wgrad of every "
                              "layer (built-in models always are a training step)")
@@ -97,7 +98,9 @@ def check_batch_applies(spec: str, batch: int | None) -> None:
     """``--batch`` sets the batch of SCALE-Sim conv rows and of a symbolic ONNX batch
     dimension; given for an input whose batch is fixed (a built-in model, a trace JSON)
     it would be silently ignored, so it is refused (a GEMM-form CSV is refused by
-    :func:`pysim.workload.importers.scalesim.import_scalesim`)."""
+    :func:`pysim.workload.importers.scalesim.import_scalesim`, an ONNX model without a
+    symbolic batch dimension by :func:`pysim.workload.importers.onnx_model.import_onnx`,
+    which reads the shapes)."""
     from pathlib import Path
 
     from pysim.workload.models import MODELS

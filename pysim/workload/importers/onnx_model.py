@@ -2,7 +2,9 @@
 
 The model's shapes are completed with ``onnx.shape_inference.infer_shapes`` after a
 symbolic (or missing) batch dimension of every graph input has been set to ``batch``
-(default 1); fixed batch dimensions are kept. Only the main graph is read; weights may
+(default 1); fixed batch dimensions are kept. A ``batch`` given for a model with no
+symbolic batch dimension would be ignored: it is refused, naming the input and its fixed
+batch, unless it equals that fixed batch. Only the main graph is read; weights may
 live in external data files (they are not loaded: only shapes matter).
 
 GEMM nodes and the layers they become (``pysim.workload.layers``):
@@ -77,17 +79,41 @@ def _dims(type_proto):
     return out
 
 
-def _set_batch(model, batch: int) -> None:
+def _set_batch(model, batch: int | None, display: str) -> None:
+    """Set the symbolic (``dim_param``) or missing first dimension of every graph input
+    to ``batch`` (default 1); a fixed first dimension (``dim_value``) is kept.
+
+    An explicit ``batch`` for a model without any symbolic batch dimension would change
+    nothing, so it is refused (``TraceError``) naming every input whose fixed batch
+    differs from it; one equal to every fixed batch is accepted (nothing is ignored).
+    """
     initializers = {t.name for t in model.graph.initializer}
+    symbolic, fixed = [], []
     for value in model.graph.input:
-        if value.name in initializers:
+        if value.name in initializers:  # older exporters list the weights as inputs too
             continue
-        tensor = value.type.tensor_type
-        if tensor.HasField("shape") and len(tensor.shape.dim) >= 1:
-            dim = tensor.shape.dim[0]
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                dim.Clear()
-                dim.dim_value = batch
+        dims = _dims(value.type)
+        if not dims:  # unknown rank, or a scalar: no batch dimension
+            continue
+        if is_int(dims[0]) and dims[0] > 0:
+            fixed.append((value.name, dims[0]))
+        else:
+            symbolic.append(value.type.tensor_type.shape.dim[0])
+    if batch is not None and not symbolic:
+        only = "--batch applies to a symbolic batch dimension (dim_param) only"
+        differ = [(name, size) for name, size in fixed if size != batch]
+        if not fixed:
+            raise TraceError(f"{display}: no graph input has a batch dimension; {only}")
+        if len(differ) == 1:
+            (name, size), = differ
+            raise TraceError(f"{display}: input {name!r} has a fixed batch of {size}; {only}")
+        if differ:
+            raise TraceError(f"{display}: inputs {', '.join(repr(n) for n, _ in differ)} "
+                             f"have fixed batches of {', '.join(str(s) for _, s in differ)}; "
+                             f"{only}")
+    for dim in symbolic:
+        dim.Clear()
+        dim.dim_value = 1 if batch is None else batch
 
 
 def import_onnx(path, batch: int | None = None, training: bool = False) -> Trace:
@@ -99,8 +125,6 @@ def import_onnx(path, batch: int | None = None, training: bool = False) -> Trace
     display = str(path)
     if not path.is_file():
         raise TraceError(f"{display}: no such file")
-    if batch is None:
-        batch = 1
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:
@@ -109,7 +133,7 @@ def import_onnx(path, batch: int | None = None, training: bool = False) -> Trace
                          ) from None
     if model.ir_version <= 0 or not model.graph.node:
         raise TraceError(f"{display}: not a valid ONNX model (no IR version or no nodes)")
-    _set_batch(model, batch)
+    _set_batch(model, batch, display)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception as error:
