@@ -41,8 +41,9 @@ class ImportCommand:
                             help="trace JSON to write (atomically)")
         parser.add_argument("--batch", metavar="N", default=None,
                             help="batch of SCALE-Sim conv rows and of a symbolic ONNX "
-                                 "batch dimension (default 1); refused for a trace JSON "
-                                 "or a GEMM-form CSV (their batch is fixed)")
+                                 "batch dimension (default 1); refused for a trace JSON, "
+                                 "a GEMM-form CSV or an ONNX model without a symbolic "
+                                 "batch (their batch is fixed)")
         parser.add_argument("--training", action="store_true",
                             help="forward + dgrad + wgrad of every layer (default: "
                                  "forward only); the first layer has no dgrad")
