@@ -17,7 +17,9 @@ import pysim.accuracy.quantize as quantize  # noqa: E402
 from pysim.accuracy.quantize import (  # noqa: E402
     QUANTIZERS, GradientFlushCounter, NonFiniteTensor, QuantizedConv2d, QuantizedLinear,
     quantize_e4m3, quantize_e5m2, quantize_s2fp8, quantize_s2fp8_hw)
-from pysim.accuracy.train import TrainConfig, load_data, train_run  # noqa: E402
+import pysim.accuracy.train as train  # noqa: E402
+from pysim.accuracy.train import (  # noqa: E402
+    TrainConfig, load_data, marked_token_data, train_run)
 from pysim.cli import main  # noqa: E402
 from pysim.numerics import outpath, s2fp8  # noqa: E402
 from pysim.numerics.formats import E4M3, E5M2  # noqa: E402
@@ -310,6 +312,58 @@ def test_cli_smoke_every_mode(tmp_path, capsys):
     assert set(runs[1]["grad_flushed"]) >= {"conv1", "fc"}
     assert runs[2]["label"] == "S2FP8-HW" and set(runs[2]["grad_flushed"]) >= {"conv1", "fc"}
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_marked_token_data():
+    """One marker per sequence, the label is the marked token, same data every call."""
+    x, y, x_test, y_test = marked_token_data()
+    assert x.shape == (train.SEQ_TRAIN, train.SEQ_LEN, train.SEQ_VOCAB + 1)
+    assert x_test.shape[0] == len(y_test) == train.SEQ_TEST
+    assert torch.equal(x[:, :, :-1].sum(dim=2), torch.ones(x.shape[:2]))
+    assert torch.equal(x[:, :, -1].sum(dim=1), torch.ones(len(x)))
+    marked = x[:, :, -1].argmax(dim=1)
+    assert torch.equal(x[torch.arange(len(x)), marked, :-1].argmax(dim=1), y)
+    assert torch.equal(marked_token_data(100)[1], y[:100])
+
+
+def test_transformer_has_no_unquantized_gemm():
+    """Every Linear of the Transformer is a QuantizedLinear with the run's quantizer, no
+    other GEMM module (conv, embedding, torch's attention) exists, and one backward pass
+    sends a nonzero gradient through every layer's quantizer (none bypassed)."""
+    torch.manual_seed(0)
+    counter = GradientFlushCounter()
+    model = train.build_model("transformer", quantize_e5m2, counter)
+    linears = {name: m for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear)}
+    assert len(linears) == 2 + 6 * len(model.blocks)
+    assert all(isinstance(m, QuantizedLinear) and m.quantize is quantize_e5m2
+               for m in linears.values())
+    assert not any(isinstance(m, (torch.nn.Conv2d, torch.nn.Embedding,
+                                  torch.nn.MultiheadAttention, torch.nn.Bilinear))
+                   for m in model.modules())
+    assert list(counter.nonzero) == [m.name for m in linears.values()]
+    x, y, _, _ = marked_token_data(8)
+    # a loss scale keeps the test's gradients above E5M2's underflow
+    (1024 * torch.nn.functional.cross_entropy(model(x), y)).backward()
+    assert all(n > 0 for n in counter.nonzero.values()), counter.nonzero
+
+
+def test_cli_transformer_smoke(tmp_path, capsys):
+    """1 epoch of the Transformer on 256 sequences in FP32 and S2FP8."""
+    out_json = tmp_path / "runs.json"
+    assert main(["train", "--model", "transformer", "--modes", "fp32,s2fp8", "--epochs",
+                 "1", "--seeds", "0", "--train-subset", "256", "--quiet", "--json",
+                 str(out_json)]) == 0
+    assert "transformer on marked-token sequences" in capsys.readouterr().out
+    document = json.loads(out_json.read_text())
+    runs = document["runs"]
+    assert document["model"] == "transformer"
+    assert [r["mode"] for r in runs] == ["fp32", "s2fp8"]
+    for r in runs:
+        assert r["steps"] == 1 and 0 <= r["test_accuracy"] <= 100
+        assert math.isfinite(r["final_train_loss"]) and r["final_train_loss"] > 0
+    assert runs[0]["grad_flushed"] == {}
+    assert list(runs[1]["grad_flushed"])[::13] == ["embed", "head"]
 
 
 @pytest.mark.parametrize("argv, message", [

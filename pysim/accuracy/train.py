@@ -24,7 +24,10 @@ from pysim.accuracy.quantize import (
     LABELS, MODES, QUANTIZERS, GradientFlushCounter, NonFiniteTensor, QuantizedConv2d,
     QuantizedLinear)
 
-MODELS = ("resnet8", "mlp")
+MODELS = ("resnet8", "mlp", "transformer")
+#: each model's task, as the reports name it
+DATASETS = {"resnet8": "load_digits", "mlp": "load_digits",
+            "transformer": "marked-token sequences"}
 #: The fixed stratified split of load_digits' 1797 images: 1437 train, 360 test.
 TEST_FRACTION, SPLIT_SEED = 0.2, 0
 
@@ -93,9 +96,14 @@ class RunResult:
 
 # --------------------------------------------------------------------------- data
 
-def load_data(train_subset: int | None = None):
-    """(x_train, y_train, x_test, y_test) as torch tensors: images (N, 1, 8, 8) float32,
-    standardized with the training set's mean and std; labels int64."""
+def load_data(train_subset: int | None = None, model: str = "resnet8"):
+    """(x_train, y_train, x_test, y_test) of ``model``'s task as torch tensors.
+
+    ``resnet8`` and ``mlp``: load_digits, images (N, 1, 8, 8) float32 standardized with the
+    training set's mean and std. ``transformer``: :func:`marked_token_data`. Labels int64.
+    """
+    if model == "transformer":
+        return marked_token_data(train_subset)
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -112,6 +120,35 @@ def load_data(train_subset: int | None = None):
         return torch.from_numpy(((x - mean) / std)[:, None].astype(np.float32))
     return (tensor(x_train), torch.from_numpy(y_train.astype(np.int64)),
             tensor(x_test), torch.from_numpy(y_test.astype(np.int64)))
+
+
+#: The generated sequence task of the ``transformer`` model (see marked_token_data).
+SEQ_VOCAB, SEQ_LEN, SEQ_TRAIN, SEQ_TEST, SEQ_DATA_SEED = 10, 32, 4096, 1024, 0
+
+
+def marked_token_data(train_subset: int | None = None):
+    """The marked-token task, generated (no download), fixed seed: each sequence holds
+    SEQ_LEN tokens drawn uniformly from SEQ_VOCAB, one position (uniform) carries a marker;
+    the label is the marked token. Input (N, SEQ_LEN, SEQ_VOCAB + 1) float32: the token's
+    one-hot and the marker bit, so the first layer (the embedding) is a GEMM too.
+
+    Why this task: the label is not a linear function of the mean-pooled features of an
+    untrained network (the marker adds the same vector whatever the token), so the
+    per-token layers must learn to pick the marked token out, and their gradients are
+    the small ones (divided by the batch and by the SEQ_LEN pooled positions)."""
+    rng = np.random.default_rng(SEQ_DATA_SEED)
+    total = SEQ_TRAIN + SEQ_TEST
+    tokens = rng.integers(0, SEQ_VOCAB, size=(total, SEQ_LEN))
+    marked = rng.integers(0, SEQ_LEN, size=total)
+    x = np.zeros((total, SEQ_LEN, SEQ_VOCAB + 1), dtype=np.float32)
+    np.put_along_axis(x, tokens[:, :, None], 1.0, axis=2)
+    x[np.arange(total), marked, SEQ_VOCAB] = 1.0
+    y = tokens[np.arange(total), marked].astype(np.int64)
+    x_train, y_train = x[:SEQ_TRAIN], y[:SEQ_TRAIN]
+    if train_subset is not None:
+        x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    return (torch.from_numpy(x_train), torch.from_numpy(y_train),
+            torch.from_numpy(x[SEQ_TRAIN:]), torch.from_numpy(y[SEQ_TRAIN:]))
 
 
 # -------------------------------------------------------------------------- models
@@ -179,8 +216,69 @@ class MLP(torch.nn.Module):
         return out
 
 
+def _per_token(layer: QuantizedLinear, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` on every token of ``x`` (..., features): one (tokens x features) GEMM,
+    the shape QuantizedLinear's backward (dgrad, wgrad) is written for."""
+    return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], layer.out_features)
+
+
+class TransformerBlock(torch.nn.Module):
+    """Pre-LayerNorm block: x + attention(LN(x)), then x + MLP(LN(x)). The Q, K, V, output
+    and both MLP projections are QuantizedLinear; LayerNorm, the softmax, the score and
+    value products (Q K^T, P V) and the residual adds stay FP32."""
+
+    def __init__(self, width, heads, hidden, make_linear, name):
+        super().__init__()
+        self.heads = heads
+        self.norm_attention = torch.nn.LayerNorm(width)
+        self.query = make_linear(width, width, f"{name}.q")
+        self.key = make_linear(width, width, f"{name}.k")
+        self.value = make_linear(width, width, f"{name}.v")
+        self.output = make_linear(width, width, f"{name}.o")
+        self.norm_mlp = torch.nn.LayerNorm(width)
+        self.mlp_in = make_linear(width, hidden, f"{name}.mlp1")
+        self.mlp_out = make_linear(hidden, width, f"{name}.mlp2")
+
+    def forward(self, x):
+        batch, length, width = x.shape
+        h = self.norm_attention(x)
+
+        def split(t):  # (batch, length, width) -> (batch, heads, length, head width)
+            return t.reshape(batch, length, self.heads, -1).transpose(1, 2)
+        q, k, v = (split(_per_token(p, h)) for p in (self.query, self.key, self.value))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        mixed = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, length, width)
+        x = x + _per_token(self.output, mixed)
+        return x + _per_token(self.mlp_out, F.relu(_per_token(self.mlp_in, self.norm_mlp(x))))
+
+
+class Transformer(torch.nn.Module):
+    """For the marked-token task: embedding Linear (SEQ_VOCAB + 1 -> width) plus a learned
+    position embedding, ``depth`` pre-LN blocks, final LayerNorm, mean pool over the
+    SEQ_LEN positions, Linear width -> classes. Every Linear is a QuantizedLinear."""
+
+    def __init__(self, quantize=None, counter=None, classes=SEQ_VOCAB, width=32, heads=2,
+                 hidden=64, depth=2):
+        super().__init__()
+
+        def make_linear(cin, cout, name):
+            return QuantizedLinear(cin, cout, quantize=quantize, counter=counter, name=name)
+        self.embed = make_linear(SEQ_VOCAB + 1, width, "embed")
+        self.position = torch.nn.Parameter(0.02 * torch.randn(SEQ_LEN, width))
+        self.blocks = torch.nn.Sequential(*[
+            TransformerBlock(width, heads, hidden, make_linear, f"block{i + 1}")
+            for i in range(depth)])
+        self.norm = torch.nn.LayerNorm(width)
+        self.head = make_linear(width, classes, "head")
+
+    def forward(self, x):
+        out = self.blocks(_per_token(self.embed, x) + self.position)
+        return self.head(self.norm(out).mean(dim=1))
+
+
 def build_model(name: str, quantize=None, counter=None) -> torch.nn.Module:
-    return {"resnet8": ResNet8, "mlp": MLP}[name](quantize=quantize, counter=counter)
+    return {"resnet8": ResNet8, "mlp": MLP, "transformer": Transformer}[name](
+        quantize=quantize, counter=counter)
 
 
 # -------------------------------------------------------------------------- training
@@ -209,7 +307,7 @@ def train_run(config: TrainConfig, data=None, progress=None) -> RunResult:
     torch.set_num_threads(config.threads)
     try:
         if data is None:
-            data = load_data(config.train_subset)
+            data = load_data(config.train_subset, config.model)
         x_train, y_train, x_test, y_test = data
         torch.manual_seed(config.seed)
         shuffle = torch.Generator().manual_seed(config.seed)

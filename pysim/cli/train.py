@@ -31,6 +31,10 @@ path), E5M2, E4M3 and E5M2 with loss scale {DEFAULT_LOSS_SCALE}. Forward, the
 weights and activations of every conv and Linear are quantized; backward, the incoming
 gradient; the rest (accumulation, master weights, BatchNorm) stays FP32.
 
+--model transformer: a 2-block Transformer (width 32) on a generated marked-token
+sequence task, same optimizer settings; every Linear (embedding, Q/K/V/output, MLP,
+head) quantized, softmax, LayerNorm and the Q K^T, P V products FP32 (docs/training.md).
+
 exit codes:
   0  ok
   1  internal error
@@ -56,9 +60,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", default=str(DEFAULT_EPOCHS), metavar="N",
                         help=f"training epochs (default {DEFAULT_EPOCHS})")
     parser.add_argument("--model", default="resnet8", metavar="MODEL",
-                        help="resnet8 or mlp (default resnet8)")
+                        help="resnet8 or mlp (load_digits), or transformer (a generated "
+                             "marked-token sequence task) (default resnet8)")
     parser.add_argument("--train-subset", metavar="N",
-                        help="train on the first N training images only (quick looks)")
+                        help="train on the first N training images (sequences) only "
+                             "(quick looks)")
     parser.add_argument("--json", metavar="FILE", help="write every run as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the loss and test-accuracy curves as a PNG")
@@ -121,7 +127,7 @@ def run(args) -> int:
         raise BadInput(f"s2fp8 train needs torch and scikit-learn ({error.name} is missing): "
                        f"{INSTALL}") from None
     from pysim.accuracy.train import (
-        MODELS, TrainConfig, format_table, load_data, to_png, train_run)
+        DATASETS, MODELS, TrainConfig, format_table, load_data, to_png, train_run)
 
     modes = parse_modes(args.modes)
     seeds = parse_seeds(args.seeds)
@@ -135,7 +141,7 @@ def run(args) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise BadInput(f"--plot: the output must be a .png file, got {args.plot!r}")
 
-    data = load_data(subset)
+    data = load_data(subset, args.model)
     plan = run_plan(modes, seeds, loss_scale)
     runs = []
     start = time.perf_counter()
@@ -163,7 +169,7 @@ def run(args) -> int:
         print(f"{config.label} seed {seed}: {outcome}, {1e3 * result.step_seconds:.0f} "
               f"ms/step, {result.seconds:.0f} s", flush=True)
 
-    title = (f"{args.model} on load_digits, {epochs} epochs, seeds "
+    title = (f"{args.model} on {DATASETS[args.model]}, {epochs} epochs, seeds "
              f"{', '.join(map(str, seeds))}")
     outputs = {}
     if args.json:
