@@ -6,7 +6,9 @@ ResNet-8 on scikit-learn's bundled ``load_digits`` (8x8 images, no download), tr
 with the quantizers of :mod:`pysim.accuracy.quantize` at the paper's quantization points
 (forward: weights and activations of every conv and Linear, first and last layer
 included; backward: the incoming gradient, quantized once for dgrad and wgrad). Master
-weights, optimizer, BatchNorm, biases and residual adds stay FP32. See docs/training.md.
+weights, optimizer, BatchNorm, biases and residual adds stay FP32. A second model,
+``transformer``, echoes the paper's Transformer row on a generated sequence task
+(:func:`marked_token_data`). See docs/training.md.
 
 Import this module only where torch is installed (``pysim.cli.train`` checks first).
 """
