@@ -602,7 +602,17 @@ class _QuantizedLinear(torch.autograd.Function):
         return dgrad, wgrad, None, None, None
 
 
-class QuantizedConv2d(torch.nn.Conv2d):
+class _QuantizationPoint:
+    """What a quantized layer keeps: its ``quantize`` function (None: plain FP32), the
+    gradient-flush ``counter`` and the ``name`` it records under (registered once)."""
+
+    def _set_quantization(self, quantize, counter, name) -> None:
+        self.quantize, self.counter, self.name = quantize, counter, name
+        if counter is not None and quantize is not None:
+            counter.register(name)
+
+
+class QuantizedConv2d(_QuantizationPoint, torch.nn.Conv2d):
     """A stride-1, bias-free 3x3 (or k x k) convolution whose GEMM operands go through
     ``quantize`` (None: plain FP32). ``counter`` records gradient flushes under ``name``."""
 
@@ -610,9 +620,7 @@ class QuantizedConv2d(torch.nn.Conv2d):
                  counter=None, name="conv"):
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                          bias=False)
-        self.quantize, self.counter, self.name = quantize, counter, name
-        if counter is not None and quantize is not None:
-            counter.register(name)
+        self._set_quantization(quantize, counter, name)
 
     def forward(self, x):
         if self.quantize is None:
@@ -621,15 +629,13 @@ class QuantizedConv2d(torch.nn.Conv2d):
                                     self.counter, self.name)
 
 
-class QuantizedLinear(torch.nn.Linear):
+class QuantizedLinear(_QuantizationPoint, torch.nn.Linear):
     """A Linear layer whose GEMM operands go through ``quantize``; the bias is added in FP32."""
 
     def __init__(self, in_features, out_features, *, quantize=None, counter=None,
                  name="fc"):
         super().__init__(in_features, out_features)
-        self.quantize, self.counter, self.name = quantize, counter, name
-        if counter is not None and quantize is not None:
-            counter.register(name)
+        self._set_quantization(quantize, counter, name)
 
     def forward(self, x):
         if self.quantize is None:
