@@ -563,6 +563,16 @@ class GradientFlushCounter:
                 for layer, n in self.nonzero.items()}
 
 
+def _saved_operands_and_gradient(ctx, grad):
+    """The backward rule of both quantized GEMMs: the saved quantized operands, and the
+    incoming gradient quantized once (used by dgrad and wgrad), its flushes counted."""
+    qx, qw = ctx.saved_tensors
+    qgrad = ctx.quantize(grad)
+    if ctx.counter is not None:
+        ctx.counter.add(ctx.name, grad, qgrad)
+    return qx, qw, qgrad
+
+
 class _QuantizedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, quantize, padding, counter, name):
@@ -573,10 +583,7 @@ class _QuantizedConv(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        qx, qw = ctx.saved_tensors
-        qgrad = ctx.quantize(grad)
-        if ctx.counter is not None:
-            ctx.counter.add(ctx.name, grad, qgrad)
+        qx, qw, qgrad = _saved_operands_and_gradient(ctx, grad)
         dgrad, wgrad, _ = torch.ops.aten.convolution_backward(
             qgrad, qx, qw, None, [1, 1], [ctx.padding] * 2, [1, 1], False, [0, 0], 1,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
@@ -593,10 +600,7 @@ class _QuantizedLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        qx, qw = ctx.saved_tensors
-        qgrad = ctx.quantize(grad)
-        if ctx.counter is not None:
-            ctx.counter.add(ctx.name, grad, qgrad)
+        qx, qw, qgrad = _saved_operands_and_gradient(ctx, grad)
         dgrad = qgrad @ qw if ctx.needs_input_grad[0] else None
         wgrad = qgrad.t() @ qx if ctx.needs_input_grad[1] else None
         return dgrad, wgrad, None, None, None
